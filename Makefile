@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make demo` (the phantom demo) and `make test` (the test suite).
+# Both create .venv if it is missing and install the workbook into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install lint notebooks clean-artifacts
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m cxr_helpers demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check cxr_helpers tests benchmarks
+
+# Re-pair notebooks with their py:percent twins after editing the .py files.
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.py
+
+clean-artifacts:
+	rm -rf artifacts data/phantom

@@ -1,0 +1,187 @@
+"""One source of settings: environment variables over profile defaults, as one dataclass.
+
+Profiles:
+- ``mimic``: the paper's settings (224 px, lr 1e-5, batch 32, 10 epochs, 10,850 studies,
+  ImageNet ResNet-18, CXR-BERT from the hub).
+- ``phantom`` (default): the same code on the synthetic dataset, sized so ``make demo`` runs
+  all notebooks in minutes on a laptop CPU, with no pretrained weights to download.
+``CXR_FAST=1`` shrinks either profile further for tests. Notebooks never edit these values in
+their source: set an environment variable or pass overrides to ``load_settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES = ("phantom", "mimic")
+CXR_BERT = "microsoft/BiomedVLP-CXR-BERT-general"
+TEXT_SETTINGS = ("findings_impression", "indication")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the workbook; defaults are the paper's (mimic profile)."""
+
+    profile: str = "mimic"
+    fast: bool = False
+    data_dir: Path = Path("data/mimic-cxr-jpg")
+    reports_dir: Path = Path("data/mimic-cxr-reports")
+    artifacts_dir: Path = Path("artifacts/mimic")
+    seed: int = 42
+    # cohort (notebook 01)
+    n_studies: int | None = 10_850  # the paper's random subsample; None keeps all
+    views: str = "frontal"  # "frontal" (PA/AP) or "all"
+    one_image_per_study: bool = True
+    split: str = "random"  # "random" = the paper's 70/20/10 by patient; "official" = MIMIC's split CSV
+    split_fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    image_size: int = 224
+    prepare_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # training (notebooks 02-04)
+    uncertainty_policy: str = "zeros"
+    batch_size: int = 32
+    epochs: int = 10
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    dropout: float = 0.5
+    freeze_through: str = "layer2"
+    image_weights: str | None = "imagenet"  # "imagenet", a local .pth path, or None
+    conv1_init: str = "rgb_sum"  # "rgb_sum" (from pretrained RGB kernels) or "random" (the paper)
+    text_model: str = CXR_BERT  # hub id or local folder
+    text_setting: str = "findings_impression"  # or "indication" (leak-free)
+    max_text_length: int = 256
+    fusion_hidden: int = 512
+    mixed_precision: bool = False
+    num_workers: int = 0
+    # interpretation (notebook 05)
+    top_k_labels: int = 3
+    cam_method: str = "gradcam"
+    shap_max_evals: int = 300
+    explain_studies: int = 50
+
+    def describe(self) -> str:
+        """A readable multi-line listing, printed by every notebook's setup cell."""
+        width = max(len(f.name) for f in dataclasses.fields(self))
+        return "\n".join(f"{f.name:<{width}} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.artifacts_dir / "metrics"
+
+
+# Phantom: small images, more studies than a test needs, a learning rate that trains from scratch.
+PHANTOM_DEFAULTS = dict(
+    data_dir=Path("data/phantom/mimic-cxr-jpg"),
+    reports_dir=Path("data/phantom/mimic-cxr-reports"),
+    artifacts_dir=Path("artifacts/phantom"),
+    n_studies=None,
+    image_size=128,
+    lr=1e-3,
+    epochs=8,
+    image_weights=None,
+    conv1_init="random",
+    text_model="tiny-bert",  # built offline by notebook 03 into the artifacts folder
+    max_text_length=128,
+    fusion_hidden=256,
+    shap_max_evals=200,
+    explain_studies=30,
+)
+# CXR_FAST=1: what tests run; tiny everything.
+FAST_OVERRIDES = dict(image_size=64, epochs=2, batch_size=16, shap_max_evals=40, explain_studies=4, prepare_workers=2)
+
+ENV_VARS = {
+    "CXR_DATA_DIR": ("data_dir", Path),
+    "CXR_REPORTS_DIR": ("reports_dir", Path),
+    "CXR_ARTIFACTS_DIR": ("artifacts_dir", Path),
+    "CXR_IMAGE_SIZE": ("image_size", int),
+    "CXR_EPOCHS": ("epochs", int),
+    "CXR_BATCH_SIZE": ("batch_size", int),
+    "CXR_LR": ("lr", float),
+    "CXR_SEED": ("seed", int),
+    "CXR_N_STUDIES": ("n_studies", int),
+    "CXR_TEXT_MODEL": ("text_model", str),
+    "CXR_IMAGE_WEIGHTS": ("image_weights", str),
+    "CXR_TEXT_SETTING": ("text_setting", str),
+    "CXR_UNCERTAINTY_POLICY": ("uncertainty_policy", str),
+    "CXR_NUM_WORKERS": ("num_workers", int),
+}
+
+
+def workbook_root() -> Path:
+    """The folder relative default paths start from: the checkout holding this package, else cwd."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "notebooks").is_dir() else Path.cwd()
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings for the profile in ``CXR_PROFILE`` (default phantom), env vars, then overrides."""
+    profile = overrides.pop("profile", None) or os.environ.get("CXR_PROFILE", "phantom")
+    if profile not in PROFILES:
+        raise ValueError(f"CXR_PROFILE must be one of {PROFILES}, got {profile!r}")
+    fast = overrides.pop("fast", None)
+    fast = _truthy(os.environ.get("CXR_FAST")) if fast is None else bool(fast)
+    values: dict = {"profile": profile, "fast": fast}
+    if profile == "phantom":
+        values.update(PHANTOM_DEFAULTS)
+    else:
+        values["artifacts_dir"] = Path("artifacts/mimic")
+    if fast:
+        values.update(FAST_OVERRIDES)
+    for var, (name, kind) in ENV_VARS.items():
+        raw = os.environ.get(var)
+        if raw not in (None, ""):
+            values[name] = None if raw.lower() == "none" and name in {"image_weights", "n_studies"} else kind(raw)
+    values.update(overrides)
+    for name in ("data_dir", "reports_dir", "artifacts_dir"):
+        path = Path(values.get(name, getattr(Settings, name)))
+        values[name] = path if path.is_absolute() else workbook_root() / path
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    from cxr_helpers.labels import UNCERTAINTY_POLICIES
+
+    checks = [
+        (s.views in ("frontal", "all"), f"views must be 'frontal' or 'all', got {s.views!r}"),
+        (s.split in ("random", "official"), f"split must be 'random' or 'official', got {s.split!r}"),
+        (s.uncertainty_policy in UNCERTAINTY_POLICIES, f"uncertainty_policy must be one of {UNCERTAINTY_POLICIES}"),
+        (s.text_setting in TEXT_SETTINGS, f"text_setting must be one of {TEXT_SETTINGS}, got {s.text_setting!r}"),
+        (s.image_size >= 32, f"image_size must be at least 32 px, got {s.image_size}"),
+        (abs(sum(s.split_fractions) - 1) < 1e-6, f"split_fractions must add up to 1, got {s.split_fractions}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so runs repeat."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def pick_device(prefer: str | None = None):
+    """The best available torch device: cuda, then mps, then cpu (or ``prefer`` if given)."""
+    import torch
+
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,30 @@
+"""Test-session settings shared by unit tests and the notebook runs (nbval).
+
+Every run works in a fresh temporary folder with tiny settings (CXR_FAST=1): notebook 01 builds the
+phantom there, later notebooks read what earlier ones wrote, exactly as a student's run would.
+Kernels started by nbval inherit these environment variables.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def pytest_configure(config):
+    if os.environ.get("CXR_TEST_ROOT"):
+        root = Path(os.environ["CXR_TEST_ROOT"])
+    else:
+        root = Path(tempfile.mkdtemp(prefix="cxr-tests-"))
+        os.environ["CXR_TEST_ROOT"] = str(root)
+    os.environ.update(
+        CXR_FAST="1",
+        CXR_PROFILE="phantom",
+        CXR_DATA_DIR=str(root / "phantom" / "mimic-cxr-jpg"),
+        CXR_REPORTS_DIR=str(root / "phantom" / "mimic-cxr-reports"),
+        CXR_ARTIFACTS_DIR=str(root / "artifacts"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        TOKENIZERS_PARALLELISM="false",
+        MPLBACKEND="Agg",
+    )

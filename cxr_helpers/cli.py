@@ -1,0 +1,189 @@
+"""`python -m cxr_helpers <command>`: the notebooks' work from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from cxr_helpers.config import load_settings, workbook_root
+
+NOTEBOOKS = (
+    "01_data_prep",
+    "02_image_baseline",
+    "03_text_baseline",
+    "04_fusion_training",
+    "05_interpretation",
+)
+# Studies in the phantom that `demo` and notebook 01 build, keyed by CXR_FAST.
+PHANTOM_STUDIES = {True: 40, False: 1000}
+PHANTOM_JPEG_SIZE = {True: 96, False: 256}
+
+
+def _settings_from_args(args: argparse.Namespace, **extra):
+    """Settings from the environment, with the command line's --artifacts and friends on top."""
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "artifacts", None):
+        overrides["artifacts_dir"] = Path(args.artifacts).resolve()
+    if getattr(args, "epochs", None):
+        overrides["epochs"] = args.epochs
+    return load_settings(**overrides)
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from cxr_helpers.phantom import write_phantom
+
+    summary = write_phantom(
+        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers
+    )
+    print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    print(f"Phantom written to {args.out} (data: mimic-cxr-jpg/, reports: mimic-cxr-reports/)")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from cxr_helpers.prepare import run_prepare
+
+    return run_prepare(args) or 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings_from_args(args)
+    if args.model == "image":
+        from cxr_helpers.training import train_image
+
+        train_image(settings)
+    elif args.model == "text":
+        from cxr_helpers.text_model import train_text
+
+        train_text(settings)
+    else:
+        from cxr_helpers.fusion import train_fusion
+
+        train_fusion(settings)
+    print_results(settings.metrics_dir)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cxr_helpers.explain import explain_study_to_files
+
+    settings = _settings_from_args(args, cam_method=args.cam_method)
+    paths = explain_study_to_files(settings, args.study, out_dir=Path(args.out) if args.out else None)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def print_results(metrics_dir: Path) -> None:
+    """Print the results table (all stages so far, with the paper's figures)."""
+    import pandas as pd
+
+    from cxr_helpers.results import results_table
+
+    table = results_table(metrics_dir)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        print(table.to_string(index=False))
+
+
+def ensure_phantom(settings) -> None:
+    """Build the phantom where the settings expect it, unless it is already there."""
+    from cxr_helpers.phantom import write_phantom
+
+    if (settings.data_dir / "mimic-cxr-2.0.0-chexpert.csv.gz").exists():
+        return
+    root = settings.data_dir.parent
+    print(f"Building the phantom dataset in {root} ...")
+    write_phantom(
+        root,
+        n_studies=PHANTOM_STUDIES[settings.fast],
+        image_size=PHANTOM_JPEG_SIZE[settings.fast],
+        seed=settings.seed,
+    )
+
+
+def run_notebook(name: str, out_dir: Path, timeout: int = 1800) -> float:
+    """Execute one notebook headless (cwd = notebooks/), save the executed copy; returns seconds."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    source = workbook_root() / "notebooks" / f"{name}.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}
+    )
+    try:
+        client.execute()
+    finally:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, out_dir / f"{name}.ipynb")
+    return time.perf_counter() - start
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings_from_args(args)
+    if settings.profile == "phantom":
+        ensure_phantom(settings)
+    os.environ.setdefault("CXR_ARTIFACTS_DIR", str(settings.artifacts_dir))
+    executed = settings.artifacts_dir / "executed"
+    timings = {}
+    for name in NOTEBOOKS:
+        if not (workbook_root() / "notebooks" / f"{name}.ipynb").exists():
+            continue
+        print(f"Running notebook {name} ...", flush=True)
+        timings[name] = run_notebook(name, executed)
+        print(f"  done in {timings[name]:.0f} s", flush=True)
+    print("\nNotebook run times (s):", {k: round(v) for k, v in timings.items()})
+    print(f"\nResults (also in {settings.metrics_dir}):")
+    print_results(settings.metrics_dir)
+    print(f"\nExecuted notebooks: {executed}\nArtifacts: {settings.artifacts_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cxr_helpers", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    phantom = commands.add_parser("phantom", help="write the synthetic dataset in the MIMIC-CXR layout")
+    phantom.add_argument("--out", required=True, help="folder to write mimic-cxr-jpg/, mimic-cxr-reports/, ground_truth/")
+    phantom.add_argument("--studies", type=int, default=2000)
+    phantom.add_argument("--image-size", type=int, default=256, help="JPEG side in pixels")
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    phantom.set_defaults(run=cmd_phantom)
+
+    prepare = commands.add_parser("prepare", help="cohort table + image cache (notebook 01's work)")
+    from cxr_helpers.prepare import add_prepare_arguments
+
+    add_prepare_arguments(prepare)
+    prepare.set_defaults(run=cmd_prepare)
+
+    train = commands.add_parser("train", help="train a model (notebooks 02-04's work)")
+    train.add_argument("model", choices=("image", "text", "fusion"))
+    train.add_argument("--artifacts", help="artifacts folder (default: CXR_ARTIFACTS_DIR or artifacts/<profile>)")
+    train.add_argument("--epochs", type=int, default=None)
+    train.set_defaults(run=cmd_train)
+
+    explain = commands.add_parser("explain", help="one study's Grad-CAM PNG and SHAP HTML")
+    explain.add_argument("--artifacts", help="artifacts folder")
+    explain.add_argument("--study", type=int, required=True, help="study_id of a test study")
+    explain.add_argument("--cam-method", default=None, help="gradcam, gradcam++, hirescam, eigencam, scorecam")
+    explain.add_argument("--out", default=None, help="folder for the files (default: <artifacts>/explanations)")
+    explain.set_defaults(run=cmd_explain)
+
+    demo = commands.add_parser("demo", help="phantom + all notebooks headless + results table")
+    demo.add_argument("--artifacts", help="artifacts folder")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

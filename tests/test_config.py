@@ -1,0 +1,72 @@
+"""Settings: profile defaults, environment variables, validation; labels and policies."""
+
+import numpy as np
+import pytest
+
+from cxr_helpers import config
+from cxr_helpers.labels import CHEXPERT_LABELS, apply_uncertainty_policy, label_index
+
+
+def test_mimic_profile_has_the_papers_defaults(monkeypatch):
+    for var in config.ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    s = config.load_settings(profile="mimic", fast=False)
+    assert (s.image_size, s.lr, s.batch_size, s.epochs, s.dropout) == (224, 1e-5, 32, 10, 0.5)
+    assert (s.n_studies, s.split_fractions, s.freeze_through) == (10_850, (0.7, 0.2, 0.1), "layer2")
+    assert s.text_model == "microsoft/BiomedVLP-CXR-BERT-general" and s.image_weights == "imagenet"
+    assert s.uncertainty_policy == "zeros" and s.top_k_labels == 3
+
+
+def test_fast_shrinks_and_env_overrides(monkeypatch):
+    monkeypatch.setenv("CXR_EPOCHS", "5")
+    monkeypatch.setenv("CXR_ARTIFACTS_DIR", "/tmp/somewhere")
+    monkeypatch.setenv("CXR_IMAGE_WEIGHTS", "none")
+    s = config.load_settings(profile="phantom", fast=True)
+    assert s.image_size == config.FAST_OVERRIDES["image_size"] < config.PHANTOM_DEFAULTS["image_size"]
+    assert s.epochs == 5 and str(s.artifacts_dir) == "/tmp/somewhere" and s.image_weights is None
+    assert s.metrics_dir == s.artifacts_dir / "metrics"
+
+
+def test_relative_paths_resolve_from_the_workbook_root(monkeypatch):
+    monkeypatch.delenv("CXR_ARTIFACTS_DIR", raising=False)
+    s = config.load_settings(profile="phantom", fast=False)
+    assert s.artifacts_dir == config.workbook_root() / "artifacts" / "phantom"
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(profile="xray"), dict(views="side"), dict(uncertainty_policy="maybe"), dict(text_setting="all")]
+)
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        config.load_settings(**bad)
+
+
+def test_describe_lists_every_field():
+    text = config.load_settings().describe()
+    assert "uncertainty_policy" in text and "image_size" in text and text.count("\n") >= 20
+
+
+def test_label_names_and_order():
+    assert len(CHEXPERT_LABELS) == 14
+    assert CHEXPERT_LABELS[0] == "Atelectasis" and CHEXPERT_LABELS[8] == "No Finding"
+    assert label_index("Support Devices") == 13
+    with pytest.raises(KeyError):
+        label_index("Pneumonitis")
+
+
+def test_uncertainty_policies():
+    codes = np.array([[1, 0, -1, -2]])
+    zeros, mask = apply_uncertainty_policy(codes, "zeros")
+    assert zeros.tolist() == [[1, 0, 0, 0]] and mask.tolist() == [[True, True, True, False]]
+    ones, _ = apply_uncertainty_policy(codes, "ones")
+    assert ones.tolist() == [[1, 0, 1, 0]]
+    _, mask = apply_uncertainty_policy(codes, "ignore")
+    assert mask.tolist() == [[True, True, False, False]]
+    with pytest.raises(ValueError):
+        apply_uncertainty_policy(codes, "half")
+
+
+def test_pick_device_is_a_real_device():
+    device = config.pick_device()
+    assert device.type in {"cpu", "cuda", "mps"}
+    assert config.pick_device("cpu").type == "cpu"

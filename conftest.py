@@ -28,3 +28,8 @@ def pytest_configure(config):
         TOKENIZERS_PARALLELISM="false",
         MPLBACKEND="Agg",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the real-browser tests last: they reuse the artifacts that the notebook runs wrote."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

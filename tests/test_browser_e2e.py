@@ -1,0 +1,232 @@
+"""End to end in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright.
+
+Opens notebooks 01 and 05 (copies, in a temporary folder) on the tiny phantom, runs all cells,
+moves the study slider and the label dropdown, and checks that the image, the heatmap and the
+coloured report change, that no cell errors and that no widget failed to render. Screenshots are
+saved under test-artifacts/. If the browser cannot start, the test fails and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CXR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def built_artifacts():
+    """The tiny phantom's artifacts through notebook 04 (reused when the notebook tests made them)."""
+    from cxr_helpers.config import load_settings
+
+    settings = load_settings()
+    if not list((settings.artifacts_dir / "checkpoints").glob("fusion_*.pt")):
+        from cxr_helpers.cli import ensure_phantom
+        from cxr_helpers.fusion import train_fusion
+        from cxr_helpers.prepare import prepare_cohort
+        from cxr_helpers.text_model import train_text
+        from cxr_helpers.training import train_image
+
+        ensure_phantom(settings)
+        prepare_cohort(settings, progress=False)
+        train_image(settings, progress=False)
+        train_text(settings, progress=False)
+        train_fusion(settings, progress=False)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, built_artifacts):
+    """A JupyterLab server on 127.0.0.1 with a token, serving copies of the notebooks."""
+    workdir = tmp_path_factory.mktemp("lab")
+    shutil.copytree(ROOT / "notebooks", workdir / "notebooks")
+    token, port = secrets.token_hex(16), _free_port()
+    log = open(workdir / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+            f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={workdir}",
+            "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=False",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+    )
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "dir": workdir, "log": workdir / "jupyterlab.log"}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (never a downloaded browser)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        pytest.fail(f"playwright is not installed ({error}); `pip install playwright` (make test does)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install -y chromium`) or set CXR_CHROMIUM")
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as error:  # the reason goes into the failure, never a silent skip
+            pytest.fail(f"Chromium at {CHROMIUM} could not start: {error}")
+        yield chromium
+        chromium.close()
+
+
+def open_notebook(browser, lab, name: str):
+    """A page with the notebook open and its kernel ready."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    deadline = time.time() + 60
+    while True:
+        try:
+            page.goto(f"{lab['url']}/lab/tree/notebooks/{name}?token={lab['token']}")
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise AssertionError(f"JupyterLab did not answer; log:\n{lab['log'].read_text()[-3000:]}") from None
+            time.sleep(1)
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    try:
+        page.click(".jp-Dialog button:has-text('Select')", timeout=5_000)  # kernel choice dialog, if any
+    except Exception:
+        pass
+    return page
+
+
+def run_all_and_wait(page, lab, name: str, timeout_s: int = 600) -> dict:
+    """Run all cells, wait until every code cell has run, save, and return the saved notebook."""
+    page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
+    page.click("li.lm-Menu-item:has-text('Run All Cells')")
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        prompts = page.eval_on_selector_all(
+            ".jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent.trim())"
+        )
+        if prompts and all(p not in ("[ ]:", "[*]:", "") for p in prompts):
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError(f"{name}: cells still running after {timeout_s} s")
+    page.keyboard.press("Control+s")
+    time.sleep(2)
+    return json.loads((lab["dir"] / "notebooks" / name).read_text())
+
+
+def assert_no_errors(page, notebook: dict, name: str) -> None:
+    errors = [
+        f"cell {i}: {out.get('ename')}: {out.get('evalue')}"
+        for i, cell in enumerate(notebook["cells"])
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
+    assert not errors, f"{name} raised in the browser: {errors}"
+    body = page.inner_text("body")
+    assert "Error displaying widget" not in body, f"{name}: a widget failed to display"
+    assert "Failed to load model class" not in body, f"{name}: a widget model failed to load"
+    assert "Error rendering output" not in body, f"{name}: an output failed to render"
+
+
+def widget_state(page, root: str) -> dict:
+    """The image sources and the HTML text inside one widget box (found by its CSS class)."""
+    return page.eval_on_selector(
+        root,
+        """el => ({
+            images: Array.from(el.querySelectorAll('img')).map(i => i.src.length + ':' + i.src.slice(-64)),
+            html: Array.from(el.querySelectorAll('.widget-html-content')).map(h => h.innerHTML).join('|'),
+        })""",
+    )
+
+
+def press_slider(page, root: str, key: str = "ArrowRight", times: int = 1) -> None:
+    page.focus(f"{root} .noUi-handle, {root} .widget-slider [role=slider]")
+    for _ in range(times):
+        page.keyboard.press(key)
+
+
+def wait_for_change(page, root: str, before: dict, timeout_s: float = 120) -> dict:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        now = widget_state(page, root)
+        if now != before and not page.query_selector(f"{root} .cxr-busy"):
+            return now
+        time.sleep(0.5)
+    raise AssertionError(f"the widget {root} did not change within {timeout_s} s")
+
+
+def test_notebook_01_browser_in_jupyterlab(browser, lab):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page = open_notebook(browser, lab, "01_data_prep.ipynb")
+    notebook = run_all_and_wait(page, lab, "01_data_prep.ipynb")
+    assert_no_errors(page, notebook, "01_data_prep")
+    root = ".cxr-cohort-browser"
+    page.wait_for_selector(root, timeout=30_000)
+    page.locator(root).scroll_into_view_if_needed()
+    before = widget_state(page, root)
+    assert before["images"], "the cohort browser shows no image"
+    press_slider(page, root)
+    after = wait_for_change(page, root, before)
+    assert after["images"] != before["images"], "the image did not change when the slider moved"
+    assert after["html"] != before["html"], "the report did not change when the slider moved"
+    page.screenshot(path=str(SCREENSHOTS / "browser_01_cohort.png"), full_page=False)
+    page.close()
+
+
+def test_notebook_05_browser_in_jupyterlab(browser, lab):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page = open_notebook(browser, lab, "05_interpretation.ipynb")
+    notebook = run_all_and_wait(page, lab, "05_interpretation.ipynb")
+    assert_no_errors(page, notebook, "05_interpretation")
+    root = ".cxr-explanation-browser"
+    page.wait_for_selector(root, timeout=30_000)
+    page.locator(root).scroll_into_view_if_needed()
+    before = widget_state(page, root)
+    assert before["images"] and before["html"], "the explanation browser shows no heatmap or report"
+
+    press_slider(page, f"{root} .cxr-study-slider")
+    after_slider = wait_for_change(page, root, before)
+    assert after_slider["images"] != before["images"], "heatmap did not change with the study slider"
+    assert after_slider["html"] != before["html"], "coloured report did not change with the study slider"
+
+    select = page.locator(f"{root} .cxr-label-dropdown select")
+    options = select.locator("option").all_inner_texts()
+    assert len(options) >= 2, f"label dropdown offers {options}"
+    select.select_option(label=options[1])
+    after_label = wait_for_change(page, root, after_slider)
+    assert after_label["images"] != after_slider["images"], "heatmap did not change with the label"
+    assert after_label["html"] != after_slider["html"], "coloured report did not change with the label"
+    page.screenshot(path=str(SCREENSHOTS / "browser_05_explanations.png"), full_page=False)
+    assert_no_errors(page, {"cells": []}, "05_interpretation after interaction")
+    page.close()

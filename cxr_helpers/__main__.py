@@ -4,4 +4,5 @@ import sys
 
 from cxr_helpers.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guard: worker processes re-import this module on macOS/Windows
+    sys.exit(main())

@@ -17,11 +17,6 @@ NOTEBOOKS = (
     "04_fusion_training",
     "05_interpretation",
 )
-# Studies in the phantom that `demo` and notebook 01 build, keyed by CXR_FAST.
-PHANTOM_STUDIES = {True: 40, False: 1000}
-PHANTOM_JPEG_SIZE = {True: 96, False: 256}
-
-
 def _settings_from_args(args: argparse.Namespace, **extra):
     """Settings from the environment, with the command line's --artifacts and friends on top."""
     overrides = {k: v for k, v in extra.items() if v is not None}
@@ -88,22 +83,6 @@ def print_results(metrics_dir: Path) -> None:
         print(table.to_string(index=False))
 
 
-def ensure_phantom(settings) -> None:
-    """Build the phantom where the settings expect it, unless it is already there."""
-    from cxr_helpers.phantom import write_phantom
-
-    if (settings.data_dir / "mimic-cxr-2.0.0-chexpert.csv.gz").exists():
-        return
-    root = settings.data_dir.parent
-    print(f"Building the phantom dataset in {root} ...")
-    write_phantom(
-        root,
-        n_studies=PHANTOM_STUDIES[settings.fast],
-        image_size=PHANTOM_JPEG_SIZE[settings.fast],
-        seed=settings.seed,
-    )
-
-
 def run_notebook(name: str, out_dir: Path, timeout: int = 1800) -> float:
     """Execute one notebook headless (cwd = notebooks/), save the executed copy; returns seconds."""
     import nbformat
@@ -126,6 +105,8 @@ def run_notebook(name: str, out_dir: Path, timeout: int = 1800) -> float:
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     if settings.profile == "phantom":
+        from cxr_helpers.prepare import ensure_phantom
+
         ensure_phantom(settings)
     os.environ.setdefault("CXR_ARTIFACTS_DIR", str(settings.artifacts_dir))
     executed = settings.artifacts_dir / "executed"

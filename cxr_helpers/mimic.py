@@ -1,0 +1,441 @@
+"""Reading the MIMIC-CXR-JPG + MIMIC-CXR reports layout into one table, views, sampling, splits.
+
+The layout (see docs/design.md) is three CSVs (``.csv.gz`` or ``.csv``) beside ``files/``:
+chexpert labels per study, metadata per image (view position), and the official split per
+image; reports live in a second tree. ``read_layout`` joins them into one row per image and
+lists every input row it had to leave out in a ``skipped`` table (file, row, ids, reason);
+``select_cohort`` applies the view filter, the seeded study subsample, the one-image-per-study
+choice and the split. Problems that make the input unusable (a missing CSV or column, a label
+value outside 1/0/-1/blank, a CSV that does not parse) raise ``MimicLayoutError`` naming the
+file (and row); problems with single rows are counted skips.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr_helpers.labels import CHEXPERT_LABELS, NOT_MENTIONED
+
+CHEXPERT_CSV = "mimic-cxr-2.0.0-chexpert"
+METADATA_CSV = "mimic-cxr-2.0.0-metadata"
+SPLIT_CSV = "mimic-cxr-2.0.0-split"
+ID_COLUMNS = ("subject_id", "study_id")
+METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition")
+SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
+SPLITS = ("train", "validate", "test")
+FRONTAL_VIEWS = ("PA", "AP")
+# Lower rank = preferred image of a study (PA over AP over the rest), ties broken by dicom_id.
+VIEW_PREFERENCE = {"PA": 0, "AP": 1, "LATERAL": 2, "LL": 3}
+SKIPPED_COLUMNS = ("file", "row", "subject_id", "study_id", "dicom_id", "reason")
+LABEL_VALUES = {1.0: 1, 0.0: 0, -1.0: -1}
+
+
+class MimicLayoutError(ValueError):
+    """The layout cannot be read: the message names the file (and the row) to fix."""
+
+
+@dataclass
+class Layout:
+    """The joined layout: one row per image with its study's labels, plus what was left out."""
+
+    images: pd.DataFrame  # subject_id, study_id, dicom_id, view_position, official_split, paths, 14 labels
+    skipped: pd.DataFrame  # SKIPPED_COLUMNS
+    files: dict[str, Path] = field(default_factory=dict)
+    view_counts: dict[str, int] = field(default_factory=dict)  # all images in the metadata, by view
+
+
+@dataclass
+class Selection:
+    """The chosen cohort rows, the report text of each chosen study, and what was dropped."""
+
+    cohort: pd.DataFrame
+    reports: dict[int, str]  # study_id -> raw report text
+    skipped: pd.DataFrame
+    filtered: dict[str, int]  # left out by design (not problems): reason -> count
+
+
+def skipped_table(rows: list[dict] | None = None) -> pd.DataFrame:
+    """A skipped table with the standard columns (file, row, subject_id, study_id, dicom_id, reason)."""
+    table = pd.DataFrame(rows or [], columns=list(SKIPPED_COLUMNS))
+    return table.astype({"file": str, "reason": str})
+
+
+def find_csv(data_dir: Path, stem: str, required: bool = True) -> Path | None:
+    """``DATA_DIR/stem.csv.gz`` or ``stem.csv``; a clear error (or None) when neither exists."""
+    for suffix in (".csv.gz", ".csv"):
+        path = Path(data_dir) / f"{stem}{suffix}"
+        if path.exists():
+            return path
+    if not required:
+        return None
+    raise MimicLayoutError(
+        f"{Path(data_dir) / (stem + '.csv.gz')} (or .csv) not found. Is {data_dir} the MIMIC-CXR-JPG root "
+        "(the folder holding files/ and the mimic-cxr-2.0.0-*.csv.gz tables)?"
+    )
+
+
+def read_csv_checked(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV (gzipped or not) as strings, with an error naming the file if it does not parse
+    or lacks a required column."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, zlib.error,
+            gzip.BadGzipFile) as error:
+        raise MimicLayoutError(f"{path}: malformed CSV, cannot be parsed ({type(error).__name__}: {error})") from error
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise MimicLayoutError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    return table
+
+
+def _to_ids(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """Integer ids, with an error naming file, row and value for anything not an integer."""
+    values = pd.to_numeric(table[column].str.strip(), errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise MimicLayoutError(
+            f"{path}: row {row + 2}: {column} {table[column].iloc[row]!r} is not an integer id "
+            f"({int(bad.sum())} such rows)"
+        )
+    return values.astype(np.int64)
+
+
+def parse_label_column(values: pd.Series, column: str, path: Path) -> np.ndarray:
+    """Label strings '1.0'/'0.0'/'-1.0'/'' as int8 codes 1/0/-1/-2; anything else is an error."""
+    text = values.str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    blank = text == ""
+    bad = ~blank & ~numbers.isin(list(LABEL_VALUES))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise MimicLayoutError(
+            f"{path}: row {row + 2}, column {column!r}: label value {values.iloc[row]!r} is not 1, 0, -1 or blank "
+            f"({int(bad.sum())} such rows in this column)"
+        )
+    codes = np.full(len(values), NOT_MENTIONED, dtype=np.int8)
+    codes[~blank.to_numpy()] = numbers[~blank].to_numpy().astype(np.int8)
+    return codes
+
+
+def read_chexpert(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labels table (subject_id, study_id, 14 int8 codes) and its duplicate-study skips."""
+    raw = read_csv_checked(path, ID_COLUMNS + CHEXPERT_LABELS)
+    table = pd.DataFrame({column: _to_ids(raw, column, path) for column in ID_COLUMNS})
+    for label in CHEXPERT_LABELS:
+        table[label] = parse_label_column(raw[label], label, path)
+    table["chexpert_row"] = np.arange(len(table)) + 2
+    duplicated = table.duplicated("study_id", keep="first")
+    skipped = _skips(table[duplicated].rename(columns={"chexpert_row": "row"}), path,
+                     "duplicate study_id in chexpert csv (first row kept)")
+    return table[~duplicated], skipped
+
+
+def read_metadata(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per image (dicom_id, subject_id, study_id, view_position) and duplicate skips."""
+    raw = read_csv_checked(path, METADATA_COLUMNS)
+    table = pd.DataFrame(
+        {
+            "dicom_id": raw["dicom_id"].str.strip(),
+            "subject_id": _to_ids(raw, "subject_id", path),
+            "study_id": _to_ids(raw, "study_id", path),
+            "view_position": raw["ViewPosition"].str.strip().str.upper(),
+            "row": np.arange(len(raw)) + 2,
+        }
+    )
+    empty = table["dicom_id"] == ""
+    duplicated = table.duplicated("dicom_id", keep="first") & ~empty
+    skipped = pd.concat(
+        [_skips(table[empty], path, "empty dicom_id in metadata csv"),
+         _skips(table[duplicated], path, "duplicate dicom_id in metadata csv (first row kept)")]
+    )
+    return table[~empty & ~duplicated], skipped
+
+
+def read_split(path: Path) -> pd.DataFrame:
+    """The official split per image (dicom_id, study_id, subject_id, split) with checked values."""
+    raw = read_csv_checked(path, SPLIT_COLUMNS)
+    split = raw["split"].str.strip().str.lower()
+    bad = ~split.isin(SPLITS)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise MimicLayoutError(f"{path}: row {row + 2}: split {raw['split'].iloc[row]!r} is not one of {SPLITS}")
+    return pd.DataFrame(
+        {
+            "dicom_id": raw["dicom_id"].str.strip(),
+            "study_id": _to_ids(raw, "study_id", path),
+            "subject_id": _to_ids(raw, "subject_id", path),
+            "official_split": split,
+            "row": np.arange(len(raw)) + 2,
+        }
+    )
+
+
+def _skips(rows: pd.DataFrame, path: Path | str, reason: str) -> pd.DataFrame:
+    """Skipped-table rows for the given input rows, all with one file and reason."""
+    out = pd.DataFrame(index=range(len(rows)))
+    out["file"] = str(path)
+    for column in ("row", "subject_id", "study_id", "dicom_id"):
+        out[column] = rows[column].to_numpy() if column in rows.columns else None
+    out["reason"] = reason
+    return out[list(SKIPPED_COLUMNS)]
+
+
+def image_path(data_dir: Path, subject_id: int, study_id: int, dicom_id: str) -> Path:
+    """``DATA_DIR/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`` (XX = first two digits of subject_id)."""
+    subject = str(subject_id)
+    return Path(data_dir) / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study_id}" / f"{dicom_id}.jpg"
+
+
+def report_path(reports_dir: Path, subject_id: int, study_id: int) -> Path:
+    """``REPORTS_DIR/files/pXX/pSUBJECT/sSTUDY.txt``."""
+    subject = str(subject_id)
+    return Path(reports_dir) / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study_id}.txt"
+
+
+def read_layout(data_dir: Path, reports_dir: Path, need_split: bool = False) -> Layout:
+    """Join metadata (one row per image), chexpert labels and the official split into one table.
+
+    Rows that cannot be joined are skipped with a reason: a study in the metadata but not in
+    the chexpert csv (or the reverse), a subject_id that differs between them, a dicom_id in
+    the split csv but not in the metadata, and, when ``need_split``, an image missing from the
+    split csv. The split csv is optional unless ``need_split``.
+    """
+    data_dir, reports_dir = Path(data_dir).resolve(), Path(reports_dir).resolve()
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"MIMIC-CXR-JPG folder {data_dir} not found (set CXR_DATA_DIR or --data)")
+    if not reports_dir.is_dir():
+        raise FileNotFoundError(f"MIMIC-CXR reports folder {reports_dir} not found (set CXR_REPORTS_DIR or --reports)")
+    files = {"chexpert": find_csv(data_dir, CHEXPERT_CSV), "metadata": find_csv(data_dir, METADATA_CSV)}
+    split_file = find_csv(data_dir, SPLIT_CSV, required=need_split)
+    labels, skipped_labels = read_chexpert(files["chexpert"])
+    metadata, skipped_meta = read_metadata(files["metadata"])
+    skips = [skipped_labels, skipped_meta]
+
+    joined = metadata.merge(labels, on="study_id", how="left", suffixes=("", "_chexpert"), indicator=True)
+    no_labels = joined["_merge"] == "left_only"
+    skips.append(_skips(joined[no_labels], files["metadata"], "study in metadata but not in chexpert csv"))
+    joined = joined[~no_labels]
+    other_subject = joined["subject_id"] != joined["subject_id_chexpert"]
+    skips.append(_skips(joined[other_subject], files["metadata"], "subject_id differs between metadata and chexpert csv"))
+    joined = joined[~other_subject].drop(columns=["subject_id_chexpert", "_merge", "chexpert_row"])
+    imageless = labels[~labels["study_id"].isin(metadata["study_id"])].rename(columns={"chexpert_row": "row"})
+    skips.append(_skips(imageless, files["chexpert"], "study in chexpert csv but not in metadata"))
+
+    joined["official_split"] = ""
+    if split_file is not None:
+        files["split"] = split_file
+        joined, split_skips = _join_split(joined, read_split(split_file), metadata["dicom_id"], files, need_split)
+        skips.extend(split_skips)
+    subject = joined["subject_id"].astype(str)
+    study_folder = "/files/p" + subject.str[:2] + "/p" + subject + "/s" + joined["study_id"].astype(str)
+    joined["image_path"] = str(data_dir) + study_folder + "/" + joined["dicom_id"] + ".jpg"  # as image_path()
+    joined["report_path"] = str(reports_dir) + study_folder + ".txt"  # as report_path()
+    columns = ["subject_id", "study_id", "dicom_id", "view_position", "official_split", "image_path", "report_path"]
+    images = joined[columns + list(CHEXPERT_LABELS)].reset_index(drop=True)
+    view_counts = metadata["view_position"].replace("", "(blank)").value_counts().to_dict()
+    skipped = pd.concat([s for s in skips if len(s)] or [skipped_table()], ignore_index=True)
+    return Layout(images, skipped, files, {str(k): int(v) for k, v in view_counts.items()})
+
+
+def _join_split(
+    joined: pd.DataFrame, split: pd.DataFrame, known_dicoms: pd.Series, files: dict[str, Path], need_split: bool
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Add ``official_split`` per image; skips for unknown dicom ids (and unsplit images if needed)."""
+    skips = [_skips(split[~split["dicom_id"].isin(known_dicoms)], files["split"],
+                    "unknown dicom_id: in split csv but not in metadata")]
+    lookup = split.drop_duplicates("dicom_id").set_index("dicom_id")["official_split"]
+    joined["official_split"] = joined["dicom_id"].map(lookup).fillna("")
+    if need_split:
+        unsplit = joined["official_split"] == ""
+        skips.append(_skips(joined[unsplit], files["metadata"], "dicom_id in metadata but not in split csv"))
+        joined = joined[~unsplit]
+    return joined, skips
+
+
+def read_report(path: Path) -> str:
+    """A report's text; FileNotFoundError or ValueError (naming the file) if missing or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: report file missing")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise ValueError(f"{path}: report file empty")
+    return text
+
+
+def filter_views(images: pd.DataFrame, views: str) -> pd.DataFrame:
+    """Images to keep: ``frontal`` = PA or AP only; ``all`` = every view."""
+    if views == "all":
+        return images
+    if views != "frontal":
+        raise ValueError(f"views must be 'frontal' or 'all', got {views!r}")
+    return images[images["view_position"].isin(FRONTAL_VIEWS)]
+
+
+def order_by_preference(images: pd.DataFrame) -> pd.DataFrame:
+    """Images sorted study by study, preferred first: PA, AP, lateral, others; then dicom_id."""
+    rank = images["view_position"].map(VIEW_PREFERENCE).fillna(len(VIEW_PREFERENCE)).astype(int)
+    return images.assign(_rank=rank).sort_values(["study_id", "_rank", "dicom_id"]).drop(columns="_rank")
+
+
+def random_split_by_patient(
+    studies: pd.DataFrame, fractions: tuple[float, float, float], seed: int
+) -> pd.Series:
+    """The paper's seeded 70/20/10 split, drawn by patient so no patient is in two splits.
+
+    ``studies`` has one row per study (subject_id, study_id). Patients are shuffled and cut
+    where the running count of studies crosses the fractions, so the split sizes follow the
+    fractions in studies. Returns the split name per row of ``studies``.
+    """
+    counts = studies.groupby("subject_id").size()
+    subjects = counts.index.to_numpy()[np.random.default_rng(seed).permutation(len(counts))]
+    sizes = counts.loc[subjects].to_numpy()
+    midpoints = (np.cumsum(sizes) - sizes / 2) / max(sizes.sum(), 1)  # each patient's position in [0, 1]
+    cuts = np.cumsum(fractions)[:-1]
+    names = np.asarray(SPLITS)[np.searchsorted(cuts, midpoints, side="right")]
+    return studies["subject_id"].map(dict(zip(subjects, names, strict=True))).rename("split")
+
+
+def select_cohort(
+    layout: Layout,
+    views: str = "frontal",
+    one_image_per_study: bool = True,
+    split: str = "random",
+    split_fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
+    n_studies: int | None = None,
+    seed: int = 42,
+    progress: bool = False,
+) -> Selection:
+    """Views, a seeded sample of ``n_studies`` usable studies, their images, and the split.
+
+    Studies are visited in a seeded random order and kept until ``n_studies`` usable ones
+    are found (all of them when None): a study is usable when its report exists and is not
+    empty and at least one of its kept images exists on disk. Each problem met on the way is
+    a skip with its reason; what is left out by design (other views, extra images of a
+    study, studies beyond the sample) is counted in ``filtered``.
+    """
+    images = order_by_preference(filter_views(layout.images, views))
+    filtered = {f"image not a frontal view (views={views!r})": len(layout.images) - len(images)}
+    if split == "official":
+        unsplit = images["official_split"] == ""
+        if unsplit.any():
+            raise MimicLayoutError("split='official' needs the split csv: read_layout(..., need_split=True)")
+    elif split != "random":
+        raise ValueError(f"split must be 'random' or 'official', got {split!r}")
+    images = images.reset_index(drop=True)  # sorted by study, preferred image first
+    studies, starts = np.unique(images["study_id"].to_numpy(), return_index=True)
+    bounds = dict(zip(studies.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(images)], strict=True),
+                      strict=True))  # study_id -> (first row, end row)
+    order = studies[np.random.default_rng(seed).permutation(len(studies))]
+    wanted = len(order) if n_studies is None else min(n_studies, len(order))
+    walk = _StudyWalk(images, bounds, one_image_per_study)
+    visited = walk.run(order, wanted, progress)
+    filtered["study not sampled (beyond n_studies)"] = len(order) - visited
+    if one_image_per_study:
+        filtered["other image of a chosen study (one_image_per_study)"] = walk.unexamined
+    cohort = images.iloc[walk.kept].copy()
+    cohort = _assign_split(cohort, split, split_fractions, seed)
+    cohort = cohort.sort_values(["subject_id", "study_id", "dicom_id"]).reset_index(drop=True)
+    return Selection(cohort, walk.reports, skipped_table(walk.skips), filtered)
+
+
+class _StudyWalk:
+    """Visits studies in a given order, keeping those with a report and an existing image."""
+
+    def __init__(self, images: pd.DataFrame, bounds: dict[int, tuple[int, int]], one_image_per_study: bool):
+        self.bounds, self.one = bounds, one_image_per_study
+        self.subject = images["subject_id"].to_numpy()
+        self.dicom = images["dicom_id"].to_numpy()
+        self.image_path = images["image_path"].to_numpy()
+        self.report_path = images["report_path"].to_numpy()
+        self.kept: list[int] = []  # row positions in ``images``
+        self.reports: dict[int, str] = {}
+        self.skips: list[dict] = []
+        self.unexamined = 0  # other images of chosen studies, never looked at (one image per study)
+
+    def run(self, order: np.ndarray, wanted: int, progress: bool) -> int:
+        """Visit studies until ``wanted`` are kept; returns how many were visited."""
+        from tqdm.auto import tqdm
+
+        visited = 0
+        with tqdm(total=wanted, desc="checking studies", unit="study", disable=not progress) as bar:
+            for study_id in order.tolist():
+                if len(self.reports) >= wanted:
+                    break
+                visited += 1
+                if self.visit(study_id):
+                    bar.update(1)
+        return visited
+
+    def visit(self, study_id: int) -> bool:
+        """Check one study's report and images; True if it was kept."""
+        first, end = self.bounds[study_id]
+        ids = {"row": None, "subject_id": int(self.subject[first]), "study_id": study_id}
+        try:
+            text = read_report(self.report_path[first])
+        except (OSError, ValueError) as error:
+            reason = "report file missing" if isinstance(error, FileNotFoundError) else "report file empty"
+            self.skips.append({"file": self.report_path[first], **ids, "dicom_id": None, "reason": reason})
+            return False
+        kept = []
+        for position in range(first, end):
+            if Path(self.image_path[position]).is_file():
+                kept.append(position)
+                if self.one:
+                    break
+            else:
+                self.skips.append({"file": self.image_path[position], **ids, "dicom_id": self.dicom[position],
+                                   "reason": "image file missing"})
+        if not kept:
+            return False
+        self.kept.extend(kept)
+        self.reports[study_id] = text
+        self.unexamined += end - 1 - kept[-1] if self.one else 0
+        return True
+
+
+def _assign_split(cohort: pd.DataFrame, split: str, fractions: tuple[float, float, float], seed: int) -> pd.DataFrame:
+    """A ``split`` column: the official split, or the seeded random split by patient."""
+    if split == "official":
+        # A study's split is its (preferred) image's; MIMIC's split is by patient, so they agree.
+        study_split = cohort.drop_duplicates("study_id").set_index("study_id")["official_split"]
+        return cohort.assign(split=cohort["study_id"].map(study_split))
+    studies = cohort.drop_duplicates("study_id")[["subject_id", "study_id"]].reset_index(drop=True)
+    study_split = pd.Series(random_split_by_patient(studies, fractions, seed).to_numpy(), index=studies["study_id"])
+    return cohort.assign(split=cohort["study_id"].map(study_split))
+
+
+def _first_entries(folder: Path, n: int) -> list[Path]:
+    """The first ``n`` entries of a folder in name order, without listing huge folders twice."""
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries)
+    return [Path(folder) / name for name in names[:n]]
+
+
+def layout_tree(data_dir: Path, reports_dir: Path, n: int = 2) -> str:
+    """A short text tree of the layout: the CSVs and the first few subjects, studies and files."""
+    lines = []
+    for root, kind in ((Path(data_dir), "MIMIC-CXR-JPG"), (Path(reports_dir), "reports")):
+        lines.append(f"{root}/   ({kind})")
+        lines += [f"  {p.name}" for p in _first_entries(root, 10) if p.is_file()]
+        files = root / "files"
+        if not files.is_dir():
+            lines.append("  files/   (missing!)")
+            continue
+        for group in _first_entries(files, 1):
+            for subject in _first_entries(group, n):
+                lines.append(f"  files/{group.name}/{subject.name}/")
+                for study in _first_entries(subject, n):
+                    lines.append(f"    {study.name}{'/' if study.is_dir() else ''}")
+                    if study.is_dir():
+                        lines += [f"      {image.name}" for image in _first_entries(study, n)]
+    return "\n".join(lines)

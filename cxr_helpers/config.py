@@ -52,6 +52,8 @@ class Settings:
     conv1_init: str = "rgb_sum"  # "rgb_sum" (from pretrained RGB kernels) or "random" (the paper)
     text_model: str = CXR_BERT  # hub id or local folder
     text_setting: str = "findings_impression"  # or "indication" (leak-free)
+    text_pooling: str = "cls"  # "cls" (the paper) or "mean" over tokens
+    text_head_lr: float = 1e-3  # a head trained from scratch on frozen features needs more than 1e-5
     max_text_length: int = 256
     fusion_hidden: int = 512
     mixed_precision: bool = False
@@ -85,6 +87,7 @@ PHANTOM_DEFAULTS = dict(
     conv1_init="random",
     text_model="tiny-bert",  # built offline by notebook 03 into the artifacts folder
     max_text_length=128,
+    text_pooling="mean",  # the tiny BERT's [CLS] carries less than its mean token (measured in notebook 03)
     fusion_hidden=256,
     shap_max_evals=200,
     explain_studies=30,
@@ -105,6 +108,7 @@ ENV_VARS = {
     "CXR_TEXT_MODEL": ("text_model", str),
     "CXR_IMAGE_WEIGHTS": ("image_weights", str),
     "CXR_TEXT_SETTING": ("text_setting", str),
+    "CXR_TEXT_POOLING": ("text_pooling", str),
     "CXR_UNCERTAINTY_POLICY": ("uncertainty_policy", str),
     "CXR_NUM_WORKERS": ("num_workers", int),
 }
@@ -155,6 +159,7 @@ def _validate(s: Settings) -> None:
         (s.split in ("random", "official"), f"split must be 'random' or 'official', got {s.split!r}"),
         (s.uncertainty_policy in UNCERTAINTY_POLICIES, f"uncertainty_policy must be one of {UNCERTAINTY_POLICIES}"),
         (s.text_setting in TEXT_SETTINGS, f"text_setting must be one of {TEXT_SETTINGS}, got {s.text_setting!r}"),
+        (s.text_pooling in ("cls", "mean"), f"text_pooling must be 'cls' or 'mean', got {s.text_pooling!r}"),
         (s.image_size >= 32, f"image_size must be at least 32 px, got {s.image_size}"),
         (abs(sum(s.split_fractions) - 1) < 1e-6, f"split_fractions must add up to 1, got {s.split_fractions}"),
     ]

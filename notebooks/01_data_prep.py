@@ -38,6 +38,16 @@
 # profile's defaults (`CXR_PROFILE=phantom` by default, `CXR_FAST=1` for a tiny run): never edit them here.
 
 # %%
+# Colab only: install the workbook first (Colab keeps its own torch). Elsewhere `make demo` did it.
+import importlib.util
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is None:
+    WORKBOOK_URL = "git+https://github.com/cxr-workbook/cxr-fusion-workbook.git"  # or your fork
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", WORKBOOK_URL], check=True)
+    importlib.invalidate_caches()
+
 import pandas as pd
 
 from cxr_helpers import plots

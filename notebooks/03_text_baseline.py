@@ -43,6 +43,16 @@
 # `CXR_FAST=1` shrinks everything for a quick test run.
 
 # %%
+# Colab only: install the workbook first (Colab keeps its own torch). Elsewhere `make demo` did it.
+import importlib.util
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is None:
+    WORKBOOK_URL = "git+https://github.com/cxr-workbook/cxr-fusion-workbook.git"  # or your fork
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", WORKBOOK_URL], check=True)
+    importlib.invalidate_caches()
+
 import time
 
 import pandas as pd

@@ -48,9 +48,8 @@ def built_artifacts():
 
     settings = load_settings()
     if not list((settings.artifacts_dir / "checkpoints").glob("fusion_*.pt")):
-        from cxr_helpers.prepare import ensure_phantom
         from cxr_helpers.fusion import train_fusion
-        from cxr_helpers.prepare import prepare_cohort
+        from cxr_helpers.prepare import ensure_phantom, prepare_cohort
         from cxr_helpers.text_model import train_text
         from cxr_helpers.training import train_image
 

@@ -31,7 +31,7 @@ def test_twin_matches_notebook(path):
     cells = [(c.cell_type, c.source.strip()) for c in jupytext.read(path).cells]
     twin_cells = [(c.cell_type, c.source.strip()) for c in jupytext.read(twin).cells]
     assert len(cells) == len(twin_cells), f"{path.name}: {len(cells)} cells, {twin.name}: {len(twin_cells)}"
-    for index, (cell, twin_cell) in enumerate(zip(cells, twin_cells)):
+    for index, (cell, twin_cell) in enumerate(zip(cells, twin_cells, strict=True)):
         assert cell == twin_cell, f"{path.name} and {twin.name} differ at cell {index}"
 
 

@@ -1,10 +1,10 @@
 """Packaging: requirements, pyproject and environment.yml agree; the CLI lists every command."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from cxr_helpers import cli
 from cxr_helpers.notebook import check_environment

@@ -56,6 +56,11 @@ class Settings:
     text_head_lr: float = 1e-3  # a head trained from scratch on frozen features needs more than 1e-5
     max_text_length: int = 256
     fusion_hidden: int = 512
+    fusion_end_to_end: bool = True  # also train the paper's model with nothing frozen
+    fusion_end_to_end_epochs: int | None = None  # None: settings.epochs
+    fusion_freeze_encoders: bool = True  # the strategy table trains heads on cached encoder outputs
+    fusion_train_text_encoder: bool = False  # let the table's models fine-tune the text encoder
+    fusion_head_lr: float | None = None  # None: max(lr, 1e-3) for heads on frozen encoders
     mixed_precision: bool = False
     num_workers: int = 0
     # interpretation (notebook 05)
@@ -89,11 +94,12 @@ PHANTOM_DEFAULTS = dict(
     max_text_length=128,
     text_pooling="mean",  # the tiny BERT's [CLS] carries less than its mean token (measured in notebook 03)
     fusion_hidden=256,
+    fusion_end_to_end_epochs=2,  # the end-to-end model dominates notebook 04's time on a CPU
     shap_max_evals=200,
     explain_studies=30,
 )
 # CXR_FAST=1: what tests run; tiny everything.
-FAST_OVERRIDES = dict(image_size=64, epochs=2, batch_size=16, shap_max_evals=40, explain_studies=4, prepare_workers=2)
+FAST_OVERRIDES = dict(fusion_end_to_end_epochs=1, image_size=64, epochs=2, batch_size=16, shap_max_evals=40, explain_studies=4, prepare_workers=2)
 
 ENV_VARS = {
     "CXR_DATA_DIR": ("data_dir", Path),
@@ -112,6 +118,7 @@ ENV_VARS = {
     "CXR_UNCERTAINTY_POLICY": ("uncertainty_policy", str),
     "CXR_NUM_WORKERS": ("num_workers", int),
     "CXR_FREEZE_THROUGH": ("freeze_through", str),
+    "CXR_FUSION_E2E_EPOCHS": ("fusion_end_to_end_epochs", int),
     "CXR_CONV1_INIT": ("conv1_init", str),
     "CXR_MIXED_PRECISION": ("mixed_precision", lambda raw: _truthy(raw)),
 }

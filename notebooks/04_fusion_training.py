@@ -1,0 +1,376 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Fusion: one model that reads the X-ray and the report
+#
+# Build the paper's late-fusion model (ResNet-18 features + the report's [CLS] embedding -> MLP),
+# compare it with two fusion strategies the paper left for future work, and find out how much of
+# the gain comes from the image, how much from the report, and how much from labels leaking
+# through the report.
+#
+# **Learning objectives**
+# - Assemble a multimodal model from two trained unimodal encoders, and say what "late",
+#   "decision-level" and "intermediate" (FiLM) fusion each combine.
+# - Weigh the paper's end-to-end training against frozen, cached encoders (speed against fidelity).
+# - Read the results against the paper and against the image-only and text-only models.
+# - Measure *leakage* (findings+impression vs indication-only reports) and *modality reliance*
+#   (remove one modality and watch the score).
+#
+# **Reads / writes** (in the artifacts folder, `CXR_ARTIFACTS_DIR`)
+# - reads `cohort.csv` + `images_<S>.npy` (notebook 01), `checkpoints/image.pt` (notebook 02),
+#   `text/` (the text encoder and its cached embeddings) and `metrics/text.json` (notebook 03);
+# - writes `checkpoints/fusion_<strategy>_<setting>.pt` (+ `_last.pt`, `_history.json`), the paper's
+#   model `checkpoints/fusion_concat_findings_impression_end_to_end.pt`, `predictions/fusion_*_test.csv`,
+#   `metrics/fusion.json` (with the modality ablation) and `figures/fusion_*.png`.
+#
+# The same work runs without Jupyter: `python -m cxr_helpers train fusion --artifacts DIR`.
+
+# %% [markdown]
+# ## Setup
+#
+# The first cell loads the settings (profile `phantom` by default, `mimic` for real data; environment
+# variables override them), seeds every random generator and prints the package versions.
+# `CXR_FAST=1` shrinks everything for a quick test run.
+
+# %%
+# Colab only: install the workbook first (Colab keeps its own torch). Elsewhere `make demo` did it.
+import importlib.util
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is None:
+    WORKBOOK_URL = "git+https://github.com/cxr-workbook/cxr-fusion-workbook.git"  # or your fork
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", WORKBOOK_URL], check=True)
+    importlib.invalidate_caches()
+
+import numpy as np
+import torch
+
+from cxr_helpers import exercises_fusion, fusion, plots_training, training
+from cxr_helpers.notebook import require, setup_notebook
+from cxr_helpers.prepare import load_cohort
+from cxr_helpers.text_model import embeddings_paths
+
+settings = setup_notebook("04 · Fusion training")
+
+# %% [markdown]
+# ## 1. What the earlier notebooks left us
+#
+# Fusion reuses both unimodal models: the image encoder trained in notebook 02 and the report
+# embeddings that notebook 03 computed with the frozen text encoder (one vector per report, for
+# each text setting). If a file is missing, the error names the notebook that makes it.
+
+# %%
+require(settings.artifacts_dir / "checkpoints" / "image.pt", "notebook 02 (02_image_baseline.ipynb)")
+cohort = load_cohort(settings.artifacts_dir)
+embeddings = {}
+for text_setting in ("findings_impression", "indication"):
+    path = require(embeddings_paths(settings, text_setting)[0], "notebook 03 (03_text_baseline.ipynb)")
+    embeddings[text_setting] = np.load(path, mmap_mode="r")
+    print(f"{text_setting:>20}: embeddings {embeddings[text_setting].shape} (rows = cohort rows)")
+text_dim = embeddings["findings_impression"].shape[1]
+print("cohort:", cohort["split"].value_counts().to_dict(), "| text encoder:", settings.text_model, f"(H = {text_dim})")
+
+# %% [markdown]
+# ## 2. The paper's model: late fusion by concatenation
+#
+# Each modality goes through its own encoder; the two vectors are concatenated and a 2-layer
+# feed-forward head gives 14 logits. On MIMIC-CXR the text encoder is CXR-BERT (H = 768, so the
+# fused vector has 1280 numbers); the phantom's tiny BERT has a smaller H, read from its config.
+#
+# ```
+#  X-ray (1 x S x S) ──> ResNet-18 (notebook 02's weights) ──> pooled features (512) ──┐
+#                                                                                     ├─ concat (512 + H)
+#  report text ──> tokenizer ──> BERT encoder ──> [CLS] embedding (H) ─────────────────┘        │
+#                                                                  Linear(512 + H, hidden) -> ReLU -> Dropout
+#                                                                  -> Linear(hidden, 14) -> 14 logits (sigmoid in the loss)
+# ```
+#
+# The paper trained this *with nothing frozen*: both encoders keep learning (AdamW, masked BCE,
+# the same lr, batch size and epochs as the image model).
+
+# %%
+model = fusion.build_fusion_model(settings, "concat", text_dim)
+parts = {"image encoder (ResNet-18)": model.image_model, "fusion head (MLP)": model.head}
+for part, module in parts.items():
+    print(f"{part:<28} {sum(p.numel() for p in module.parameters()):>12,} parameters")
+print("input keys:", model.input_keys)
+print(model.head)
+
+# %% [markdown]
+# `input_keys` tells the shared `training.fit` loop which batch entries the model reads. With a
+# frozen text encoder those are the cached embeddings (`text_features`); end to end they are the
+# tokens (`input_ids`, `attention_mask`) and the encoder is part of the model.
+
+# %% [markdown]
+# ## 3. Three ways to fuse
+#
+# The paper's conclusion proposes "different fusion strategies" as future work. All three below
+# sit behind the same interface (`fusion.FusionModel`), so they train, evaluate and explain alike:
+#
+# ```
+#  concat    image feats (512) ─┐
+#  (paper)   report emb  (H)  ──┴─ concat ─> MLP ─> 14 logits          fusion of *features*
+#
+#  decision  image feats ─> image head ─> 14 logits ─┐
+#            report emb  ─> text MLP   ─> 14 logits ─┴─ average         fusion of *decisions*
+#
+#  film      X-ray ─> conv1..layer3 ─> FiLM(report) ─> layer4 ─> FiLM(report) ─> pool ─> image head
+#                                      x*(1+gamma)+beta, per channel     fusion *inside* the CNN
+# ```
+#
+# FiLM (feature-wise linear modulation) lets the report rescale and shift each feature map
+# channel. Its projection starts at zero, so before training the FiLM model *is* the image model:
+# the check below compares their logits.
+
+# %%
+models = {strategy: fusion.build_fusion_model(settings, strategy, text_dim, freeze_image=True) for strategy in fusion.STRATEGIES}
+for strategy, candidate in models.items():
+    trainable = sum(p.numel() for p in candidate.parameters() if p.requires_grad)
+    print(f"{strategy:>8}: {trainable:>9,} trainable parameters with both encoders frozen")
+images = torch.rand(2, 1, settings.image_size, settings.image_size)
+reports = torch.tensor(np.array(embeddings["findings_impression"][:2]))
+with torch.no_grad():
+    gap = (models["film"].eval()(image=images, text_features=reports) - models["film"].image_model(images)).abs().max()
+print(f"FiLM at initialisation vs the image model: largest logit difference {gap:.2e}")
+
+# %% [markdown]
+# **Think.** Decision-level fusion averages two sets of logits. Can it ever learn that a finding is
+# present only when *both* the image and the report hint at it? Which of the three can?
+
+# %% [markdown]
+# ## 4. Frozen, cached encoders or end to end?
+#
+# Training end to end (the paper) runs the BERT encoder forward and backward for every report in
+# every epoch, and the whole ResNet too. That is the most faithful and the most flexible, and by far
+# the slowest. Freezing both encoders lets us compute their outputs **once** (the report embeddings
+# come from notebook 03; the image features are cached in memory at the start), and then each epoch
+# only trains the fusion layers: seconds instead of minutes on a laptop. The price: the encoders
+# cannot adapt to each other or to the task any more than notebooks 02 and 03 taught them, and the
+# fusion can only use what the frozen report embedding already encodes. CXR-BERT was pretrained on
+# hundreds of thousands of MIMIC reports; the phantom's tiny BERT saw a few hundred, and its frozen
+# [CLS] vector says much less about the findings (compare its text-only head with TF-IDF in section 8).
+#
+# `train_fusion` therefore trains the strategy table (3 strategies x 2 text settings) with frozen,
+# cached encoders, all under the same budget (same data, epochs, loss and learning rate), and the
+# paper's model once, end to end, on the findings+impression reports. Section 9 shows the time per epoch of both.
+
+# %% [markdown]
+# ## 5. Train every fusion model
+#
+# One call does notebook 04's whole job: for each model it trains with `training.fit` (best epoch by
+# validation loss, resumable), scores train / validation / test into `metrics/fusion.json`, writes
+# the test predictions, and scores the test split again with one modality removed. A finished run
+# is loaded instead of retrained (pass `resume=False` to train again).
+
+# %%
+outcome = fusion.train_fusion(settings)
+print(f"\n{len(outcome['models'])} fusion models ready in {outcome['seconds']:.0f} s")
+
+# %% [markdown]
+# ## 6. Learning curves (the paper's Figure 7)
+#
+# The paper's model (end to end) first, then the frozen-encoder concat model. The dotted lines are
+# the paper's final train and validation figures for its late-fusion model on MIMIC-CXR.
+
+# %%
+checkpoints = settings.artifacts_dir / "checkpoints"
+paper_model = fusion.fusion_name("concat", "findings_impression", end_to_end=True)
+for name in [paper_model, "fusion_concat_findings_impression"]:
+    if (checkpoints / f"{name}_history.json").exists():
+        fig = plots_training.plot_history(training.load_history(checkpoints, name), name, paper="paper: late fusion")
+        plots_training.save_figure(fig, settings.artifacts_dir, f"{name}_curves")
+
+# %% [markdown]
+# **Think.** With frozen encoders the fusion head starts from features that already separate the
+# labels well. What does that do to the first epoch's loss compared with the end-to-end run?
+
+# %% [markdown]
+# ## 7. Against the paper
+#
+# Loss and masked accuracy per split next to the paper's late fusion (train 0.1302 / 0.8296,
+# validation 0.2707 / 0.7916, test 0.2592 / 0.7950). The paper's image-only model reached 0.7047
+# validation accuracy: it read the roughly 9-point gain as the value of adding the report. Macro
+# AUROC is ours: the paper did not report it.
+
+# %%
+for name in [paper_model, "fusion_concat_findings_impression"]:
+    if (checkpoints / f"{name}.pt").exists():
+        print(name)
+        display(fusion.paper_comparison(settings.metrics_dir, name).round(4))
+
+# %% [markdown]
+# ## 8. Every model in one table
+#
+# Image-only (notebook 02), text-only (notebook 03: TF-IDF and the frozen encoder's head) and every
+# fusion model, on the test split. `training` says how each fusion model was trained.
+
+# %%
+table = fusion.comparison_table(settings.metrics_dir)
+table.round(4)
+
+# %% [markdown]
+# AUROC per label for the image-only model, the text-only head and the paper's fusion model on the
+# findings+impression reports: where does each modality help?
+
+# %%
+text_head = next((m for m in table["model"] if m.endswith("_head_findings_impression")), None)
+aurocs = fusion.label_aurocs(settings.metrics_dir, ["image", text_head, paper_model])
+fig = plots_training.plot_label_auroc(aurocs, "Test AUROC per label")
+plots_training.save_figure(fig, settings.artifacts_dir, "fusion_label_auroc");
+
+# %% [markdown]
+# ## 9. Speed: frozen and cached against end to end
+#
+# Seconds per training epoch as measured by `fit` (on this machine). Concat and decision fusion on
+# cached features only run a small MLP; FiLM must still run `layer4` every step (the report
+# modulates it), and the end-to-end model runs the whole ResNet and the BERT encoder, forward and
+# backward. `benchmarks/bench_fusion.py` also times a middle way (image encoder fine-tuned, text
+# cached): with the phantom's tiny BERT almost all of the end-to-end cost is the ResNet; with
+# CXR-BERT (110 million parameters) the text encoder weighs in too.
+
+# %%
+fusion.epoch_seconds_table(settings.metrics_dir).round(2)
+
+# %% [markdown]
+# ## 10. How much of the gain is leakage?
+#
+# The CheXpert labels were extracted *from the report's impression (else findings)* by a rule-based
+# labeler. A model fed those sections can read the answer. The indication ("why was this X-ray
+# ordered?") is written before the image is read, so it carries context but not the labels. For each
+# strategy: the test macro AUROC with each text setting, the gain over the image-only model, and the
+# share of the findings+impression gain that the indication alone does not give.
+
+# %%
+leakage = fusion.leakage_table(settings.metrics_dir)
+leakage.round(3)
+
+# %% [markdown]
+# Read this table together with the text-only rows of section 8: a frozen encoder whose embedding
+# hardly encodes the findings leaks little, whatever the section. With a text encoder that learns to
+# read (TF-IDF in notebook 03, the end-to-end model here, or `train_fusion(settings,
+# train_text_encoder=True)`, which fine-tunes a copy of the text encoder inside every table model)
+# the findings+impression setting pulls far ahead of the indication. The test split is small on the
+# phantom, so differences of a few hundredths are noise.
+#
+# **Think.** If nearly all of the gain disappears with indication-only reports, what did the paper's
+# "10% better" really measure? What would a deployed model have at prediction time: the final
+# report, or only the indication?
+
+# %% [markdown]
+# ## 11. Which modality does each model lean on?
+#
+# We score each fusion model on the test split three times: with both inputs, with the report
+# removed, and with the image blanked (all zeros). "Removed" report means the encoder's embedding of
+# an **empty report** `""`: what the model would meet if a study had no report, and a point the
+# encoder can really produce. (A vector of zeros, the other option in `modality_ablation`, is a point
+# no encoder ever outputs, so the head's answer there says little.) A big drop means heavy reliance;
+# a *negative* drop means the model scores better without that input: what it learned from it does
+# not carry over from the training studies to new ones.
+
+# %%
+reliance = fusion.reliance_table(settings.metrics_dir)
+fig = fusion.plot_reliance(reliance)
+plots_training.save_figure(fig, settings.artifacts_dir, "fusion_modality_reliance")
+reliance.round(3)
+
+# %% [markdown]
+# **Think.** A fusion model whose score hardly moves without the image is a text model with an
+# expensive camera attached. Which strategy keeps the most use of the image with the leaking
+# reports, and which with the indication only? Why might FiLM behave differently from concat?
+
+# %% [markdown]
+# ## Your turn 1: the fusion gain, per text setting
+#
+# Complete `fusion_gains(table)`: for the strategy table's **concat** models in `table` (section 8),
+# named `fusion_concat_<text_setting>`, return `{text_setting: their test macro AUROC - the test
+# macro AUROC of the model "image"}`, for both text settings. Use the columns `model` and
+# `test_macro_auroc`. The check prints feedback (the solution is in `cxr_helpers/solutions_fusion.py`).
+
+# %%
+def fusion_gains(table) -> dict:
+    """{text_setting: gain of concat fusion over the image-only model, in test macro AUROC}."""
+    # TODO: index the table by model, then subtract the "image" score from each fusion_concat_<setting> score.
+    return None
+
+
+exercises_fusion.check_fusion_gains(fusion_gains, table)
+
+# %% [markdown]
+# ## Your turn 2: a gated fusion head
+#
+# A *gated multimodal unit* learns, per example and per hidden unit, how much to trust each
+# modality: `h_image = tanh(W_i x)`, `h_text = tanh(W_t t)`, `g = sigmoid(W_g [x; t])`, and
+# `h = g * h_image + (1 - g) * h_text`, then dropout and a linear layer to 14 logits. Fill in
+# `gate()` and `forward()`; the check feeds random features, looks at shapes, at the gate's range,
+# at gradients into both inputs, and forces the gate to 1 to see that the report then stops mattering.
+
+# %%
+class GatedFusionHead(torch.nn.Module):
+    """Gated fusion of image features (B, image_dim) and a report embedding (B, text_dim) -> (B, 14)."""
+
+    def __init__(self, image_dim: int, text_dim: int, hidden: int = 256, dropout: float = 0.5):
+        super().__init__()
+        self.image_proj = torch.nn.Linear(image_dim, hidden)
+        self.text_proj = torch.nn.Linear(text_dim, hidden)
+        self.gate_proj = torch.nn.Linear(image_dim + text_dim, hidden)
+        self.out = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 14))
+
+    def gate(self, image_features, text_embedding):
+        # TODO: sigmoid of gate_proj applied to the concatenated inputs, (B, hidden).
+        raise NotImplementedError
+
+    def forward(self, image_features, text_embedding):
+        # TODO: tanh projections, mix them with g = self.gate(...), then self.out.
+        raise NotImplementedError
+
+
+exercises_fusion.check_gated_fusion(GatedFusionHead)
+
+# %% [markdown]
+# Stretch: add `"gated"` as a fourth strategy to a copy of `FusionModel.fuse` (it takes the pooled
+# image features and the report embedding, like `concat`) and train it on the cached features.
+# Does the learned gate lean towards the report more with findings+impression than with the indication?
+
+# %% [markdown]
+# ## Summary
+#
+# - The paper's late fusion concatenates ResNet-18's 512 pooled features with the report's [CLS]
+#   embedding and trains a 2-layer MLP on top, end to end. Decision-level fusion averages two
+#   heads' logits; FiLM lets the report modulate the CNN's feature maps from the inside.
+# - Freezing and caching the encoders makes each strategy train in seconds; the paper's end-to-end
+#   training is much slower per epoch (section 9).
+# - Reports with findings and impression carry the labels (the labeler read them): most of the
+#   fusion gain on those reports is leakage, which the indication-only setting exposes.
+# - Removing one modality at test time shows what a fusion model really uses.
+#
+# ## Questions
+#
+# 1. Why does FiLM start from the identity, and what would a random initialisation do to the image
+#    model's trained features in the first epochs?
+# 2. The paper calls concatenation "late fusion" and "fusion at the decision level". Which of our
+#    three strategies is decision-level fusion in the strict sense, and why does the distinction matter?
+# 3. Why is an empty report a better stand-in for "no report" than a zero vector? When would the
+#    mean training embedding be better still?
+# 4. Which fusion figure would you quote for a system that only sees the indication at prediction time?
+# 5. Further research: fine-tune the image encoder (`fusion.train_fusion(settings, freeze_encoders=False)`)
+#    or the text encoder (`train_text_encoder=True`) in the strategy table and compare the tables;
+#    try a zero-vector report in `fusion.modality_ablation(..., text_removal="zeros")`.
+#
+# ## Next
+#
+# Notebook **05_interpretation** opens the fusion models again (`fusion.load_fusion_model`) and asks
+# *why* they decide: Grad-CAM on the X-ray with the report held fixed, SHAP on the report's words
+# with the image held fixed, checked against the phantom's ground truth.

@@ -45,20 +45,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from cxr_helpers.distributed import distributed_session, is_main_process
+
     settings = _settings_from_args(args)
-    if args.model == "image":
-        from cxr_helpers.training import train_image
+    with distributed_session():  # a process group under torchrun (docs/scale.md), a no-op otherwise
+        if args.model == "image":
+            from cxr_helpers.training import train_image
 
-        train_image(settings)
-    elif args.model == "text":
-        from cxr_helpers.text_model import train_text
+            train_image(settings)
+        elif args.model == "text":
+            from cxr_helpers.text_model import train_text
 
-        train_text(settings)
-    else:
-        from cxr_helpers.fusion import train_fusion
+            train_text(settings)
+        else:
+            from cxr_helpers.fusion import train_fusion
 
-        train_fusion(settings)
-    print_results(settings.metrics_dir)
+            train_fusion(settings)
+        if is_main_process():
+            print_results(settings.metrics_dir)
     return 0
 
 

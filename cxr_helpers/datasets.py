@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from torch.utils.data.dataloader import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
+from cxr_helpers.distributed import is_initialized
 from cxr_helpers.labels import CHEXPERT_LABELS, VALID_CODES
 
 SPLITS = ("train", "validate", "test")
@@ -169,11 +170,6 @@ def collate_batch(batch):
     return batch if isinstance(batch, Mapping) else default_collate(batch)
 
 
-def distributed_ready() -> bool:
-    """True inside a torchrun process group."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -188,7 +184,7 @@ def make_loader(
     Shuffled orders come from (seed, epoch): ``training.fit`` calls ``set_epoch`` every epoch.
     """
     if sampler is None:
-        if distributed_ready():
+        if is_initialized():
             sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
         elif shuffle:
             sampler = EpochShuffleSampler(len(dataset), seed)

@@ -12,7 +12,8 @@ All hold tensors and plain Python values only, so ``torch.load(..., weights_only
 
 torchrun: when a process group is initialised, ``fit`` wraps the model in DistributedDataParallel,
 loaders from ``datasets.make_loader`` shard with a DistributedSampler, predictions are gathered
-from all ranks before metrics, and only rank 0 writes files.
+from all ranks before metrics, and only rank 0 writes files (SyncBatchNorm on CUDA, per-rank
+dropout streams, rank 0's BatchNorm buffers broadcast before evaluation: see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cxr_helpers.config import pick_device
-from cxr_helpers.datasets import distributed_ready, make_loader, set_loader_epoch
+from cxr_helpers.datasets import make_loader, set_loader_epoch
+from cxr_helpers.distributed import barrier, is_initialized, is_main_process, rank, world_size
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import (
     evaluate,
@@ -88,22 +90,54 @@ class History:
 # ----------------------------------------------------------------------------- process group helpers
 
 
-def _rank() -> int:
-    return torch.distributed.get_rank() if distributed_ready() else 0
-
-
-def is_main_process() -> bool:
-    """True on rank 0 of a torchrun job, and always outside one."""
-    return _rank() == 0
-
-
 def _gather(array: np.ndarray) -> np.ndarray:
     """Concatenate an array from every rank (identity outside torchrun)."""
-    if not distributed_ready():
+    if not is_initialized():
         return array
-    parts: list = [None] * torch.distributed.get_world_size()
+    parts: list = [None] * torch.distributed.getworld_size()
     torch.distributed.all_gather_object(parts, array)
     return np.concatenate(parts)
+
+
+def _seed_rank_epoch(seed: int, epoch: int) -> None:
+    """Under torchrun, a torch RNG stream per (seed, epoch, rank).
+
+    Without it every rank would draw the same dropout masks (the same seed everywhere), and a
+    resumed job repeats an uninterrupted one exactly because the stream depends on the epoch only.
+    """
+    entropy = np.random.SeedSequence([int(seed), int(epoch), rank()]).generate_state(1)[0]
+    torch.manual_seed(int(entropy))
+
+
+def _ddp_device(device: torch.device) -> torch.device:
+    """Under torchrun on CUDA, "cuda" means this rank's GPU (set by distributed.init_distributed)."""
+    if device.type == "cuda" and device.index is None and is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel, with SyncBatchNorm on CUDA so BatchNorm sees the global batch.
+
+    ``convert_sync_batchnorm`` swaps the BatchNorm modules inside ``model`` in place and keeps the
+    same Parameter objects (the optimizer is unaffected, state_dict keys are unchanged). Gloo on the
+    CPU has no SyncBatchNorm kernel: there each rank normalises with its own batch's statistics.
+    """
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics) before evaluating.
+
+    DDP broadcasts them at the start of each training forward, but the last step leaves each
+    rank's statistics updated by its own shard; evaluation and the saved checkpoint need one copy.
+    """
+    if is_initialized():
+        for buffer in _unwrap(model).buffers():
+            torch.distributed.broadcast(buffer, src=0)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -166,7 +200,7 @@ def run_fingerprint(model: nn.Module, settings, train_size: int) -> dict:
         "uncertainty_policy": settings.uncertainty_policy,
         "image_size": int(settings.image_size),
         "train_size": int(train_size),
-    }
+    } | ({"world_size": world_size()} if world_size() > 1 else {})  # per-rank batch: the global batch needs both
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, device=None) -> dict:
@@ -274,7 +308,7 @@ def fit(
     (a finished run trains no more: this is how a notebook skips training). At the end the model
     holds the best epoch's weights (lowest validation loss) unless ``restore_best`` is False.
     """
-    device = _resolve_device(device)
+    device = _ddp_device(_resolve_device(device))
     checkpoint_dir = Path(checkpoint_dir)
     best_path, last_path = checkpoint_dir / f"{name}.pt", checkpoint_dir / f"{name}_last.pt"
     history_path = checkpoint_dir / f"{name}_history.json"
@@ -308,19 +342,21 @@ def fit(
             )
 
     trained = model
-    if distributed_ready() and start < settings.epochs:
-        ids = [device.index] if device.type == "cuda" else None
-        trained = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if is_initialized() and start < settings.epochs:
+        trained = _wrap_ddp(model, device)
     if is_main_process():
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     for epoch in range(start, settings.epochs):
         began = time.perf_counter()
         set_loader_epoch(train_loader, epoch)
+        if is_initialized():
+            _seed_rank_epoch(settings.seed, epoch)
         label = f"{name} epoch {epoch + 1}/{settings.epochs}"
         train_logits, train_targets = _train_epoch(
             trained, train_loader, optimizer, scaler, settings, device, use_amp, progress, label
         )
+        _broadcast_buffers(model)
         row = {
             "epoch": epoch + 1,
             "train_loss": masked_bce(train_logits, train_targets, settings.uncertainty_policy),
@@ -355,6 +391,7 @@ def fit(
             history_path.write_text(json.dumps(history.to_dict(), indent=2))
             if progress:
                 print(_epoch_line(history))
+        barrier()  # the other ranks may read these files next (restore_best, a resumed job)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
 

@@ -1,0 +1,102 @@
+"""torchrun support: the process group from torchrun's environment, rank helpers, teardown.
+
+``torchrun`` starts one process per GPU (or per CPU slot) and sets RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT. ``init_distributed`` turns those into a process group
+(NCCL on CUDA, Gloo on the CPU) and pins each process to its own GPU; everything else
+(DistributedDataParallel, DistributedSampler, gathering predictions, rank-0-only writes) lives in
+``training.fit`` and ``datasets.make_loader``, which switch on when a group is initialised.
+Outside torchrun every function here is a harmless no-op, so the same command runs both ways.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun's environment variables are set (this process is one rank of a job)."""
+    return all(os.environ.get(name) not in (None, "") for name in TORCHRUN_VARS)
+
+
+def is_initialized() -> bool:
+    """True inside an initialised process group."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def default_backend() -> str:
+    """NCCL when CUDA is available, Gloo on the CPU."""
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init_distributed(backend: str | None = None) -> bool:
+    """Initialise the process group from torchrun's environment; True if one is (now) running.
+
+    Outside torchrun nothing happens and False is returned. On CUDA each process is pinned to
+    ``cuda:LOCAL_RANK`` before the group starts, so ``torch.device("cuda")`` means its own GPU.
+    """
+    if is_initialized():
+        return True
+    if not launched_by_torchrun():
+        return False
+    if not torch.distributed.is_available():
+        raise RuntimeError("torchrun started this process but this torch build has no torch.distributed")
+    backend = backend or default_backend()
+    if backend == "nccl":
+        local = local_rank()
+        if local >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible; "
+                "use --nproc_per_node <= the number of GPUs"
+            )
+        torch.cuda.set_device(local)
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def rank() -> int:
+    """This process's global rank (0 outside torchrun)."""
+    return torch.distributed.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes in the job (1 outside torchrun)."""
+    return torch.distributed.get_world_size() if is_initialized() else 1
+
+
+def local_rank() -> int:
+    """This process's rank on its node (= its GPU index); 0 outside torchrun."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """True on rank 0, and always outside torchrun: the one process that writes files and prints."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside torchrun)."""
+    if is_initialized():
+        torch.distributed.barrier()
+
+
+def teardown() -> None:
+    """Destroy the process group if one is running (safe to call twice)."""
+    if is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+@contextmanager
+def distributed_session(backend: str | None = None) -> Iterator[bool]:
+    """``with distributed_session() as distributed:`` initialise from torchrun's env, always tear down."""
+    started = init_distributed(backend)
+    try:
+        yield started
+    finally:
+        if started:
+            teardown()

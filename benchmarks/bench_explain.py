@@ -1,0 +1,141 @@
+"""Interpretation: latency of Grad-CAM, SHAP and the study browser on the CPU, and the faithfulness figures.
+
+Usage (on the artifacts of a `make demo` run, i.e. notebooks 01-04 on the default phantom):
+    python benchmarks/bench_explain.py [--artifacts DIR] [--repeats N] [--threads T] [--skip-faithfulness]
+
+Part 1 times, on the CPU, with nothing cached: one Grad-CAM (one label, each CAM method), one SHAP
+explanation (one label at ``settings.shap_max_evals`` evaluations, fusion and text-only model), the
+first browser view of a new study, and a browser update for a study already explained. Part 2 runs
+``faithfulness.run_faithfulness`` on ``settings.explain_studies`` test studies and prints every check
+beside its random baseline (and the time it took). Nothing is written except metrics/faithfulness.json
+(part 2) and the explanation cache, which goes to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+
+def machine() -> str:
+    """One line about where the figures were measured."""
+    return (f"{platform.processor() or platform.machine()} | {os.cpu_count()} CPUs | torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads) | device cpu | load average {os.getloadavg()[0]:.1f}")
+
+
+def timed(function, repeats: int) -> tuple[float, float]:
+    """(median, min) seconds of ``function()`` over ``repeats`` calls."""
+    seconds = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds), min(seconds)
+
+
+def latency_table(settings, repeats: int) -> pd.DataFrame:
+    """Seconds per explanation and per browser update, nothing cached (fresh cache objects per call)."""
+    from cxr_helpers.explain import CAM_METHODS, ExplanationCache, StudyExplainer
+    from cxr_helpers.explain_browser import ExplanationBrowser
+
+    explainer = StudyExplainer.from_settings(settings, cache=False)
+    studies = explainer.study_ids("test")
+    study = explainer.example_study()
+    label = explainer.top_labels(study)[0]
+    explainer.cams(study, [label])  # warm up: imports, first-call overheads
+    explainer.shap_values(study, [label], max_evals=10)  # warm up: shap's one-off compilation
+    rows = []
+
+    def fresh():
+        explainer.cache = ExplanationCache()
+
+    for method in CAM_METHODS:
+        for role in ("fusion", "image"):
+            runs = 1 if method == "scorecam" else repeats  # one forward pass per channel: slow
+
+            def one_cam(role=role, method=method):
+                fresh()
+                explainer.cams(study, [label], role, method)
+
+            median, best = timed(one_cam, runs)
+            rows.append({"what": f"Grad-CAM family: {method}, 1 label", "model": role, "median s": median, "min s": best})
+    for role in ("fusion", "text"):
+
+        def one_shap(role=role):
+            fresh()
+            explainer.shap_values(study, [label], role)
+
+        median, best = timed(one_shap, repeats)
+        rows.append({"what": f"SHAP, 1 label, max_evals={explainer.shap_max_evals}", "model": role,
+                     "median s": median, "min s": best})
+    fresh()
+    began = time.perf_counter()
+    browser = ExplanationBrowser(explainer, studies[:3])
+    rows.append({"what": "browser: first view (top-3 CAMs + top-3 SHAP, new study)", "model": "fusion",
+                 "median s": time.perf_counter() - began, "min s": None})
+    browser.slider.value = 1
+    browser.slider.value = 0
+
+    def cached_update():
+        browser.slider.value = 1 - browser.slider.value
+
+    median, best = timed(cached_update, max(repeats, 5))
+    rows.append({"what": "browser: update to an explained study (cached)", "model": "fusion", "median s": median,
+                 "min s": best})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    from cxr_helpers.config import load_settings
+    from cxr_helpers.faithfulness import per_label_table, run_faithfulness, summary_table
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", default=None, help="artifacts folder (default: CXR_ARTIFACTS_DIR or artifacts/<profile>)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--skip-faithfulness", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {"artifacts_dir": Path(args.artifacts).resolve()} if args.artifacts else {}
+    settings = load_settings(**overrides)
+    print("machine:", machine())
+    print(f"profile {settings.profile} (fast={settings.fast}) | image size {settings.image_size} | "
+          f"shap_max_evals {settings.shap_max_evals} | explain_studies {settings.explain_studies} | {settings.artifacts_dir}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        print("\n== Latency (CPU, nothing cached unless said) ==")
+        print(latency_table(settings, args.repeats).to_string(index=False))
+        if args.skip_faithfulness:
+            return
+        from cxr_helpers.explain import ExplanationCache, StudyExplainer
+
+        explainer = StudyExplainer.from_settings(settings, cache=False)
+        with tempfile.TemporaryDirectory() as folder:
+            explainer.cache = ExplanationCache(Path(folder))
+            began = time.perf_counter()
+            result = run_faithfulness(settings, explainer, progress=False)
+            seconds = time.perf_counter() - began
+        print(f"\n== Faithfulness on {result.summary['n_studies']} test studies ({seconds:.0f} s; models "
+              f"{result.summary['models']}) ==")
+        print(summary_table(result.summary).to_string(index=False))
+        print("\n-- over all truly present findings (not only the correctly predicted) --")
+        print(summary_table({"checks": result.summary["checks_all_present"]}).to_string(index=False))
+        print("\n-- pointing game per label --")
+        print(per_label_table(result.summary, "pointing_game").to_string(index=False))
+        print("\n-- model randomisation (mean Spearman vs the trained model) --")
+        for name, steps in result.summary["checks"]["randomisation"]["models"].items():
+            print(f"{name:>16}: " + ", ".join(f"{s['randomised_through'].split('.')[-1]} {s['spearman']:.2f}"
+                                               for s in steps if s["spearman"] is not None))
+        print(f"\nwritten: {result.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint notebooks clean-artifacts
+.PHONY: demo test test-browser install lint notebooks clean-artifacts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ demo: $(STAMP)
 	$(BIN)/python -m cxr_helpers demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not browser"
+
+# The real-browser test (JupyterLab + Debian's Chromium); not yet stable enough for `make test`.
+test-browser: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m browser tests/test_browser_e2e.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cxr_helpers tests benchmarks

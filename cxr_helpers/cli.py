@@ -70,7 +70,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cxr_helpers.explain import explain_study_to_files
 
     settings = _settings_from_args(args, cam_method=args.cam_method)
-    paths = explain_study_to_files(settings, args.study, out_dir=Path(args.out) if args.out else None)
+    try:
+        paths = explain_study_to_files(
+            settings, args.study, out_dir=Path(args.out) if args.out else None, model_name=args.model
+        )
+    except LookupError as error:  # an unknown study id: say where valid ones are, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for path in paths:
         print(path)
     return 0
@@ -156,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--artifacts", help="artifacts folder")
     explain.add_argument("--study", type=int, required=True, help="study_id of a test study")
     explain.add_argument("--cam-method", default=None, help="gradcam, gradcam++, hirescam, eigencam, scorecam")
+    explain.add_argument("--model", default=None, help="fusion checkpoint name (default: the paper's concat model)")
     explain.add_argument("--out", default=None, help="folder for the files (default: <artifacts>/explanations)")
     explain.set_defaults(run=cmd_explain)
 

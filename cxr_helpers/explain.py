@@ -52,6 +52,7 @@ RANDOM_CAM = "randomcam"  # pytorch_grad_cam.RandomCAM: the baseline of the fait
 SHAP_MASK_TOKEN = "[MASK] "  # trailing space: a mask never glues onto the next word
 WORD_SPLIT = r"\W+"
 SCORECAM_BATCH = 64
+CACHE_VERSION = 1  # bump when the way explanations are computed changes: older cached files are then ignored
 
 
 # ----------------------------------------------------------------------------- Grad-CAM
@@ -468,6 +469,7 @@ class ExplanationCache:
     def get_many(self, kind: str, model: str, study_id: int, labels: Sequence[str], method: str, fingerprint: str,
                  compute: Callable[[list[str]], Mapping[str, object]]) -> dict[str, object]:
         """{label: explanation}: from memory, else disk, else ``compute(missing labels)`` (stored in both)."""
+        fingerprint = f"v{CACHE_VERSION}|{fingerprint}"
         found, missing = {}, []
         for label in labels:
             key = (kind, model, int(study_id), label, method, fingerprint)
@@ -562,8 +564,9 @@ class StudyExplainer:
         self.cache = cache if cache is not None else ExplanationCache()
         self.max_length, self.pooling, self.batch_size = max_length, pooling, batch_size
         self.shap_max_evals, self.top_k, self.cam_method = shap_max_evals, top_k, cam_method
-        first = cohort.drop_duplicates("study_id")
-        self._rows = {int(s): i for s, i in zip(first["study_id"], first.index, strict=True)}
+        lateral = (~cohort["view_position"].isin(["PA", "AP"])).astype(int) if "view_position" in cohort else 0
+        first = cohort.assign(_lateral=lateral).sort_values("_lateral", kind="stable").drop_duplicates("study_id")
+        self._rows = {int(s): i for s, i in zip(first["study_id"], first.index, strict=True)}  # frontal view first
         self._logits: dict[tuple[int, str], np.ndarray] = {}
 
     @classmethod
@@ -571,6 +574,7 @@ class StudyExplainer:
                       cache: bool = True) -> StudyExplainer:
         """Load the cohort, the image cache and the trained models of ``roles`` from the artifacts folder."""
         from cxr_helpers.prepare import load_cohort, open_image_cache
+
         cohort = load_cohort(settings.artifacts_dir)
         images = open_image_cache(settings.artifacts_dir, settings.image_size)
         models = load_models(settings, roles, fusion_name)
@@ -580,13 +584,20 @@ class StudyExplainer:
                    settings.cam_method)
 
     # -- studies
-    def example_study(self, split: str = "test") -> int:
-        """A study worth showing first: the first with a positive finding (not No Finding) and report text."""
+    def example_study(self, split: str = "test", role: str = "fusion", search: int = 50) -> int:
+        """A study worth showing first: among the first ``search`` studies with a positive finding (not
+        No Finding) and report text, one whose top predicted label is such a finding; else the first."""
         table = self.cohort.drop_duplicates("study_id")
         table = table[table["split"] == split] if (table["split"] == split).any() else table
         findings = [name for name in CHEXPERT_LABELS if name != "No Finding"]
         chosen = table[(table[findings] == 1).any(axis=1) & (table[f"text_{self.text_setting}"].str.strip() != "")]
-        return int((chosen if len(chosen) else table)["study_id"].iloc[0])
+        candidates = [int(s) for s in (chosen if len(chosen) else table)["study_id"]]
+        if self.has(role):
+            for study_id in candidates[:search]:
+                top = self.top_labels(study_id, role, 1)[0]
+                if top != "No Finding" and self.coded_labels(study_id)[top] == 1:
+                    return study_id
+        return candidates[0]
 
     def study_ids(self, split: str | None = "test") -> list[int]:
         """Study ids of a split (all studies with ``split=None``), in cohort order."""
@@ -596,7 +607,7 @@ class StudyExplainer:
         return [int(s) for s in table["study_id"]]
 
     def row(self, study_id: int):
-        """The cohort row of a study (its first image); UnknownStudyError for ids not in the cohort."""
+        """The cohort row of a study (its first frontal image); UnknownStudyError for ids not in the cohort."""
         if int(study_id) not in self._rows:
             check_study_id(self.cohort, study_id)
         return self.cohort.loc[self._rows[int(study_id)]]

@@ -236,9 +236,10 @@ _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_faithfulness"
 faithfulness.per_label_table(result.summary, "pointing_game").round(3)
 
 # %% [markdown]
-# Negation, mention by mention: `code` 1 is a positive statement, 0 a negated one. The sign of the
-# SHAP sum over the mention's words should follow the code (for Pneumothorax: "no pneumothorax"
-# should push away from Pneumothorax, "small apical pneumothorax" towards it).
+# Negation per label: the mean SHAP sum over positive mentions ("small apical pneumothorax": the
+# finding's words) and over negated ones ("no pneumothorax": the words and their negation cue)
+# should have opposite signs, positive then negative. Below the table, the fusion model's
+# Pneumothorax mentions one by one.
 
 # %%
 negation = faithfulness.negation_table(result.summary)
@@ -345,7 +346,9 @@ if exercises_explain.check_words_pushing_away(words_pushing_away):
 #    write this word", and which keeps the text inside what the encoder saw in training?
 # 5. Further research: repeat section 7 for the indication-only fusion model
 #    (`StudyExplainer.from_settings(settings, fusion_name="fusion_concat_indication")`), and for the
-#    FiLM model, whose report reaches inside the CNN. Which explanations change most?
+#    FiLM model, whose report reaches inside the CNN. Which explanations change most? Or compute
+#    Grad-CAM on `layer3` (8 x 8 cells at 128 px) with `cams_for_labels(model, model.backbone.layer3,
+#    image, labels)`: finer maps, but do they still beat RandomCAM?
 #
 # ## Next
 #

@@ -56,13 +56,19 @@ SENTENCES = ["mild cardiomegaly", "no pneumothorax", "small left pleural effusio
 
 # ----------------------------------------------------------------------------- tiny models
 def tiny_text_tools(hidden: int = 32):
-    """A WordPiece tokenizer and a 1-layer BERT, built offline in well under a second."""
-    from transformers import BertConfig, BertModel
+    """A whole-word BERT tokenizer (fixed vocabulary: the same ids every run) and a 1-layer BERT."""
+    import tempfile
 
-    from cxr_helpers.text_model import train_wordpiece, wrap_tokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    corpus = [REPORT.format(n=i, severity=s) for i, s in enumerate(("mild", "moderate", "severe"))] + SENTENCES * 3
-    tokenizer = wrap_tokenizer(train_wordpiece(corpus, vocab_size=300))
+    from cxr_helpers.reports import clean_text
+    from cxr_helpers.text_model import SPECIAL_TOKENS
+
+    corpus = [REPORT.format(n=i, severity=s) for i, s in enumerate(("mild", "moderate", "severe"))] + SENTENCES
+    words = sorted({word for text in corpus for word in clean_text(text).split()})
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.txt").write_text("\n".join([*SPECIAL_TOKENS, *words]) + "\n")
+        tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
@@ -339,6 +345,8 @@ def test_explainer_loads_every_model_and_predicts(explainer):
     assert set(explainer.top_labels(study, "image", 2)) == {"Cardiomegaly", "Pleural Effusion"}  # the split head
     table = explainer.prediction_table(study)
     assert list(table.columns) == ["label", "coded label", "p(fusion)", "p(image)", "p(text)"]
+    example = explainer.example_study()
+    assert example in studies and explainer.coded_labels(example)["Cardiomegaly"] == 1
 
 
 def test_modality_reliance_matches_the_model(explainer):

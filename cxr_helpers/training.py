@@ -94,7 +94,7 @@ def _gather(array: np.ndarray) -> np.ndarray:
     """Concatenate an array from every rank (identity outside torchrun)."""
     if not is_initialized():
         return array
-    parts: list = [None] * torch.distributed.getworld_size()
+    parts: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, array)
     return np.concatenate(parts)
 

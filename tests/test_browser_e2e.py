@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 pytestmark = pytest.mark.browser
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab in front
 
 
 def _free_port() -> int:
@@ -72,7 +73,7 @@ def lab(tmp_path_factory, built_artifacts):
         [
             sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
             f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={workdir}",
-            "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=False",
+            "--LabApp.news_url=", f"--LabApp.workspaces_dir={workdir / 'workspaces'}",
         ],
         stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
     )
@@ -117,7 +118,7 @@ def open_notebook(browser, lab, name: str):
             if time.time() > deadline:
                 raise AssertionError(f"JupyterLab did not answer; log:\n{lab['log'].read_text()[-3000:]}") from None
             time.sleep(1)
-    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    page.wait_for_selector(f"{PANEL} .jp-Notebook", timeout=90_000)
     try:
         page.click(".jp-Dialog button:has-text('Select')", timeout=5_000)  # kernel choice dialog, if any
     except Exception:
@@ -132,7 +133,7 @@ def run_all_and_wait(page, lab, name: str, timeout_s: int = 900) -> dict:
     deadline, quiet = time.time() + timeout_s, 0
     while time.time() < deadline:
         prompts = page.eval_on_selector_all(
-            ".jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent.replace(/\\s/g, ''))"
+            f"{PANEL} .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent.replace(/\\s/g, ''))"
         )
         running = any(p == "[*]:" for p in prompts)
         started = any(p[1:-2].isdigit() for p in prompts if len(p) > 3)

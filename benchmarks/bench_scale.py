@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from bench_prepare import MIMIC_ASPECT, enlarge_jpegs
+from bench_prepare import MIMIC_ASPECT, enlarge_jpegs, time_cache
 from numpy.lib.format import open_memmap
 
 from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.image_model import ImageClassifier
-from cxr_helpers.images import build_image_cache
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import masked_bce
 from cxr_helpers.mimic import read_layout, select_cohort
@@ -52,16 +51,7 @@ def max_rss_mib(who: int) -> float:
 
 def cache_rate(paths: list[str], size: int, workers: int) -> float:
     """Images/s building a fresh cache of ``paths`` with ``workers`` processes."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-scale-cache-"))
-    try:
-        start = time.perf_counter()
-        result = build_image_cache(paths, folder, size, workers=workers, progress=False)
-        seconds = time.perf_counter() - start
-        if result.failed:
-            raise RuntimeError(f"{len(result.failed)} images failed to decode, e.g. {result.failed[0]}")
-        return len(paths) / seconds
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return len(paths) / time_cache(paths, size, workers)
 
 
 def phantom_jpegs(studies: int, jpeg_rows: int, root: Path) -> list[str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cohort_factory import toy_cohort_frame
 from transformers import BertConfig, BertModel
 
 from cxr_helpers import fusion, text_model
@@ -17,7 +18,6 @@ from cxr_helpers.fusion import STRATEGIES, FusionModel, build_fusion_model, moda
 from cxr_helpers.image_model import ImageClassifier
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import masked_bce
-from cxr_helpers.prepare import COHORT_COLUMNS
 
 SIZE = 64
 TEXT_DIM = 24
@@ -180,12 +180,7 @@ def test_built_from_the_image_checkpoint(tmp_path, strategy):
 def toy_cohort(n=24, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, SIZE, SIZE)).astype(np.uint8)
-    cohort = pd.DataFrame({name: "" for name in COHORT_COLUMNS if name not in CHEXPERT_LABELS}, index=range(n))
-    cohort["subject_id"] = 10000000 + np.arange(n)
-    cohort["study_id"] = 50000000 + np.arange(n)
-    cohort["dicom_id"] = [f"dicom-{i:04d}" for i in range(n)]
-    cohort["split"] = np.array(["train", "train", "validate", "test"])[np.arange(n) % 4]
-    cohort["cache_index"] = np.arange(n)
+    cohort = toy_cohort_frame(n)
     cohort["text_findings_impression"] = [REPORTS[i % len(REPORTS)] for i in range(n)]
     cohort["text_indication"] = ["cough" if i % 2 else "fever" for i in range(n)]
     for name in CHEXPERT_LABELS:

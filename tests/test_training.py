@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cohort_factory import toy_cohort_frame
 from torch import nn
 
 from cxr_helpers import training
 from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.prepare import COHORT_COLUMNS
 
 SIZE = 32
 
@@ -36,12 +36,7 @@ def toy_cohort(n: int = 48, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     bright = rng.integers(0, 2, size=n)
     images = rng.integers(0, 100, size=(n, SIZE, SIZE)).astype(np.uint8) + (bright * 120).astype(np.uint8)[:, None, None]
-    cohort = pd.DataFrame({name: "" for name in COHORT_COLUMNS if name not in CHEXPERT_LABELS}, index=range(n))
-    cohort["subject_id"] = 10000000 + np.arange(n)
-    cohort["study_id"] = 50000000 + np.arange(n)
-    cohort["dicom_id"] = [f"dicom-{i:04d}" for i in range(n)]
-    cohort["split"] = np.array(["train", "train", "validate", "test"])[np.arange(n) % 4]
-    cohort["cache_index"] = np.arange(n)
+    cohort = toy_cohort_frame(n)
     for name in CHEXPERT_LABELS:
         cohort[name] = rng.choice([1, 0, -1, -2], size=n)
     cohort["Atelectasis"] = bright

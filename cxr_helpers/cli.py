@@ -45,10 +45,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cxr_helpers.distributed import distributed_session, is_main_process
+    from cxr_helpers.distributed import distributed_session, is_main_process, world_size
 
     settings = _settings_from_args(args)
-    with distributed_session():  # a process group under torchrun (docs/scale.md), a no-op otherwise
+    with distributed_session() as distributed:  # a process group under torchrun (docs/scale.md), a no-op otherwise
+        if distributed and is_main_process():
+            import torch
+
+            print(f"torchrun: {world_size()} processes, {torch.distributed.get_backend()} backend", flush=True)
         if args.model == "image":
             from cxr_helpers.training import train_image
 

@@ -13,10 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
+import numpy as np
 import torch
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+# How long a rank waits at a barrier. Rank 0 alone builds the shared caches (report embeddings of the
+# whole cohort, say) while the others wait, which outlasts NCCL's 10-minute default on full MIMIC.
+TIMEOUT_VAR, DEFAULT_TIMEOUT_MINUTES = "CXR_DIST_TIMEOUT_MIN", 120
 
 
 def launched_by_torchrun() -> bool:
@@ -55,7 +60,8 @@ def init_distributed(backend: str | None = None) -> bool:
                 "use --nproc_per_node <= the number of GPUs"
             )
         torch.cuda.set_device(local)
-    torch.distributed.init_process_group(backend=backend)
+    minutes = float(os.environ.get(TIMEOUT_VAR) or DEFAULT_TIMEOUT_MINUTES)
+    torch.distributed.init_process_group(backend=backend, timeout=timedelta(minutes=minutes))
     return True
 
 
@@ -83,6 +89,62 @@ def barrier() -> None:
     """Wait for every rank (no-op outside torchrun)."""
     if is_initialized():
         torch.distributed.barrier()
+
+
+def gather_arrays(array: np.ndarray) -> np.ndarray:
+    """Every rank's ``array`` concatenated in rank order (the array itself outside torchrun)."""
+    if not is_initialized():
+        return array
+    parts: list = [None] * world_size()
+    torch.distributed.all_gather_object(parts, array)
+    return np.concatenate(parts)
+
+
+def gather_rows(indices: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(indices, *arrays) of every rank's shard, sorted by index, DistributedSampler's padding dropped.
+
+    Each array's first axis matches ``indices`` (the cohort rows a rank saw); the result covers
+    the whole split once, in the same order on every rank.
+    """
+    indices = gather_arrays(np.asarray(indices))
+    gathered = [gather_arrays(np.asarray(a)) for a in arrays]
+    indices, first = np.unique(indices, return_index=True)  # sorted, duplicates dropped
+    return (indices, *(a[first] for a in gathered))
+
+
+def shard(n: int) -> range:
+    """The rows 0..n-1 that this rank handles when work is split without padding (all of them alone)."""
+    return range(rank(), n, world_size())
+
+
+def sum_across_ranks(array: np.ndarray) -> np.ndarray:
+    """Element-wise sum of ``array`` over all ranks, in place (unchanged outside torchrun).
+
+    With rows split by ``shard`` and the others left at zero, this gives every rank the full array.
+    """
+    if is_initialized():
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else "cpu"
+        tensor = torch.from_numpy(array).to(device)
+        torch.distributed.all_reduce(tensor)
+        array[...] = tensor.cpu().numpy()
+    return array
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the body first, then the other ranks do (a no-op outside torchrun).
+
+    For shared files that are built once and read by every rank (the tiny BERT, the report
+    embedding cache): rank 0 builds them while the others wait, and the others then find them
+    complete and only read them back.
+    """
+    if not is_main_process():
+        barrier()
+    try:
+        yield
+    finally:
+        if is_main_process():
+            barrier()
 
 
 def teardown() -> None:

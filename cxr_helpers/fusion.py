@@ -40,6 +40,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cxr_helpers.config import TEXT_SETTINGS, seed_everything
+from cxr_helpers.distributed import (
+    barrier,
+    gather_rows,
+    is_main_process,
+    main_process_first,
+    shard,
+    sum_across_ranks,
+)
 from cxr_helpers.image_model import FEATURE_DIM, ImageClassifier
 from cxr_helpers.labels import CHEXPERT_LABELS, NUM_LABELS
 
@@ -145,6 +153,20 @@ class FusionModel(nn.Module):
         self._text_tools: tuple = ()  # (tokenizer, frozen encoder or None): a tuple, so not a submodule
         self.max_text_length = 256
         self.set_image_frozen(freeze_image)
+        self._freeze_unused()
+
+    def _freeze_unused(self) -> None:
+        """Stop training the parts no forward pass uses: the image model's fc head (read by decision and
+        FiLM only) and the text encoder's pooler (reports are pooled from ``last_hidden_state``).
+
+        Training is the same either way (they get no gradient), but DistributedDataParallel
+        requires every trainable parameter to take part in the loss.
+        """
+        unused = [self.text_encoder.pooler] if getattr(self.text_encoder, "pooler", None) is not None else []
+        if self.strategy == "concat":
+            unused.append(self.image_head)
+        for module in unused:
+            module.requires_grad_(False)
 
     # -- keys and modes
     @property
@@ -442,14 +464,16 @@ def cache_image_trunks(
     out = {kind: np.zeros((len(cohort), *shapes[kind]), dtype=np.float32) for kind in kinds}
     image_model.eval().to(device)
     backbone = image_model.backbone
-    for batch in tqdm(make_loader(dataset, batch_size, shuffle=False), desc="caching image features", disable=not progress):
+    # Under torchrun each rank encodes its own rows and the sum over ranks fills in the rest.
+    loader = make_loader(dataset, batch_size, shuffle=False, sampler=shard(len(dataset)))
+    for batch in tqdm(loader, desc="caching image features", disable=not progress or not is_main_process()):
         rows = batch["index"].numpy()
         maps = layer3_maps(image_model, batch["image"].to(device))  # (B, 256, S/16, S/16)
         if "layer3" in out:
             out["layer3"][rows] = maps.cpu().numpy()
         if "pooled" in out:
             out["pooled"][rows] = torch.flatten(backbone.avgpool(backbone.layer4(maps)), 1).cpu().numpy()
-    return out
+    return {kind: sum_across_ranks(array) for kind, array in out.items()}
 
 
 # ----------------------------------------------------------------------------- modality reliance
@@ -486,7 +510,7 @@ def modality_ablation(
     empty = (empty_text if empty_text is not None else empty_text_embedding(model, text_removal)).to(device)  # (H,)
     blank_trunk = None
     logits = {condition: [] for condition in ABLATION_CONDITIONS}
-    targets = []
+    targets, rows = [], []
     for batch in loader:
         inputs = {k: batch[k].to(device) for k in model.input_keys}
         text = model.encode_text(inputs.get("text_features"), inputs.get("input_ids"), inputs.get("attention_mask"))
@@ -499,8 +523,12 @@ def modality_ablation(
         logits["text_removed"].append(model.fuse(trunk, empty.expand(n, -1)).cpu())
         logits["image_blanked"].append(model.fuse(blank_trunk.expand(n, *blank_trunk.shape[1:]), text).cpu())
         targets.append(batch["targets"])
-    target_array = torch.cat(targets).numpy()
-    result = {c: evaluate(torch.cat(logits[c]).numpy(), target_array, uncertainty_policy) for c in ABLATION_CONDITIONS}
+        rows.append(batch["index"])
+    # Under torchrun each rank saw a shard of the split: score the whole split on every rank.
+    _, target_array, *condition_logits = gather_rows(torch.cat(rows).numpy(), torch.cat(targets).numpy(),
+                                                     *(torch.cat(logits[c]).numpy() for c in ABLATION_CONDITIONS))
+    result = {c: evaluate(scores, target_array, uncertainty_policy)
+              for c, scores in zip(ABLATION_CONDITIONS, condition_logits, strict=True)}
     full = result["full"]["macro_auroc"]
 
     def drop(condition: str) -> float | None:
@@ -587,24 +615,30 @@ def _run_one(model: FusionModel, name: str, text_setting: str, datasets: Mapping
     from cxr_helpers.training import fit, record_results
 
     checkpoint_dir = Path(settings.artifacts_dir) / "checkpoints"
-    resume = resume and _resume_allowed(checkpoint_dir, name, inputs, progress)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    (checkpoint_dir / f"{name}_inputs.json").write_text(json.dumps(inputs, indent=2))
+    main = is_main_process()  # under torchrun only rank 0 writes files
+    resume = resume and _resume_allowed(checkpoint_dir, name, inputs, progress and main)
+    barrier()  # every rank has decided from the old inputs file before rank 0 replaces it
+    if main:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (checkpoint_dir / f"{name}_inputs.json").write_text(json.dumps(inputs, indent=2))
     loaders = {split: make_loader(ds, settings.batch_size, False, settings.seed, num_workers=settings.num_workers)
                for split, ds in datasets.items()}
     fit_loader = make_loader(datasets["train"], settings.batch_size, True, settings.seed, num_workers=settings.num_workers)
     began = time.perf_counter()
     history = fit(model, fit_loader, loaders["validate"], train_settings, checkpoint_dir, name, resume, progress)
-    add_checkpoint_meta(checkpoint_dir / f"{name}.pt", fusion_meta(model, settings, text_setting))
+    if main:
+        add_checkpoint_meta(checkpoint_dir / f"{name}.pt", fusion_meta(model, settings, text_setting))
     results = record_results(model, loaders, settings, "fusion", name, baselines=False)
     ablation = modality_ablation(model, loaders["test"], settings.uncertainty_policy)
     metrics_path = Path(settings.metrics_dir) / "fusion.json"
-    _write_fusion_extras(metrics_path, "ablation", name, {"split": "test", **ablation})
     run = {"strategy": model.strategy, "text_setting": text_setting, "end_to_end": model.end_to_end,
            "freeze_image": model.image_frozen, "cached_image": model.cached_image, "epochs": len(history),
            "lr": float(train_settings.lr), "epoch_seconds": float(np.mean(history.seconds)) if history.seconds else None,
            "best_epoch": history.best_epoch}
-    _write_fusion_extras(metrics_path, "runs", name, run)
+    if main:
+        _write_fusion_extras(metrics_path, "ablation", name, {"split": "test", **ablation})
+        _write_fusion_extras(metrics_path, "runs", name, run)
+    barrier()  # the checkpoint meta and figures are on disk before any rank reads them
     return {"history": history, "metrics": results, "ablation": ablation, "run": run,
             "checkpoint": checkpoint_dir / f"{name}.pt", "seconds": time.perf_counter() - began}
 
@@ -673,8 +707,9 @@ def train_fusion(
             tokens = tokenize_texts(tokenizer, cohort[text_column(text_setting)].tolist(), settings.max_text_length)
             datasets = {split: _with_tokens(ds, tokens) for split, ds in split_datasets.items()}
         else:
-            features = cached_embeddings(settings, cohort, text_setting, progress=progress,
-                                         encoder=(tokenizer, frozen_encoder))  # (N, H), reused from notebook 03
+            with main_process_first():  # (N, H), reused from notebook 03 (rank 0 rebuilds it if stale)
+                features = cached_embeddings(settings, cohort, text_setting, progress=progress,
+                                             encoder=(tokenizer, frozen_encoder))
             datasets = {split: _with_text(ds, features) for split, ds in split_datasets.items()}
         for strategy in strategies:
             name = fusion_name(strategy, text_setting)
@@ -687,7 +722,7 @@ def train_fusion(
             if freeze_encoders and model.trunk_kind in trunks:
                 model.use_cached_image(True)
                 kind_datasets = {split: CachedImageDataset(ds, trunks[model.trunk_kind]) for split, ds in datasets.items()}
-            if progress:
+            if progress and is_main_process():
                 print(f"\n== {name} ({training_label(not freeze_encoders, train_text)}) ==")
             inputs = run_inputs(settings, model, text_setting, texts, image_sha, cohort_sha)
             outputs[name] = _run_one(model, name, text_setting, kind_datasets, settings, table_settings, progress,
@@ -702,7 +737,7 @@ def train_fusion(
         _, encoder = load_text_encoder(settings.text_model, settings, progress=False)  # a fresh copy to fine-tune
         model = build_fusion_model(settings, "concat", encoder.config.hidden_size, text_encoder=encoder.train())
         model.attach_text_tools(tokenizer, None, settings.max_text_length)
-        if progress:
+        if progress and is_main_process():
             print(f"\n== {name} (the paper's model: {training_label(True, True)}) ==")
         e2e_settings = dataclasses.replace(settings, epochs=e2e_epochs)
         texts = cohort[text_column(text_setting)].fillna("").astype(str).tolist()

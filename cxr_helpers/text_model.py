@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cxr_helpers.config import CXR_BERT, TEXT_SETTINGS, Settings, pick_device
+from cxr_helpers.distributed import is_initialized, is_main_process, main_process_first
 from cxr_helpers.labels import NUM_LABELS, apply_uncertainty_policy, label_index
 
 TINY_BERT = "tiny-bert"  # settings.text_model in the phantom profile: built into <artifacts>/text/tiny-bert
@@ -736,11 +737,14 @@ def run_text_head(settings: Settings, cohort, setting: str, text_features: np.nd
     head.set_feature_stats(text_features[loaders["fit"].dataset.rows])
     checkpoint_dir = Path(settings.artifacts_dir) / "checkpoints"
     name = f"text_head_{setting}"
+    # A small MLP: the CPU is fastest. Under torchrun it trains where the process group lives
+    # (each rank's GPU with NCCL), as DistributedDataParallel requires.
+    device = None if is_initialized() else "cpu"
     history = fit(head, loaders["fit"], loaders["validate"], head_settings(settings), checkpoint_dir, name,
-                  resume=resume, progress=progress, device="cpu")  # a small MLP: the CPU is fastest
+                  resume=resume, progress=progress, device=device)
     results, test = {}, None
     for split in SPLITS:
-        logits, targets, rows = predict(head, loaders[split], "cpu")
+        logits, targets, rows = predict(head, loaders[split])
         results[split] = evaluate(logits, targets, settings.uncertainty_policy)
         if split == "test":
             test = (logits, targets, rows)
@@ -765,23 +769,29 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
     metrics_path = Path(settings.artifacts_dir) / "metrics" / "text.json"
     predictions = Path(settings.artifacts_dir) / "predictions"
     targets, rows = cohort_targets(cohort), split_rows(cohort)
-    write_baselines(metrics_path, targets[rows["train"]], {s: targets[r] for s, r in rows.items()},
-                    settings.uncertainty_policy)
+    main = is_main_process()  # under torchrun only rank 0 writes files
+    if main:
+        write_baselines(metrics_path, targets[rows["train"]], {s: targets[r] for s, r in rows.items()},
+                        settings.uncertainty_policy)
     encoder = None
     outcome = {}
     for setting in TEXT_SETTINGS:
         names = model_names(settings, setting)
         tfidf_model, tfidf_results, tfidf_test = run_tfidf(settings, cohort, setting)
-        write_metrics(metrics_path, names["tfidf"], tfidf_results)
-        save_predictions(predictions / f"tfidf_{setting}_test.csv", cohort.iloc[rows["test"]], sigmoid(tfidf_test),
-                         targets[rows["test"]])
-        if encoder is None and not _embeddings_ready(settings, cohort, setting):
-            encoder = load_text_encoder(settings.text_model, settings, progress)
-        features = cached_embeddings(settings, cohort, setting, progress, encoder)
+        if main:
+            write_metrics(metrics_path, names["tfidf"], tfidf_results)
+            save_predictions(predictions / f"tfidf_{setting}_test.csv", cohort.iloc[rows["test"]],
+                             sigmoid(tfidf_test), targets[rows["test"]])
+        with main_process_first():  # rank 0 builds the tiny BERT and the cache; the others then read them
+            if encoder is None and not _embeddings_ready(settings, cohort, setting):
+                encoder = load_text_encoder(settings.text_model, settings, progress)
+            features = cached_embeddings(settings, cohort, setting, progress, encoder)
         head = run_text_head(settings, cohort, setting, features, progress, resume)
-        write_metrics(metrics_path, names["head"], head["metrics"])
-        logits, test_targets, test_rows = head["test"]
-        save_predictions(predictions / f"text_{setting}_test.csv", cohort.iloc[test_rows], sigmoid(logits), test_targets)
+        if main:
+            write_metrics(metrics_path, names["head"], head["metrics"])
+            logits, test_targets, test_rows = head["test"]
+            save_predictions(predictions / f"text_{setting}_test.csv", cohort.iloc[test_rows], sigmoid(logits),
+                             test_targets)
         outcome[setting] = {"tfidf": tfidf_results, "tfidf_model": tfidf_model, "head": head}
     return outcome
 

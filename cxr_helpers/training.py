@@ -36,7 +36,15 @@ from torch.utils.data import DataLoader
 
 from cxr_helpers.config import pick_device
 from cxr_helpers.datasets import make_loader, set_loader_epoch
-from cxr_helpers.distributed import barrier, is_initialized, is_main_process, rank, world_size
+from cxr_helpers.distributed import (
+    barrier,
+    gather_arrays,
+    gather_rows,
+    is_initialized,
+    is_main_process,
+    rank,
+    world_size,
+)
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import (
     evaluate,
@@ -88,15 +96,6 @@ class History:
 
 
 # ----------------------------------------------------------------------------- process group helpers
-
-
-def _gather(array: np.ndarray) -> np.ndarray:
-    """Concatenate an array from every rank (identity outside torchrun)."""
-    if not is_initialized():
-        return array
-    parts: list = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, array)
-    return np.concatenate(parts)
 
 
 def _seed_rank_epoch(seed: int, epoch: int) -> None:
@@ -260,7 +259,7 @@ def _train_epoch(model, loader, optimizer, scaler, settings, device, use_amp, pr
         bar.set_postfix(loss=f"{loss.item():.4f}")
     logits = torch.cat(all_logits).cpu().numpy()
     targets = torch.cat(all_targets).cpu().numpy()
-    return _gather(logits), _gather(targets)
+    return gather_arrays(logits), gather_arrays(targets)
 
 
 @torch.no_grad()
@@ -280,11 +279,9 @@ def predict(model: nn.Module, loader: DataLoader, device=None) -> tuple[np.ndarr
         targets.append(batch["targets"])
         indices.append(batch["index"])
     module.train(was_training)
-    logits_np = _gather(torch.cat(logits).numpy())
-    targets_np = _gather(torch.cat(targets).numpy())
-    indices_np = _gather(torch.cat(indices).numpy())
-    indices_np, first = np.unique(indices_np, return_index=True)  # sorted, duplicates dropped
-    return logits_np[first], targets_np[first], indices_np
+    rows, logits_np, targets_np = gather_rows(torch.cat(indices).numpy(), torch.cat(logits).numpy(),
+                                              torch.cat(targets).numpy())
+    return logits_np, targets_np, rows
 
 
 def fit(

@@ -1,10 +1,10 @@
 """torchrun on the CPU (2 Gloo ranks): the same results as one process, full-set metrics, resume.
 
-Each test starts real ``torchrun --standalone --nproc_per_node=2`` jobs (about a minute in all on
-2 cores). Deselect them with ``pytest -m "not distributed"``.
+Each test starts real ``torchrun --standalone --nproc_per_node=2`` jobs (about two minutes in all
+on 2 cores). Deselect them with ``pytest -m "not distributed"``.
 
-Run as a script under torchrun (``torchrun ... tests/test_distributed.py --worker DIR``), this file
-is also the worker of the exact-equivalence test.
+Run as a script under torchrun (``torchrun ... tests/test_distributed.py --worker KIND DIR``), this
+file is also the worker of the exact-equivalence tests.
 """
 
 from __future__ import annotations
@@ -85,6 +85,24 @@ def run_equivalence_worker(folder: Path) -> None:
         fit(NoNormModel(), train_loader, val_loader, settings, folder, "nonorm", progress=False)
 
 
+def run_trunks_worker(folder: Path) -> None:
+    """Rank 0 saves the image-trunk cache that the ranks built together from ``folder``'s artifacts."""
+    from cxr_helpers.distributed import is_main_process
+    from cxr_helpers.fusion import cache_image_trunks, load_image_encoder
+    from cxr_helpers.prepare import load_cohort, open_image_cache
+
+    with distributed_session():
+        settings = load_settings(profile="phantom", fast=True, artifacts_dir=folder)
+        cohort = load_cohort(folder)
+        trunks = cache_image_trunks(load_image_encoder(settings), cohort, open_image_cache(folder, settings.image_size),
+                                    ["pooled", "layer3"], batch_size=4, progress=False)
+        if is_main_process():
+            np.savez(folder / f"trunks_{world_size()}.npz", **trunks)
+
+
+WORKERS = {"nonorm": run_equivalence_worker, "trunks": run_trunks_worker}
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -139,8 +157,8 @@ def copy_artifacts(source: Path, target: Path) -> Path:
 
 def test_two_ranks_train_exactly_like_one_process_with_the_global_batch(tmp_path):
     env = subprocess_env()
-    run_checked(torchrun(__file__, "--worker", str(tmp_path / "ddp")), env, tmp_path)
-    run_checked([sys.executable, __file__, "--worker", str(tmp_path / "single")], env, tmp_path)
+    run_checked(torchrun(__file__, "--worker", "nonorm", str(tmp_path / "ddp")), env, tmp_path)
+    run_checked([sys.executable, __file__, "--worker", "nonorm", str(tmp_path / "single")], env, tmp_path)
     ddp, single = checkpoint(tmp_path / "ddp" / "nonorm_last.pt"), checkpoint(tmp_path / "single" / "nonorm_last.pt")
     assert ddp["meta"]["fingerprint"]["world_size"] == RANKS
     assert "world_size" not in single["meta"]["fingerprint"]
@@ -203,7 +221,108 @@ def test_cli_under_torchrun_resumes_a_killed_job_and_scores_the_whole_validation
     assert len(test_rows) == 4 and test_rows["dicom_id"].is_unique  # gathered once, written once
 
 
+@pytest.fixture(scope="module")
+def image_artifacts(phantom_artifacts, tmp_path_factory) -> Path:
+    """The phantom cohort plus an image model trained for one epoch in one process (notebook 02's output)."""
+    from cxr_helpers.training import train_image
+
+    folder = copy_artifacts(phantom_artifacts, tmp_path_factory.mktemp("image") / "artifacts")
+    train_image(load_settings(profile="phantom", fast=True, artifacts_dir=folder, epochs=1), progress=False)
+    return folder
+
+
+def test_ranks_split_the_image_trunk_cache_and_every_rank_gets_all_of_it(tmp_path, image_artifacts):
+    env = subprocess_env()
+    run_checked(torchrun(__file__, "--worker", "trunks", str(image_artifacts)), env, tmp_path)
+    run_checked([sys.executable, __file__, "--worker", "trunks", str(image_artifacts)], env, tmp_path)
+    together, alone = np.load(image_artifacts / f"trunks_{RANKS}.npz"), np.load(image_artifacts / "trunks_1.npz")
+    for kind in ("pooled", "layer3"):
+        assert np.abs(alone[kind]).sum(axis=tuple(range(1, alone[kind].ndim))).min() > 0  # every row filled
+        np.testing.assert_allclose(together[kind], alone[kind], rtol=1e-5, atol=1e-6)
+
+
+def test_text_and_fusion_train_under_torchrun_with_shared_caches_built_once(tmp_path, image_artifacts):
+    from cxr_helpers.prepare import load_cohort
+    from cxr_helpers.text_model import (
+        TEXT_SETTINGS,
+        compute_embeddings,
+        embeddings_paths,
+        load_text_encoder,
+        text_column,
+        text_pooling,
+    )
+
+    env = subprocess_env() | {"CXR_EPOCHS": "2", "CXR_FUSION_E2E_EPOCHS": "1"}
+    ddp, single = copy_artifacts(image_artifacts, tmp_path / "ddp"), copy_artifacts(image_artifacts, tmp_path / "single")
+    for folder in (ddp, single):
+        shutil.copytree(image_artifacts / "checkpoints", folder / "checkpoints")
+    text_output = run_checked(torchrun("-m", "cxr_helpers", "train", "text", "--artifacts", str(ddp)), env, tmp_path)
+    run_checked([sys.executable, "-m", "cxr_helpers", "train", "text", "--artifacts", str(single)], env, tmp_path)
+    assert text_output.count("Building the offline tiny BERT") == 1  # rank 0 built it, rank 1 read it
+
+    # Rank 0 built the caches alone and rank 1 read them back: they hold what one process computes
+    # with that tiny BERT. (A second build is not compared: the WordPiece trainer breaks ties between
+    # equally frequent merges in an order that differs between processes.)
+    settings = load_settings(profile="phantom", fast=True, artifacts_dir=ddp)
+    tokenizer, encoder = load_text_encoder(settings.text_model, settings, progress=False)
+    cohort = load_cohort(ddp)
+    for setting in TEXT_SETTINGS:
+        texts = cohort[text_column(setting)].astype(str).tolist()
+        expected = compute_embeddings(texts, tokenizer, encoder, max_length=settings.max_text_length, progress=False,
+                                      pooling=text_pooling(settings))
+        np.testing.assert_allclose(np.load(embeddings_paths(settings, setting)[0]), expected, rtol=1e-5, atol=1e-5)
+    ddp_text, single_text = (json.loads((f / "metrics" / "text.json").read_text())["models"] for f in (ddp, single))
+    assert ddp_text.keys() == single_text.keys()
+    for name in ddp_text:
+        if name.startswith(("tfidf", "baseline")):  # no DDP inside: the same figures
+            assert ddp_text[name]["test"]["loss"] == pytest.approx(single_text[name]["test"]["loss"], nan_ok=True)
+
+    fusion_output = run_checked(torchrun("-m", "cxr_helpers", "train", "fusion", "--artifacts", str(ddp)), env,
+                                tmp_path)
+    fusion = json.loads((ddp / "metrics" / "fusion.json").read_text())
+    assert len(fusion["models"]) == 7 and fusion_output.count("== fusion_concat_indication") == 1
+    test_size = int((pd.read_csv(ddp / "cohort.csv")["split"] == "test").sum())
+    for name, splits in fusion["models"].items():
+        # Ablation and metrics both score the whole test split on every rank (gathered, not one shard).
+        full = fusion["ablation"][name]["full"]
+        assert splits["test"]["n"] == full["n"] == test_size
+        assert full["loss"] == pytest.approx(splits["test"]["loss"], rel=1e-5)
+        rows = pd.read_csv(ddp / "predictions" / f"{name}_test.csv")
+        assert len(rows) == test_size and rows["dicom_id"].is_unique
+        meta = checkpoint(ddp / "checkpoints" / f"{name}.pt")["meta"]
+        assert meta["fingerprint"]["world_size"] == RANKS and meta["strategy"] in name
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_two_node_launch_on_loopback_trains_as_one_job(tmp_path, phantom_artifacts):
+    """Multi-node torchrun (--nnodes 2, one launcher per "node") over 127.0.0.1: one job of 2 ranks."""
+    env = subprocess_env() | {"CXR_EPOCHS": "1"}
+    folder = copy_artifacts(phantom_artifacts, tmp_path / "artifacts")
+    port = free_port()
+    launchers = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                          f"--node_rank={node}", "--master_addr=127.0.0.1", f"--master_port={port}",
+                          "-m", "cxr_helpers", "train", "image", "--artifacts", str(folder)],
+                         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for node in (0, 1)
+    ]
+    outputs = [launcher.communicate(timeout=300)[0] for launcher in launchers]
+    for launcher, output in zip(launchers, outputs, strict=True):
+        assert launcher.returncode == 0, output[-3000:]
+    assert "torchrun: 2 processes, gloo backend" in outputs[0]
+    assert "torchrun:" not in outputs[1]  # the second node's rank neither prints nor writes
+    saved = checkpoint(folder / "checkpoints" / "image_last.pt")
+    assert saved["meta"]["fingerprint"]["world_size"] == 2 and saved["epoch"] == 1
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "--worker":
-        sys.exit(f"usage: [torchrun ...] {sys.argv[0]} --worker DIR")
-    run_equivalence_worker(Path(sys.argv[2]))
+    if len(sys.argv) != 4 or sys.argv[1] != "--worker" or sys.argv[2] not in WORKERS:
+        sys.exit(f"usage: [torchrun ...] {sys.argv[0]} --worker {{{','.join(WORKERS)}}} DIR")
+    WORKERS[sys.argv[2]](Path(sys.argv[3]))

@@ -170,7 +170,9 @@ def test_built_from_the_image_checkpoint(tmp_path, strategy):
     model = build_fusion_model(settings_for(tmp_path), strategy, TEXT_DIM)
     for name, tensor in saved.state_dict().items():
         assert torch.equal(model.image_model.state_dict()[name], tensor), name
-    assert all(p.requires_grad for p in model.image_model.parameters())  # the paper: no layer frozen
+    # The paper: no layer of the encoder frozen. Only concat's unused fc head (512 -> 14) is.
+    for name, parameter in model.image_model.named_parameters():
+        assert parameter.requires_grad == (strategy != "concat" or not name.startswith("backbone.fc")), name
     with pytest.raises(ValueError, match="px"):
         build_fusion_model(settings_for(tmp_path, image_size=SIZE * 2), strategy, TEXT_DIM)
     with pytest.raises(FileNotFoundError, match="notebook 02"):

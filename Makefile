@@ -22,10 +22,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m cxr_helpers demo
 
+# Everything, the real-browser test included (it needs Debian's Chromium: apt-get install chromium).
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not browser"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# The real-browser test (JupyterLab + Debian's Chromium); not yet stable enough for `make test`.
+# The real-browser test alone (JupyterLab + Debian's Chromium through Playwright).
 test-browser: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m browser tests/test_browser_e2e.py
 

@@ -1,13 +1,101 @@
-"""Solutions to the notebooks' "Your turn" exercises (checked by cxr_helpers.exercises)."""
+"""Reference solutions to the notebooks' "Your turn" exercises, one section per notebook.
+
+Kept apart from the notebooks so their stubs stay stubs; ``cxr_helpers.exercises`` checks a
+student's answer against these, and tests check every solution against its check.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
-from cxr_helpers.labels import UNCERTAIN
+from cxr_helpers.config import TEXT_SETTINGS
+from cxr_helpers.explain import TextExplanation
+from cxr_helpers.labels import NUM_LABELS, UNCERTAIN, label_index
 
 
+# ----------------------------------------------------------------------------- notebook 01: data preparation
 def count_uncertain(cohort: pd.DataFrame, label: str = "Pleural Effusion", split: str = "train") -> int:
     """Notebook 01: how many studies of ``split`` have ``label`` coded -1 (uncertain)."""
     studies = cohort[cohort["split"] == split].drop_duplicates("study_id")
     return int((studies[label] == UNCERTAIN).sum())
+
+# ----------------------------------------------------------------------------- notebook 02: image baseline
+def all_negative_accuracy(targets: np.ndarray) -> float:
+    """Masked accuracy of a model that answers "absent" for every label, computed by hand."""
+    targets = np.asarray(targets)
+    accuracies = []
+    for label in range(targets.shape[1]):
+        column = targets[:, label]
+        valid = column[column != -2]  # not mentioned: never scored
+        if len(valid) < 2:  # the paper skips labels with fewer than 2 valid targets
+            continue
+        truth = np.clip(valid, 0, 1)  # U-Zeros: uncertain (-1) counts as negative
+        accuracies.append(np.mean(truth == 0))  # predicting 0 is right exactly on the negatives
+    return float(np.mean(accuracies)) if accuracies else 0.0
+
+# ----------------------------------------------------------------------------- notebook 03: text baseline
+def top_words(tfidf_model, label: str = "Pleural Effusion", k: int = 10) -> list[str]:
+    """The k TF-IDF features (words or word pairs) with the largest coefficients for ``label``, largest first."""
+    classifier = tfidf_model.classifiers[label_index(label)]
+    if classifier is None:  # one class in the training split: no regression was fit
+        return []
+    vocabulary = tfidf_model.vectorizer.get_feature_names_out()  # column j of the TF-IDF matrix -> its word
+    order = np.argsort(-classifier.coef_[0], kind="stable")[:k]  # coef_ is (1, n_features)
+    return [str(vocabulary[i]) for i in order]
+
+# ----------------------------------------------------------------------------- notebook 04: fusion
+def fusion_gains(table: pd.DataFrame, strategy: str = "concat", metric: str = "test_macro_auroc") -> dict[str, float]:
+    """Gain of one fusion strategy over the image-only model, per text setting: {setting: fusion - image}.
+
+    ``table`` is ``fusion.comparison_table(...)``; the strategy table's models are named
+    fusion_<strategy>_<text_setting> (the end-to-end run has a suffix and does not count).
+    """
+    scores = table.set_index("model")[metric]
+    image = float(scores["image"])
+    return {setting: float(scores[f"fusion_{strategy}_{setting}"]) - image for setting in TEXT_SETTINGS
+            if f"fusion_{strategy}_{setting}" in scores.index}
+
+
+class GatedFusionHead(nn.Module):
+    """A gated multimodal unit (Arevalo et al., 2017): a learned per-unit gate mixes the two modalities.
+
+    h_image = tanh(W_i x), h_text = tanh(W_t t), g = sigmoid(W_g [x; t]),
+    h = g * h_image + (1 - g) * h_text, logits = Linear(Dropout(h)).
+    The gate says, per example and per hidden unit, how much to trust the image over the report.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, hidden: int = 256, dropout: float = 0.5,
+                 num_labels: int = NUM_LABELS):
+        super().__init__()
+        self.image_proj = nn.Linear(image_dim, hidden)
+        self.text_proj = nn.Linear(text_dim, hidden)
+        self.gate_proj = nn.Linear(image_dim + text_dim, hidden)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+
+    def gate(self, image_features: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        """g (B, hidden) in (0, 1): 1 = trust the image, 0 = trust the report."""
+        return torch.sigmoid(self.gate_proj(torch.cat([image_features, text_embedding], dim=1)))
+
+    def forward(self, image_features: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        h_image = torch.tanh(self.image_proj(image_features))  # (B, hidden)
+        h_text = torch.tanh(self.text_proj(text_embedding))  # (B, hidden)
+        g = self.gate(image_features, text_embedding)  # (B, hidden)
+        return self.out(g * h_image + (1 - g) * h_text)  # (B, 14)
+
+# ----------------------------------------------------------------------------- notebook 05: interpretation
+def pointing_game_with_tolerance(cam: np.ndarray, mask: np.ndarray, tolerance: float = 0) -> bool:
+    """True if the heatmap's peak lies within ``tolerance`` pixels (Euclidean) of the finding's mask."""
+    peak = np.array(np.unravel_index(int(np.argmax(cam)), cam.shape))  # (row, column)
+    inside = np.argwhere(mask)  # (M, 2) mask pixel coordinates
+    if len(inside) == 0:
+        return False
+    return bool(np.sqrt(((inside - peak) ** 2).sum(axis=1)).min() <= tolerance)
+
+
+def words_pushing_away(explanation: TextExplanation, k: int = 3) -> list[str]:
+    """The k words with the most negative SHAP values: the blue words, arguing against the label."""
+    order = np.argsort(explanation.values, kind="stable")[:k]
+    return [explanation.words[i] for i in order]

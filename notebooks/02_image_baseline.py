@@ -53,7 +53,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
 import numpy as np
 import torch
 
-from cxr_helpers import exercises_training, image_model, metrics, plots_training, training
+from cxr_helpers import exercises, image_model, metrics, plots_training, training
 from cxr_helpers.config import pick_device
 from cxr_helpers.datasets import load_split_datasets
 from cxr_helpers.notebook import setup_notebook
@@ -232,7 +232,7 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_la
 # 0 for every label, computed by hand with NumPy (no `cxr_helpers.metrics`). Per label: drop the
 # -2 entries, count -1 as 0, skip labels with fewer than 2 entries left, and take the share of
 # zeros; then average over labels. The check prints feedback (the solution is in
-# `cxr_helpers/solutions_training.py`).
+# `cxr_helpers/solutions.py`).
 
 # %%
 def all_negative_accuracy(targets: np.ndarray) -> float:
@@ -241,7 +241,7 @@ def all_negative_accuracy(targets: np.ndarray) -> float:
     return None
 
 
-exercises_training.check_all_negative_accuracy(all_negative_accuracy)
+exercises.check_all_negative_accuracy(all_negative_accuracy)
 
 # %% [markdown]
 # Then apply it to this cohort's validation targets and compare with the table above, and with

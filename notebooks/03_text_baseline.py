@@ -58,7 +58,7 @@ import time
 import pandas as pd
 import torch
 
-from cxr_helpers import exercises_text, metrics, plots_training, text_model, training
+from cxr_helpers import exercises, metrics, plots_training, text_model, training
 from cxr_helpers.config import seed_everything
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.notebook import setup_notebook
@@ -303,7 +303,7 @@ pd.concat({"frozen BERT + head": pd.DataFrame(by_head[:, columns], index=sentenc
 # first. You need `tfidf_model.vectorizer.get_feature_names_out()` (column -> word) and
 # `tfidf_model.classifiers[j].coef_` (shape (1, n_features)) for label index
 # `j = CHEXPERT_LABELS.index(label)`. The check prints feedback; the solution is in
-# `cxr_helpers/solutions_text.py`.
+# `cxr_helpers/solutions.py`.
 
 # %%
 def top_words(tfidf_model, label: str, k: int = 10) -> list[str]:
@@ -312,7 +312,7 @@ def top_words(tfidf_model, label: str, k: int = 10) -> list[str]:
     return None
 
 
-exercises_text.check_top_words(top_words, outcome["findings_impression"]["tfidf_model"])
+exercises.check_top_words(top_words, outcome["findings_impression"]["tfidf_model"])
 
 # %% [markdown]
 # Then compare the two settings: what decides "Pleural Effusion" when the model only sees the

@@ -58,7 +58,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
 import numpy as np
 import torch
 
-from cxr_helpers import exercises_fusion, fusion, plots_training, training
+from cxr_helpers import exercises, fusion, plots_training, training
 from cxr_helpers.notebook import require, setup_notebook
 from cxr_helpers.prepare import load_cohort
 from cxr_helpers.text_model import embeddings_paths
@@ -297,7 +297,7 @@ reliance.round(3)
 # Complete `fusion_gains(table)`: for the strategy table's **concat** models in `table` (section 8),
 # named `fusion_concat_<text_setting>`, return `{text_setting: their test macro AUROC - the test
 # macro AUROC of the model "image"}`, for both text settings. Use the columns `model` and
-# `test_macro_auroc`. The check prints feedback (the solution is in `cxr_helpers/solutions_fusion.py`).
+# `test_macro_auroc`. The check prints feedback (the solution is in `cxr_helpers/solutions.py`).
 
 # %%
 def fusion_gains(table) -> dict:
@@ -306,7 +306,7 @@ def fusion_gains(table) -> dict:
     return None
 
 
-exercises_fusion.check_fusion_gains(fusion_gains, table)
+exercises.check_fusion_gains(fusion_gains, table)
 
 # %% [markdown]
 # ## Your turn 2: a gated fusion head
@@ -337,7 +337,7 @@ class GatedFusionHead(torch.nn.Module):
         raise NotImplementedError
 
 
-exercises_fusion.check_gated_fusion(GatedFusionHead)
+exercises.check_gated_fusion(GatedFusionHead)
 
 # %% [markdown]
 # Stretch: add `"gated"` as a fourth strategy to a copy of `FusionModel.fuse` (it takes the pooled

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, display
 
-from cxr_helpers import exercises_explain, faithfulness, plots_training
+from cxr_helpers import exercises, faithfulness, plots_training
 from cxr_helpers.explain import (
     CAM_METHODS,
     StudyExplainer,
@@ -289,7 +289,7 @@ for path in explain_study_to_files(settings, study_id):
 # object. Complete `pointing_game_with_tolerance(cam, mask, tolerance)`: find the peak of `cam`,
 # then the smallest Euclidean distance from it to any pixel of the boolean `mask`, and return
 # whether that distance is at most `tolerance` (0 = the strict game). The check prints feedback;
-# the solution is in `cxr_helpers/solutions_explain.py`.
+# the solution is in `cxr_helpers/solutions.py`.
 
 # %%
 def pointing_game_with_tolerance(cam: np.ndarray, mask: np.ndarray, tolerance: float = 0) -> bool:
@@ -298,7 +298,7 @@ def pointing_game_with_tolerance(cam: np.ndarray, mask: np.ndarray, tolerance: f
     return None
 
 
-exercises_explain.check_pointing_game_with_tolerance(pointing_game_with_tolerance)
+exercises.check_pointing_game_with_tolerance(pointing_game_with_tolerance)
 
 # %% [markdown]
 # Stretch: recompute the pointing game of section 7 with a tolerance of one `layer4` cell
@@ -318,7 +318,7 @@ def words_pushing_away(explanation, k: int = 3) -> list[str]:
     return None
 
 
-if exercises_explain.check_words_pushing_away(words_pushing_away):
+if exercises.check_words_pushing_away(words_pushing_away):
     for name, explanation in explanations.items():
         print(f"{name}: {words_pushing_away(explanation, 3)}")
 

@@ -454,8 +454,8 @@ def test_explain_study_to_files_writes_png_and_html(settings, tmp_path):
 
 # ----------------------------------------------------------------------------- exercises
 def test_exercise_checks_accept_the_solutions_and_reject_stubs(capsys):
-    from cxr_helpers.exercises_explain import check_pointing_game_with_tolerance, check_words_pushing_away
-    from cxr_helpers.solutions_explain import pointing_game_with_tolerance, words_pushing_away
+    from cxr_helpers.exercises import check_pointing_game_with_tolerance, check_words_pushing_away
+    from cxr_helpers.solutions import pointing_game_with_tolerance, words_pushing_away
 
     assert check_pointing_game_with_tolerance(pointing_game_with_tolerance)
     assert check_words_pushing_away(words_pushing_away)

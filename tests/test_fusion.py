@@ -351,19 +351,19 @@ def test_missing_inputs_name_the_notebook_that_makes_them(tmp_path, fake_text_si
 
 
 def test_exercise_checks_accept_the_solutions_and_reject_stubs(capsys):
-    from cxr_helpers import exercises_fusion, solutions_fusion
+    from cxr_helpers import exercises, solutions
 
-    class Stub(solutions_fusion.GatedFusionHead):
+    class Stub(solutions.GatedFusionHead):
         def gate(self, image_features, text_embedding):
             raise NotImplementedError
 
-    class IgnoresGate(solutions_fusion.GatedFusionHead):
+    class IgnoresGate(solutions.GatedFusionHead):
         def forward(self, image_features, text_embedding):
             return self.out(torch.tanh(self.image_proj(image_features)) + torch.tanh(self.text_proj(text_embedding)))
 
-    assert exercises_fusion.check_gated_fusion(solutions_fusion.GatedFusionHead)
-    assert not exercises_fusion.check_gated_fusion(Stub)
-    assert not exercises_fusion.check_gated_fusion(IgnoresGate)
+    assert exercises.check_gated_fusion(solutions.GatedFusionHead)
+    assert not exercises.check_gated_fusion(Stub)
+    assert not exercises.check_gated_fusion(IgnoresGate)
     table = pd.DataFrame({
         "model": ["image", "tiny_bert_head_indication", "fusion_concat_findings_impression", "fusion_concat_indication",
                   "fusion_concat_findings_impression_end_to_end"],
@@ -372,10 +372,10 @@ def test_exercise_checks_accept_the_solutions_and_reject_stubs(capsys):
         "training": ["-", "-", "frozen encoders", "frozen encoders", "end to end"],
         "test_macro_auroc": [0.70, 0.60, 0.95, 0.74, 0.90],
     })
-    assert solutions_fusion.fusion_gains(table) == pytest.approx({"findings_impression": 0.25, "indication": 0.04})
-    assert exercises_fusion.check_fusion_gains(solutions_fusion.fusion_gains, table)
-    assert not exercises_fusion.check_fusion_gains(lambda t: None, table)
-    assert not exercises_fusion.check_fusion_gains(lambda t: {"findings_impression": 0.2, "indication": 0.04}, table)
+    assert solutions.fusion_gains(table) == pytest.approx({"findings_impression": 0.25, "indication": 0.04})
+    assert exercises.check_fusion_gains(solutions.fusion_gains, table)
+    assert not exercises.check_fusion_gains(lambda t: None, table)
+    assert not exercises.check_fusion_gains(lambda t: {"findings_impression": 0.2, "indication": 0.04}, table)
     assert "Not done yet" in capsys.readouterr().out
 
 

@@ -346,13 +346,13 @@ def test_missing_cohort_names_notebook_01(tmp_path):
 
 
 def test_exercise_check_accepts_the_solution_and_not_the_stub(capsys):
-    from cxr_helpers import exercises_text, solutions_text
+    from cxr_helpers import exercises, solutions
 
     cohort = toy_cohort(100, seed=3)
     model = fit_tfidf(cohort["text_findings_impression"], cohort[list(CHEXPERT_LABELS)].to_numpy())
-    assert not exercises_text.check_top_words(lambda m, label, k=10: None, model)
+    assert not exercises.check_top_words(lambda m, label, k=10: None, model)
     assert "Not done yet" in capsys.readouterr().out
-    assert not exercises_text.check_top_words(lambda m, label, k=10: solutions_text.top_words(m, label, k)[::-1], model)
+    assert not exercises.check_top_words(lambda m, label, k=10: solutions.top_words(m, label, k)[::-1], model)
     assert "wrong order" in capsys.readouterr().out
-    assert exercises_text.check_top_words(solutions_text.top_words, model)
-    assert solutions_text.top_words(model, "Pleural Effusion", 3) == [w for w, _ in model.top_words("Pleural Effusion", 3)]
+    assert exercises.check_top_words(solutions.top_words, model)
+    assert solutions.top_words(model, "Pleural Effusion", 3) == [w for w, _ in model.top_words("Pleural Effusion", 3)]

@@ -201,9 +201,9 @@ def test_train_image_writes_metrics_baselines_and_test_predictions(tmp_path):
 
 
 def test_exercise_check_accepts_the_solution_and_tolerates_stubs(capsys):
-    from cxr_helpers.exercises_training import HAND_ANSWER, HAND_CASE, check_all_negative_accuracy
+    from cxr_helpers.exercises import HAND_ANSWER, HAND_CASE, check_all_negative_accuracy
     from cxr_helpers.metrics import masked_accuracy
-    from cxr_helpers.solutions_training import all_negative_accuracy
+    from cxr_helpers.solutions import all_negative_accuracy
 
     assert HAND_ANSWER == pytest.approx(masked_accuracy(np.zeros(HAND_CASE.shape), HAND_CASE))
     assert check_all_negative_accuracy(all_negative_accuracy) is True

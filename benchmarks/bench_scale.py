@@ -168,9 +168,9 @@ def embedding_rate(reports: list[str], device: torch.device, batch_size: int, co
     """
     from transformers import BertConfig, BertModel
 
-    from cxr_helpers.text_model import compute_embeddings, train_wordpiece, wrap_tokenizer
+    from cxr_helpers.text_model import compute_embeddings, wordpiece_vocabulary, wrap_tokenizer
 
-    tokenizer = wrap_tokenizer(train_wordpiece(reports))
+    tokenizer = wrap_tokenizer(wordpiece_vocabulary(reports))
     encoder = BertModel(BertConfig(vocab_size=len(tokenizer))).eval()
     texts = reports * copies
     compute_embeddings(texts[:batch_size], tokenizer, encoder, batch_size, device=device, progress=False)  # warm-up

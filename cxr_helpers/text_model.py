@@ -186,27 +186,37 @@ def ensure_tiny_bert(settings: Settings, progress: bool = True) -> Path:
     return build_tiny_bert(reports, out_dir, seed=settings.seed, mlm_steps=steps, progress=progress)
 
 
-def train_wordpiece(reports: Sequence[str], vocab_size: int = 3000):
-    """A lower-case BERT WordPiece tokenizer (``tokenizers`` library) trained on ``reports``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+def wordpiece_vocabulary(reports: Sequence[str], vocab_size: int = 3000, min_frequency: int = 2) -> list[str]:
+    """A lower-case WordPiece vocabulary for ``reports``, the same on every run: tokens in id order.
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2, show_progress=False
-    )
-    tokenizer.train_from_iterator(list(reports), trainer)
-    return tokenizer
+    BERT's normaliser and pre-tokeniser (``tokenizers``) split the reports into words. The
+    vocabulary holds the special tokens, every character seen (alone and as a "##" continuation,
+    so any word can be spelled) and then the words seen at least ``min_frequency`` times, most
+    frequent first, up to ``vocab_size``. A word outside it is split greedily into the longest
+    known pieces, as WordPiece does. (``tokenizers``' WordPieceTrainer would also learn sub-word
+    merges, but it breaks ties between equally frequent merges in an order that changes from one
+    process to the next, and every number downstream would change with it.)
+    """
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for report in reports
+                     for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(str(report))))
+    characters = sorted({character for word in counts for character in word})
+    tokens = [*SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]
+    known = set(tokens)
+    frequent = sorted((w for w, n in counts.items() if n >= min_frequency and w not in known), key=lambda w: (-counts[w], w))
+    return tokens + frequent[: max(0, vocab_size - len(tokens))]
 
 
-def wrap_tokenizer(wordpiece, model_max_length: int = 512):
-    """The trained WordPiece vocabulary as a transformers ``BertTokenizerFast`` ([CLS] ... [SEP])."""
+def wrap_tokenizer(vocabulary: Sequence[str], model_max_length: int = 512):
+    """A transformers ``BertTokenizerFast`` ([CLS] ... [SEP], lower case) over a WordPiece vocabulary."""
     from transformers import BertTokenizerFast
 
-    vocab = wordpiece.get_vocab()  # token -> id, special tokens first
     with tempfile.TemporaryDirectory() as folder:
-        Path(folder, "vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n", encoding="utf-8")
+        Path(folder, "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
         return BertTokenizerFast.from_pretrained(folder, do_lower_case=True, model_max_length=model_max_length)
 
 
@@ -298,7 +308,7 @@ def build_tiny_bert(
     reports = [r for r in dict.fromkeys(str(r).strip() for r in reports) if r]
     if not reports:
         raise ValueError("build_tiny_bert needs at least one non-empty report")
-    tokenizer = wrap_tokenizer(train_wordpiece(reports, vocab_size))
+    tokenizer = wrap_tokenizer(wordpiece_vocabulary(reports, vocab_size))
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, intermediate_size=4 * hidden_size, max_position_embeddings=512,

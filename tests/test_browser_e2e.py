@@ -193,15 +193,23 @@ def wait_for_change(page, root: str, before: dict, timeout_s: float = 120) -> di
     raise AssertionError(f"the widget {root} did not change within {timeout_s} s")
 
 
-def test_notebook_01_browser_in_jupyterlab(browser, lab):
+def run_notebook_to_widget(browser, lab, name: str, root: str):
+    """Open ``name``, run all its cells without an error, and bring the widget ``root`` into view.
+
+    Returns the page and the widget's state as first drawn.
+    """
     SCREENSHOTS.mkdir(exist_ok=True)
-    page = open_notebook(browser, lab, "01_data_prep.ipynb")
-    notebook = run_all_and_wait(page, lab, "01_data_prep.ipynb")
-    assert_no_errors(page, notebook, "01_data_prep")
-    root = ".cxr-cohort-browser"
+    page = open_notebook(browser, lab, f"{name}.ipynb")
+    notebook = run_all_and_wait(page, lab, f"{name}.ipynb")
+    assert_no_errors(page, notebook, name)
     page.wait_for_selector(root, timeout=30_000)
     page.locator(root).scroll_into_view_if_needed()
-    before = widget_state(page, root)
+    return page, widget_state(page, root)
+
+
+def test_notebook_01_browser_in_jupyterlab(browser, lab):
+    root = ".cxr-cohort-browser"
+    page, before = run_notebook_to_widget(browser, lab, "01_data_prep", root)
     assert before["images"], "the cohort browser shows no image"
     press_slider(page, root)
     after = wait_for_change(page, root, before)
@@ -212,14 +220,8 @@ def test_notebook_01_browser_in_jupyterlab(browser, lab):
 
 
 def test_notebook_05_browser_in_jupyterlab(browser, lab):
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page = open_notebook(browser, lab, "05_interpretation.ipynb")
-    notebook = run_all_and_wait(page, lab, "05_interpretation.ipynb")
-    assert_no_errors(page, notebook, "05_interpretation")
     root = ".cxr-explanation-browser"
-    page.wait_for_selector(root, timeout=30_000)
-    page.locator(root).scroll_into_view_if_needed()
-    before = widget_state(page, root)
+    page, before = run_notebook_to_widget(browser, lab, "05_interpretation", root)
     assert before["images"] and before["html"], "the explanation browser shows no heatmap or report"
 
     press_slider(page, f"{root} .cxr-study-slider")

@@ -35,7 +35,7 @@ def tiny_bert() -> BertModel:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return text_model.wrap_tokenizer(text_model.train_wordpiece(REPORTS, vocab_size=120))
+    return text_model.wrap_tokenizer(text_model.wordpiece_vocabulary(REPORTS, vocab_size=120))
 
 
 def make_model(strategy, text_encoder=None, freeze_image=False, dropout=0.0, seed=0, text_dim=None):

@@ -114,6 +114,18 @@ def test_tokenizer_round_trip_and_special_tokens(settings):
     assert [tokenizer.pad_token, tokenizer.unk_token, tokenizer.mask_token] == ["[PAD]", "[UNK]", "[MASK]"]
 
 
+def test_wordpiece_vocabulary_is_frequent_words_over_characters_and_spells_unseen_words():
+    reports = ["No pleural effusion.", "Small pleural effusion.", "Pleural effusion, no pneumothorax."]
+    vocabulary = text_model.wordpiece_vocabulary(reports)
+    assert vocabulary[: len(text_model.SPECIAL_TOKENS)] == list(text_model.SPECIAL_TOKENS)
+    assert vocabulary.index("effusion") < vocabulary.index("pleural") < vocabulary.index("no")  # seen 3, 3, 2 times
+    assert "pneumothorax" not in vocabulary and "small" not in vocabulary  # seen once only
+    assert vocabulary == text_model.wordpiece_vocabulary(list(reversed(reports)))  # order-free, the same every run
+    tokenizer = text_model.wrap_tokenizer(vocabulary)
+    assert tokenizer.tokenize("Pleural effusions") == ["pleural", "effusion", "##s"]  # longest known pieces
+    assert "[UNK]" not in tokenizer.tokenize("pneumothorax")  # spelled from characters
+
+
 def test_offline_hub_id_gives_a_clear_error(settings, monkeypatch):
     import huggingface_hub.constants
 

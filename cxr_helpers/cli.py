@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,15 +106,28 @@ def run_notebook(name: str, out_dir: Path, timeout: int = 1800) -> float:
     source = workbook_root() / "notebooks" / f"{name}.ipynb"
     notebook = nbformat.read(source, as_version=4)
     start = time.perf_counter()
-    client = NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}
-    )
-    try:
-        client.execute()
-    finally:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, out_dir / f"{name}.ipynb")
+    with tempfile.TemporaryDirectory(prefix="cxr-kernel-") as sockets:
+        client = NotebookClient(
+            notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}},
+            config=_local_kernel_config(Path(sockets)),
+        )
+        try:
+            client.execute()
+        finally:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, out_dir / f"{name}.ipynb")
     return time.perf_counter() - start
+
+
+def _local_kernel_config(sockets: Path):
+    """Talk to the kernel over Unix sockets in ``sockets`` where there are some (no open TCP ports)."""
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name == "posix":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(sockets / "kernel")
+    return config
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """Packaging: requirements, pyproject and environment.yml agree; the CLI lists every command."""
 
+import json
 import re
 from pathlib import Path
 
@@ -52,3 +53,16 @@ def test_cli_has_the_documented_commands(command, capsys):
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_demo_runs_a_notebook_headless_over_local_sockets(tmp_path, monkeypatch, capfd):
+    """`make demo`'s runner executes a notebook, saves it with outputs, and opens no TCP kernel ports."""
+    for name, folder in (("CXR_DATA_DIR", "phantom/mimic-cxr-jpg"), ("CXR_REPORTS_DIR", "phantom/mimic-cxr-reports"),
+                         ("CXR_ARTIFACTS_DIR", "artifacts")):
+        monkeypatch.setenv(name, str(tmp_path / folder))
+    seconds = cli.run_notebook("01_data_prep", tmp_path / "executed")
+    executed = json.loads((tmp_path / "executed" / "01_data_prep.ipynb").read_text())
+    outputs = [out for cell in executed["cells"] if cell["cell_type"] == "code" for out in cell["outputs"]]
+    assert seconds > 0 and outputs and not [out for out in outputs if out["output_type"] == "error"]
+    assert (tmp_path / "artifacts" / "cohort.csv").exists()  # the kernel saw this test's settings
+    assert "without encryption" not in capfd.readouterr().err  # the kernel talked over Unix sockets, not TCP

@@ -25,6 +25,9 @@ CHECKED_PACKAGES = {
 }
 
 
+DRIVE_MOUNT_POINT = "/content/drive"  # where Colab mounts Google Drive
+
+
 def in_colab() -> bool:
     """True inside a Google Colab kernel."""
     return "google.colab" in sys.modules
@@ -66,10 +69,11 @@ def quiet_warnings() -> None:
         pass
 
 
-def use_drive_artifacts(mount_point: str = "/content/drive") -> Path:
+def use_drive_artifacts(mount_point: str | None = None) -> Path:
     """In Colab, keep artifacts (checkpoints included) on Google Drive so a disconnect loses nothing."""
     from google.colab import drive  # type: ignore[import-not-found]
 
+    mount_point = mount_point or DRIVE_MOUNT_POINT
     drive.mount(mount_point)
     folder = Path(mount_point) / "MyDrive" / "cxr-workbook-artifacts" / os.environ.get("CXR_PROFILE", "phantom")
     folder.mkdir(parents=True, exist_ok=True)

@@ -40,11 +40,13 @@
 # %%
 # Colab only: install the workbook first (Colab keeps its own torch). Elsewhere `make demo` did it.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is None:
-    WORKBOOK_URL = "git+https://github.com/cxr-workbook/cxr-fusion-workbook.git"  # or your fork
+    # Installing from a fork? `%env CXR_WORKBOOK_URL=git+https://github.com/YOU/REPO.git` first.
+    WORKBOOK_URL = os.environ.get("CXR_WORKBOOK_URL", "git+https://github.com/cxr-workbook/cxr-fusion-workbook.git")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", WORKBOOK_URL], check=True)
     importlib.invalidate_caches()
 

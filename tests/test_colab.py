@@ -50,13 +50,19 @@ def colab(monkeypatch, tmp_path) -> dict:
     return calls
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_first_cell_on_colab_installs_the_workbook_then_sets_up(path, colab, monkeypatch, capsys):
-    installs = []
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: installs.append(command))
+@pytest.fixture
+def installs(monkeypatch) -> list:
+    """The pip commands the cell runs (recorded, not run), in a runtime where the workbook is not installed."""
+    commands = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append(command))
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "cxr_helpers" else real_find_spec(name, *a))
+    return commands
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_cell_on_colab_installs_the_workbook_then_sets_up(path, colab, installs, capsys):
     source = first_code_cell(path)
     exec(compile(source, str(path), "exec"), {"__name__": "__main__"})  # noqa: S102 - the notebook's own cell
 
@@ -68,22 +74,15 @@ def test_first_cell_on_colab_installs_the_workbook_then_sets_up(path, colab, mon
     assert "profile" in capsys.readouterr().out  # the settings it runs with are printed
 
 
-def test_every_notebook_installs_from_the_same_url_or_the_one_in_cxr_workbook_url(colab, monkeypatch):
+def test_every_notebook_installs_from_the_same_url_or_the_one_in_cxr_workbook_url(colab, installs, monkeypatch):
     urls = {re.search(r'"CXR_WORKBOOK_URL", "([^"]+)"', first_code_cell(path)).group(1) for path in NOTEBOOKS}
     assert len(urls) == 1, urls
-    installs = []
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: installs.append(command))
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "cxr_helpers" else real_find_spec(name, *a))
     monkeypatch.setenv("CXR_WORKBOOK_URL", "git+https://example.org/fork.git")
     exec(compile(first_code_cell(NOTEBOOKS[0]), "cell", "exec"), {"__name__": "__main__"})  # noqa: S102
     assert installs[0][-1] == "git+https://example.org/fork.git"
 
 
-def test_outside_colab_the_first_cell_installs_nothing(monkeypatch):
-    installs = []
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: installs.append(command))
+def test_outside_colab_the_first_cell_installs_nothing(installs, monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     exec(compile(first_code_cell(NOTEBOOKS[0]), "cell", "exec"), {"__name__": "__main__"})  # noqa: S102
     assert installs == []

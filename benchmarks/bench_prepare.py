@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
+from cxr_helpers.cohort import select_cohort
 from cxr_helpers.images import build_image_cache
-from cxr_helpers.mimic import read_layout, select_cohort
+from cxr_helpers.mimic import read_layout
 from cxr_helpers.phantom import write_phantom
 
 PAPER_STUDIES = 10_850

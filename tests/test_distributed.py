@@ -88,7 +88,8 @@ def run_equivalence_worker(folder: Path) -> None:
 def run_trunks_worker(folder: Path) -> None:
     """Rank 0 saves the image-trunk cache that the ranks built together from ``folder``'s artifacts."""
     from cxr_helpers.distributed import is_main_process
-    from cxr_helpers.fusion import cache_image_trunks, load_image_encoder
+    from cxr_helpers.fusion.build import load_image_encoder
+    from cxr_helpers.fusion.trunk_cache import cache_image_trunks
     from cxr_helpers.prepare import load_cohort, open_image_cache
 
     with distributed_session():
@@ -224,7 +225,7 @@ def test_cli_under_torchrun_resumes_a_killed_job_and_scores_the_whole_validation
 @pytest.fixture(scope="module")
 def image_artifacts(phantom_artifacts, tmp_path_factory) -> Path:
     """The phantom cohort plus an image model trained for one epoch in one process (notebook 02's output)."""
-    from cxr_helpers.training import train_image
+    from cxr_helpers.image_training import train_image
 
     folder = copy_artifacts(phantom_artifacts, tmp_path_factory.mktemp("image") / "artifacts")
     train_image(load_settings(profile="phantom", fast=True, artifacts_dir=folder, epochs=1), progress=False)
@@ -242,7 +243,8 @@ def test_ranks_split_the_image_trunk_cache_and_every_rank_gets_all_of_it(tmp_pat
 
 
 def test_text_and_fusion_train_under_torchrun_with_shared_caches_built_once(tmp_path, image_artifacts):
-    from cxr_helpers.text_model import TEXT_SETTINGS, embeddings_paths
+    from cxr_helpers.config import TEXT_SETTINGS
+    from cxr_helpers.text.embeddings import embeddings_paths
 
     env = subprocess_env() | {"CXR_EPOCHS": "2", "CXR_FUSION_E2E_EPOCHS": "1"}
     ddp, single = copy_artifacts(image_artifacts, tmp_path / "ddp"), copy_artifacts(image_artifacts, tmp_path / "single")

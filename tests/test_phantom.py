@@ -16,20 +16,13 @@ from cxr_helpers.phantom import write_phantom
 from cxr_helpers.phantom.anatomy import sample_anatomy
 from cxr_helpers.phantom.case import FINDING_LABELS, sample_case
 from cxr_helpers.phantom.findings import DRAWERS, STRUCTURAL, FindingSpec
+from cxr_helpers.phantom.layout import CHEXPERT_CSV, JPG_DIR, METADATA_CSV, REPORTS_DIR, SPLIT_CSV, TRUTH_DIR
 from cxr_helpers.phantom.phrases import LABEL_KEYWORDS
 from cxr_helpers.phantom.plan import plan_studies
 from cxr_helpers.phantom.render import render
 from cxr_helpers.phantom.reports import derive_labels, indication_text, write_report
 from cxr_helpers.phantom.spans import Span, wrap_paragraph
-from cxr_helpers.phantom.writer import (
-    CHEXPERT_CSV,
-    JPG_DIR,
-    METADATA_COLUMNS,
-    METADATA_CSV,
-    REPORTS_DIR,
-    SPLIT_CSV,
-    TRUTH_DIR,
-)
+from cxr_helpers.phantom.writer import METADATA_COLUMNS
 
 N_STUDIES, SIZE, SEED = 16, 64, 3
 

@@ -28,6 +28,8 @@ Because it is generated, the phantom also knows the truth, written to ``ground_t
 read by the pipeline): a mask per finding per image, whether each finding is clear, subtle or
 invisible, which words of the report state each finding, and which findings are really present.
 Notebook 05 uses these to check whether Grad-CAM and SHAP point at the right pixels and words.
+Any image can also be re-rendered without one of its findings, identical elsewhere
+(``counterfactual``), to check whether a model's score really depends on the finding.
 
 Everything is deterministic for a seed; each study has its own random stream, so a parallel
 build (``workers`` processes) writes exactly the same files as a serial one.
@@ -41,12 +43,15 @@ The modules, in the order the data flows through them:
 - ``canvas``: one image under construction (density map, lung fields, finding masks).
 - ``chest``: the normal chest (body, lungs, heart, mediastinum, spine, ribs).
 - ``findings``: how each finding is drawn, where, and its mask.
-- ``render``: density to radiograph (blur, exposure curve, noise).
+- ``render``: the density map of an image (``draw``), then the radiograph (``expose``: blur,
+  exposure curve, noise, from the anatomy alone, so findings never change other pixels).
 - ``phrases``: the phrase banks reports are written from (data only).
 - ``spans``: report text that remembers where each finding is mentioned.
 - ``reports``: what the radiologist writes about each finding, and the labels derived from it.
 - ``study``: one study in memory (case, images, report), drawn from its own random stream.
+- ``layout``: where the files go, how they are encoded, ``ground_truth/phantom.json``.
 - ``writer``: ``write_phantom``: every study's files, the MIMIC tables and the ground truth.
+- ``counterfactual``: any written image re-rendered without one of its findings.
 """
 
 from cxr_helpers.phantom.writer import write_phantom

@@ -39,6 +39,7 @@ class Canvas:
     density: np.ndarray
     lungs: list[LungField]
     pixel: float  # one pixel in canonical units
+    noise: np.random.Generator  # the anatomy's noise stream: vessel texture, then (in expose) quantum noise
     masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def window(self, x0: float, x1: float, y0: float, y1: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:

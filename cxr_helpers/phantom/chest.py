@@ -24,7 +24,7 @@ def mediastinal_half_width(anatomy: Anatomy, Y: np.ndarray, widening: float) -> 
     return anatomy.mediastinum + widening * bump
 
 
-def draw_normal_chest(canvas: Canvas, widening: float, rng: np.random.Generator) -> None:
+def draw_normal_chest(canvas: Canvas, widening: float) -> None:
     """Body, lungs with vessel markings, heart, mediastinum, spine, trachea, clavicles, bowel gas."""
     a, X, Y, D = canvas.anatomy, canvas.X, canvas.Y, canvas.density
     bx, by, ba, bb = a.body
@@ -37,7 +37,7 @@ def draw_normal_chest(canvas: Canvas, widening: float, rng: np.random.Generator)
     else:
         D += 0.12 * ramp(0.3 - Y, 0.14) * body  # raised arms over the upper chest
     # vessel markings: smooth noise, denser towards the hila
-    texture = gaussian_filter(rng.standard_normal(X.shape, dtype=np.float32), sigma=max(0.7, 0.007 / canvas.pixel))
+    texture = gaussian_filter(canvas.noise.standard_normal(X.shape, dtype=np.float32), sigma=max(0.7, 0.007 / canvas.pixel))
     texture *= 1.0 / (texture.std() + 1e-6)
     texture = np.clip(texture, -1.5, 1.5)
     air = np.zeros_like(X)

@@ -6,7 +6,7 @@ then be generated on its own (in any process) from its ``StudyPlan``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class StudyPlan:
     study_time: float
     sex: str
     traits_seed: int
+    split: str = "train"  # train / validate / test, the subject's
 
 
 def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int) -> list[int]:
@@ -60,7 +61,8 @@ def plan_studies(n_studies: int, seed: int) -> tuple[list[StudyPlan], dict[int, 
             plans.append(StudyPlan(index, subject_id, study_ids[index], date, round(time_of_day, 3), sex, traits_seed))
             index += 1
             day = day + int(rng.integers(1, 400))
-    return plans, _split_subjects(rng, subject_ids)
+    split = _split_subjects(rng, subject_ids)
+    return [replace(plan, split=split[plan.subject_id]) for plan in plans], split
 
 
 def _split_subjects(rng: np.random.Generator, subject_ids: list[int]) -> dict[int, str]:

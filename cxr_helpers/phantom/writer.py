@@ -2,14 +2,11 @@
 
 ``write_phantom`` plans the studies (``plan``), generates them (``study``: serially, or in worker
 processes, each study from its own random stream, so both write the same bytes) and writes the
-MIMIC-CXR-JPG and MIMIC-CXR-reports layout plus ``ground_truth/``. CSV files are written with
-fixed gzip timestamps, so the same settings always give the same bytes.
+MIMIC-CXR-JPG and MIMIC-CXR-reports layout plus ``ground_truth/`` (``layout``).
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import os
@@ -17,45 +14,35 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm.auto import tqdm
 
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom.case import FINDING_LABELS
+from cxr_helpers.phantom.layout import (
+    CHEXPERT_CSV,
+    JPG_DIR,
+    METADATA_CSV,
+    SPLIT_CSV,
+    TRUTH_DIR,
+    PhantomSettings,
+    encode_jpeg,
+    image_path,
+    report_path,
+    save_masks,
+    write_csv_gz,
+    write_settings,
+)
 from cxr_helpers.phantom.plan import StudyPlan, plan_studies
 from cxr_helpers.phantom.reports import derive_labels
 from cxr_helpers.phantom.study import Study, render_image, sample_study
 
-JPG_DIR, REPORTS_DIR, TRUTH_DIR = "mimic-cxr-jpg", "mimic-cxr-reports", "ground_truth"
-CHEXPERT_CSV = "mimic-cxr-2.0.0-chexpert.csv.gz"
-METADATA_CSV = "mimic-cxr-2.0.0-metadata.csv.gz"
-SPLIT_CSV = "mimic-cxr-2.0.0-split.csv.gz"
 METADATA_COLUMNS = (
     "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
     "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
     "PatientOrientationCodeSequence_CodeMeaning",
 )
 VIEW_MEANINGS = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral", "LL": "left lateral"}
-JPEG_QUALITY = 90
-
-
-def _save_jpeg(image: np.ndarray, path: Path) -> None:
-    """Write a greyscale uint8 array as a baseline JPEG (its folder must exist)."""
-    Image.fromarray(image, mode="L").save(path, format="JPEG", quality=JPEG_QUALITY)
-
-
-def _save_masks(masks: dict[str, np.ndarray], path: Path) -> None:
-    """One boolean array per drawn finding, keyed by CheXpert label, in a compressed .npz (folder must exist)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{label: mask.astype(bool) for label, mask in sorted(masks.items())})
-    path.write_bytes(buffer.getvalue())
-
-
-def _subject_dir(plan: StudyPlan) -> str:
-    """MIMIC's subject folder: pXX/pSUBJECT (XX = the first two digits of the subject id)."""
-    return f"p{str(plan.subject_id)[:2]}/p{plan.subject_id}"
 
 
 def _metadata_row(study: Study, index: int) -> dict:
@@ -72,19 +59,19 @@ def _metadata_row(study: Study, index: int) -> dict:
     }
 
 
-def generate_study(plan: StudyPlan, out: Path, image_size: int, seed: int) -> dict:
+def generate_study(plan: StudyPlan, out: Path, settings: PhantomSettings) -> dict:
     """Generate and write one study (images, masks, report); return its rows for the CSV files."""
-    study = sample_study(plan, image_size, seed)
-    study_dir = out / JPG_DIR / "files" / _subject_dir(plan) / f"s{plan.study_id}"
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study = sample_study(plan, settings.image_size, settings.seed)
     for image in study.images:
         pixels, masks = render_image(image)
-        _save_jpeg(pixels, study_dir / f"{image.dicom_id}.jpg")
-        _save_masks(masks, out / TRUTH_DIR / "masks" / f"{image.dicom_id}.npz")
+        path = image_path(out, plan.subject_id, plan.study_id, image.dicom_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_jpeg(pixels))
+        save_masks(masks, out / TRUTH_DIR / "masks" / f"{image.dicom_id}.npz")
     case, report = study.case, study.report
-    report_path = out / REPORTS_DIR / "files" / _subject_dir(plan) / f"s{plan.study_id}.txt"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report.text, encoding="utf-8", newline="\n")
+    text_path = report_path(out, plan.subject_id, plan.study_id)
+    text_path.parent.mkdir(parents=True, exist_ok=True)
+    text_path.write_text(report.text, encoding="utf-8", newline="\n")
     labels = derive_labels(report.spans, report.labeler_section)
     truth = {label: int(case.present.get(label, False)) for label in FINDING_LABELS}
     truth["No Finding"] = int(not any(truth[lab] for lab in FINDING_LABELS if lab != "Support Devices"))
@@ -99,17 +86,10 @@ def generate_study(plan: StudyPlan, out: Path, image_size: int, seed: int) -> di
     }
 
 
-def _generate_chunk(args: tuple[list[StudyPlan], str, int, int]) -> list[dict]:
+def _generate_chunk(args: tuple[list[StudyPlan], str, PhantomSettings]) -> list[dict]:
     """Worker entry point: generate a chunk of studies in order."""
-    plans, out, image_size, seed = args
-    return [generate_study(plan, Path(out), image_size, seed) for plan in plans]
-
-
-def _write_csv_gz(frame: pd.DataFrame, path: Path) -> None:
-    """Gzipped CSV with a fixed header timestamp, so identical content gives identical bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = frame.to_csv(index=False, lineterminator="\n")
-    path.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0))
+    plans, out, settings = args
+    return [generate_study(plan, Path(out), settings) for plan in plans]
 
 
 def _write_tables(out: Path, results: list[dict], split: dict[int, str]) -> pd.DataFrame:
@@ -117,13 +97,13 @@ def _write_tables(out: Path, results: list[dict], split: dict[int, str]) -> pd.D
     jpg = out / JPG_DIR
     chexpert = pd.DataFrame([r["chexpert"] for r in results], columns=["subject_id", "study_id", *CHEXPERT_LABELS])
     chexpert = chexpert.sort_values(["subject_id", "study_id"], kind="stable")
-    _write_csv_gz(chexpert, jpg / CHEXPERT_CSV)
+    write_csv_gz(chexpert, jpg / CHEXPERT_CSV)
     metadata = pd.DataFrame([m for r in results for m in r["metadata"]], columns=list(METADATA_COLUMNS))
     metadata = metadata.sort_values(["subject_id", "study_id"], kind="stable")
-    _write_csv_gz(metadata, jpg / METADATA_CSV)
+    write_csv_gz(metadata, jpg / METADATA_CSV)
     split_frame = metadata[["dicom_id", "study_id", "subject_id"]].copy()
     split_frame["split"] = split_frame["subject_id"].map(split)
-    _write_csv_gz(split_frame, jpg / SPLIT_CSV)
+    write_csv_gz(split_frame, jpg / SPLIT_CSV)
     truth_dir = out / TRUTH_DIR
     truth_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([r["truth"] for r in results]).to_csv(truth_dir / "truth.csv", index=False, lineterminator="\n")
@@ -167,11 +147,12 @@ def write_phantom(out: Path, n_studies: int = 2000, image_size: int = 256, seed:
     start = time.perf_counter()
     out = Path(out)
     _refuse_real_data(out)
+    settings = PhantomSettings(seed=seed, n_studies=n_studies, image_size=image_size)
     plans, split = plan_studies(n_studies, seed)
     (out / TRUTH_DIR / "masks").mkdir(parents=True, exist_ok=True)
     workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
     chunk = max(1, min(64, math.ceil(len(plans) / (workers * 8))))
-    chunks = [(plans[i:i + chunk], str(out), image_size, seed) for i in range(0, len(plans), chunk)]
+    chunks = [(plans[i:i + chunk], str(out), settings) for i in range(0, len(plans), chunk)]
     results: list[dict] = []
     with tqdm(total=len(plans), desc="phantom studies", unit="study", disable=not progress) as bar:
         if workers == 1 or len(chunks) == 1:
@@ -184,6 +165,7 @@ def write_phantom(out: Path, n_studies: int = 2000, image_size: int = 256, seed:
                     results += part
                     bar.update(len(part))
     chexpert = _write_tables(out, results, split)
+    write_settings(out, settings)
     n_images = sum(len(r["metadata"]) for r in results)
     n_frontal = sum(m["ViewPosition"] in ("PA", "AP") for r in results for m in r["metadata"])
     return {

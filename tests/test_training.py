@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cohort_factory import toy_cohort_frame
-from torch import nn
+from cohort_factory import TinyConvModel, toy_cohort_frame
 
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings, seed_everything
@@ -18,20 +17,6 @@ from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.training import History, fit, load_history, predict
 
 SIZE = 32
-
-
-class TinyModel(nn.Module):
-    """A few hundred parameters, with dropout, so RNG state matters and tests stay fast."""
-
-    input_keys = ("image",)
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, stride=4)
-        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 14))
-
-    def forward(self, image):
-        return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))
 
 
 def toy_cohort(n: int = 48, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -61,7 +46,7 @@ def loaders(settings):
 
 def run(settings, folder, model=None, **kwargs):
     seed_everything(settings.seed)
-    model = model or TinyModel()
+    model = model or TinyConvModel()
     train_loader, val_loader = loaders(settings)
     history = fit(model, train_loader, val_loader, settings, folder, "tiny", progress=False, **kwargs)
     return model, history
@@ -85,7 +70,7 @@ def test_fit_writes_checkpoints_loadable_with_weights_only(tmp_path):
     saved_history = json.loads((tmp_path / "ckpt" / "tiny_history.json").read_text())
     assert without_times(saved_history) == without_times(history.to_dict())
     assert load_history(tmp_path / "ckpt", "tiny").val_loss == history.val_loss
-    fresh = TinyModel()
+    fresh = TinyConvModel()
     meta = load_checkpoint(tmp_path / "ckpt" / "tiny.pt", fresh)
     assert meta["labels"] == list(CHEXPERT_LABELS) and meta["input_keys"] == ["image"]
 
@@ -121,7 +106,7 @@ def test_fit_gives_each_epoch_its_own_shuffle(tmp_path):
     def record(epoch, history):
         orders.append(list(iter(train_loader.sampler)))  # the order the epoch just trained on
 
-    fit(TinyModel(), train_loader, val_loader, settings, tmp_path, "tiny", progress=False, on_epoch_end=record)
+    fit(TinyConvModel(), train_loader, val_loader, settings, tmp_path, "tiny", progress=False, on_epoch_end=record)
     assert train_loader.sampler.epoch == 2
     assert orders[0] != orders[1] != orders[2]
 
@@ -161,7 +146,7 @@ def test_predict_returns_rows_in_cohort_order_and_saves_the_design_csv(tmp_path)
     settings = settings_for(tmp_path)
     cohort, images = toy_cohort()
     test = CohortImageDataset(cohort, images, "test")
-    model = TinyModel()
+    model = TinyConvModel()
     logits, targets, indices = predict(model, make_loader(test, 5, shuffle=False))
     assert logits.shape == (12, 14) and targets.shape == (12, 14)
     np.testing.assert_array_equal(indices, np.sort(test.rows))

@@ -10,16 +10,18 @@ What "identical outside the finding" means: every finding adds to the density ma
 is drawn, and the noise, exposure curve and blur depend on the anatomy alone, never on the
 findings. So the two images differ only in the finding's *footprint*: the pixels where the
 finding changes the density map, grown by the reach of the scanner blur (a few pixels), then
-grown to whole 8x8 JPEG blocks (the codec encodes each block on its own). Per label:
+grown to whole 8x8 JPEG blocks (the codec encodes each block on its own). Each finding's density
+fades out within ``findings.EDGE`` (0.02 of the body frame, about 8 mm: 2-3 pixels at 128 px) of
+its mask, so per label the footprint lies within the mask grown by that edge, the blur and the
+blocks, where the mask is:
 
 - local findings (effusion, pneumothorax, opacities, consolidation, pneumonia, atelectasis,
-  lesion, pleural thickening, devices): the mask plus its soft edge (a few pixels);
-- Fracture: the broken rib's displaced part and the callus at the break;
-- Edema: both lungs (its perihilar haze fades out across the lung fields, more than its mask);
-- Cardiomegaly: the heart's outline region between the normal and the enlarged heart, the
-  mediastinum's lower edge, and the lung behind the heart;
-- Enlarged Cardiomediastinum: between the normal and the widened mediastinal borders, the aortic
-  knob, and the lungs' medial edges.
+  lesion, pleural thickening, devices): where the finding is drawn;
+- Fracture: the displaced part of the broken rib and the callus at the break;
+- Cardiomegaly: the enlarged heart (the normal heart lies inside it);
+- Enlarged Cardiomediastinum: the widened mediastinum with its aortic knob (frontal), the filled
+  retrosternal space (lateral);
+- except Edema, a diffuse haze: its footprint is both lungs, beyond its (perihilar) mask.
 
 Outside the footprint the pixels are equal, bit for bit (tests check this for every label).
 """

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from cxr_helpers.phantom.anatomy import Anatomy
+from cxr_helpers.phantom.anatomy import Anatomy, mediastinal_half_width
 from cxr_helpers.phantom.canvas import Canvas, lung_field
-from cxr_helpers.phantom.chest import draw_normal_chest, draw_ribs, mediastinal_half_width
+from cxr_helpers.phantom.chest import draw_normal_chest, draw_ribs
 from cxr_helpers.phantom.findings import DRAWERS, FindingSpec, structural_changes
-from cxr_helpers.phantom.geometry import canonical_grid, ellipse_field, pixel_grid
+from cxr_helpers.phantom.geometry import canonical_grid, pixel_grid
 
 LUT_SIZE = 4096
 
@@ -39,20 +39,11 @@ def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
         lungs = [lung_field(X, Y, lung, half, eps) for lung in anatomy.lungs]
     else:
         lungs = [lung_field(X, Y, lung, lung.medial, eps) for lung in anatomy.lungs]
-    canvas = Canvas(anatomy, X, Y, np.zeros_like(X), lungs, pixel, np.random.default_rng(anatomy.noise_seed))
-    draw_normal_chest(canvas, widening)
-    fracture = next((spec for spec in findings if spec.label == "Fracture"), None)
-    draw_ribs(canvas, fracture)
+    canvas = Canvas(anatomy, X, Y, np.zeros_like(X), lungs, pixel, np.random.default_rng(anatomy.noise_seed), widening)
+    draw_normal_chest(canvas)
+    draw_ribs(canvas, next((spec for spec in findings if spec.label == "Fracture"), None))
     for spec in findings:
-        if spec.label == "Cardiomegaly":
-            canvas.masks["Cardiomegaly"] = ellipse_field(X, Y, *anatomy.heart) > 0
-        elif spec.label == "Enlarged Cardiomediastinum":
-            if anatomy.frontal:
-                half = mediastinal_half_width(anatomy, Y, widening)
-                canvas.masks[spec.label] = (np.abs(X - 0.5) < half) & (Y > 0.12) & (Y < 0.52)
-            else:
-                canvas.masks[spec.label] = ellipse_field(X, Y, 0.34, 0.34, 0.07, 0.12) > 0
-        elif spec.label in DRAWERS:
+        if spec.label in DRAWERS:
             DRAWERS[spec.label](canvas, spec, np.random.default_rng(spec.seed))
     return canvas
 

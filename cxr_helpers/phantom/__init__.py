@@ -14,7 +14,9 @@ How a study is made:
    body, lungs with vessel markings, heart, mediastinum, diaphragm, ribs, then every finding
    where it belongs (a blunted costophrenic angle for an effusion, an apical pleural line for a
    pneumothorax, tubes and a pacemaker for support devices, ...). As in life some findings are
-   subtle and some are invisible on the image.
+   subtle and some are invisible on the image. Unlike life, the small findings are drawn large
+   (a lung lesion is a 3-6 cm mass, atelectasis a 2 cm band, a fractured rib fully displaced),
+   so that a model at 128 px can see them: at least 5 px across (docs/phantom.md).
 3. A radiologist-style report is written from varied phrasings, with negations ("no
    pneumothorax") and hedges ("cannot exclude pneumonia"); sections vary as in MIMIC (most
    reports have an IMPRESSION, some only FINDINGS, a few neither). The INDICATION never names

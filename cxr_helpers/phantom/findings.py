@@ -28,6 +28,14 @@ from cxr_helpers.phantom.geometry import ellipse_field, gaussian_blob, ramp, to_
 
 STRENGTH = {"clear": 1.0, "subtle": 0.45, "invisible": 0.0}
 EDGE = 0.02  # a finding's soft edge fades out within this distance of its mask (canonical units, ~8 mm)
+# Sizes by severity (mild, moderate, severe) in canonical units (the body frame, about 40 cm across).
+# The small findings are drawn larger than they often are in life, so that a model at 128 px can
+# see them: at least 5 px across at 128 px (docs/phantom.md has the sizes before and after).
+LESION_RADIUS = (0.045, 0.055, 0.07)  # masses 3-6 cm across (real nodules are often under 1 cm)
+ATELECTASIS_HALF_THICKNESS = (0.02, 0.024, 0.03)  # a band 1.6-2.4 cm thick (plate-like: often a few mm)
+PLEURAL_THICKNESS = (0.04, 0.048, 0.056)  # 1.6-2.2 cm of pleural thickening along the wall
+RIB_STEP = (1.0, 1.4)  # a fracture displaces the rib beyond the break by 1-1.4 rib widths
+CALLUS = (0.04, 0.025)  # semi-axes of the callus at the break
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,8 @@ def rib_break(spec: FindingSpec, anatomy: Anatomy) -> RibBreak:
     rng = np.random.default_rng(spec.seed)
     rib = int(rng.integers(3, 8))
     at = float(rng.uniform(0.17, 0.3)) if anatomy.frontal else float(rng.uniform(0.15, 0.4))
-    step = float(rng.choice((-1, 1)) * rng.uniform(0.5, 0.9) * anatomy.rib_thickness * 2) * spec.strength
-    return RibBreak(rib, at, step, 0.008 * (0.5 + spec.strength))
+    step = float(rng.choice((-1, 1)) * rng.uniform(*RIB_STEP) * anatomy.rib_thickness * 2) * spec.strength
+    return RibBreak(rib, at, step, 0.012 * (0.5 + spec.strength))
 
 
 def draw_fracture(canvas: Canvas, spec: FindingSpec, brk: RibBreak, side: int, displaced: np.ndarray) -> None:
@@ -86,10 +94,11 @@ def draw_fracture(canvas: Canvas, spec: FindingSpec, brk: RibBreak, side: int, d
     bx = 0.5 + side * u_b if a.frontal else 0.25 + u_b
     curve_b = (-0.12 * u_b + 1.1 * u_b * u_b) if a.frontal else 0.28 * u_b
     by = a.rib_first + brk.rib * a.rib_spacing + curve_b
-    sl, Xw, Yw = canvas.window(bx - 0.045, bx + 0.045, by - 0.045, by + 0.045)
-    canvas.density[sl] += 0.2 * spec.strength * ramp(ellipse_field(Xw, Yw, bx, by, 0.03, 0.018), 0.008)
+    sl, Xw, Yw = canvas.window(bx - 0.05, bx + 0.05, by - 0.05, by + 0.05)
+    callus = ellipse_field(Xw, Yw, bx, by, *CALLUS)
+    canvas.density[sl] += 0.25 * spec.strength * ramp(callus, 0.008)
     mask = displaced.copy()
-    mask[sl] |= (Xw - bx) ** 2 + (Yw - by) ** 2 < 0.04**2
+    mask[sl] |= callus > -0.004  # the callus's soft edge included
     canvas.masks["Fracture"] = mask
 
 
@@ -223,26 +232,26 @@ def draw_opacity(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) ->
 
 
 def draw_atelectasis(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
-    """Plate-like (linear) opacity at the lung base."""
+    """Plate-like (linear) opacity at the lung base: a band, thicker than in life (``ATELECTASIS_HALF_THICKNESS``)."""
     for lf in _lungs_for(canvas, spec.side):
         cx, cy, width = _point_in_zone(rng, lf.lung, "lower")
         theta = float(rng.uniform(-0.3, 0.3))
-        length = float(rng.uniform(0.5, 0.8)) * width
-        thick = (0.011, 0.016, 0.024)[spec.severity]
+        length = float(rng.uniform(0.6, 0.9)) * width
+        thick = ATELECTASIS_HALF_THICKNESS[spec.severity]
         reach = length / 2 + thick + 0.02
         sl, Xw, Yw = canvas.window(cx - reach, cx + reach, cy - reach, cy + reach)
         c, s = math.cos(theta), math.sin(theta)
         along = c * (Xw - cx) + s * (Yw - cy)
         across = -s * (Xw - cx) + c * (Yw - cy)
-        band = np.clip(1 - np.abs(across) / thick, 0, 1) * ramp(length / 2 - np.abs(along), 0.02)
+        band = ramp(thick - np.abs(across), 0.008) * ramp(length / 2 - np.abs(along), 0.02)  # a plate, soft-edged
         _add(canvas, "Atelectasis", 0.34 * spec.strength * band * lf.visible[sl], lf.inside[sl] & (band > 0.25), sl)
 
 
 def draw_lesion(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
-    """A round nodule, or a lobulated mass when severe."""
+    """A round mass, 3-6 cm across (``LESION_RADIUS``: larger than many real nodules), lobulated when severe."""
     lf = _lungs_for(canvas, spec.side)[0]
     cx, cy, width = _point_in_zone(rng, lf.lung, spec.zone)
-    radius = (0.026, 0.036, 0.06)[spec.severity] * float(rng.uniform(0.85, 1.15))
+    radius = LESION_RADIUS[spec.severity] * float(rng.uniform(0.85, 1.15))
     sl, Xw, Yw = canvas.window(cx - 2.2 * radius, cx + 2.2 * radius, cy - 2.2 * radius, cy + 2.2 * radius)
     field_ = ellipse_field(Xw, Yw, cx, cy, radius, radius)
     if spec.severity == 2:
@@ -268,7 +277,7 @@ def draw_pleural_thickening(canvas: Canvas, spec: FindingSpec, rng: np.random.Ge
     """A band of pleural thickening along the outer wall (an apical cap in the upper zone)."""
     lf = _lungs_for(canvas, spec.side)[0]
     lung = lf.lung
-    thick = (0.022, 0.03, 0.04)[spec.severity]
+    thick = PLEURAL_THICKNESS[spec.severity]
     lo, hi = ZONE_RANGES.get(spec.zone, (0.3, 0.7))
     y0 = lung.top + (lo - 0.12) * (lung.base - lung.top)
     y1 = lung.top + (hi + 0.05) * (lung.base - lung.top)

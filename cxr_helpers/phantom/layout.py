@@ -25,7 +25,7 @@ SETTINGS_JSON = "phantom.json"
 JPEG_QUALITY = 90
 # Bump when the same settings would draw different pixels, so that re-rendering an older phantom
 # fails clearly instead of returning images that do not match its files.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 @dataclass(frozen=True)

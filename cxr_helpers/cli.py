@@ -36,6 +36,12 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     )
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
     print(f"Phantom written to {args.out} (data: mimic-cxr-jpg/, reports: mimic-cxr-reports/)")
+    if args.probes:
+        from cxr_helpers.phantom.probes import write_probes
+
+        probes = write_probes(Path(args.out) / "probes", per_label=args.probes,
+                              image_size=args.probe_size or args.image_size, seed=args.seed)
+        print(f"{len(probes)} probes (one finding each) written to {Path(args.out) / 'probes'}")
     return 0
 
 
@@ -162,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--image-size", type=int, default=256, help="JPEG side in pixels")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    phantom.add_argument("--probes", type=int, default=0,
+                         help="also write this many probes per label to OUT/probes/ (one finding per image)")
+    phantom.add_argument("--probe-size", type=int, default=None, help="probe JPEG side (default: --image-size)")
     phantom.set_defaults(run=cmd_phantom)
 
     prepare = commands.add_parser("prepare", help="cohort table + image cache (notebook 01's work)")

@@ -54,6 +54,7 @@ The modules, in the order the data flows through them:
 - ``layout``: where the files go, how they are encoded, ``ground_truth/phantom.json``.
 - ``writer``: ``write_phantom``: every study's files, the MIMIC tables and the ground truth.
 - ``counterfactual``: any written image re-rendered without one of its findings.
+- ``probes``: fresh frontal images with one finding each, and the same images without it.
 """
 
 from cxr_helpers.phantom.writer import write_phantom

@@ -40,7 +40,7 @@ from scipy.ndimage import maximum_filter
 
 from cxr_helpers.phantom.anatomy import Anatomy
 from cxr_helpers.phantom.case import FINDING_LABELS
-from cxr_helpers.phantom.findings import FindingSpec
+from cxr_helpers.phantom.findings import STRUCTURAL, FindingSpec
 from cxr_helpers.phantom.layout import (
     JPG_DIR,
     METADATA_CSV,
@@ -50,7 +50,7 @@ from cxr_helpers.phantom.layout import (
     read_settings,
 )
 from cxr_helpers.phantom.plan import StudyPlan, plan_studies
-from cxr_helpers.phantom.render import blur_reach, draw, expose
+from cxr_helpers.phantom.render import add_findings, blur_reach, copy_canvas, draw, draw_chest, expose
 from cxr_helpers.phantom.study import StudyImage, sample_study
 
 JPEG_BLOCK = 8  # the JPEG codec encodes 8x8 blocks independently
@@ -81,8 +81,12 @@ class RenderedPair:
 
 def render_pair(anatomy: Anatomy, findings: tuple[FindingSpec, ...] | list[FindingSpec], label: str) -> RenderedPair:
     """Draw an image with all ``findings`` and again without ``label`` (same anatomy, same noise)."""
-    with_all = draw(anatomy, findings)
-    without = draw(anatomy, [spec for spec in findings if spec.label != label])
+    rest = [spec for spec in findings if spec.label != label]
+    if label in STRUCTURAL:  # it changes the chest itself: draw the chest twice
+        with_all, without = draw(anatomy, findings), draw(anatomy, rest)
+    else:  # the same chest under both: draw it once
+        chest = draw_chest(anatomy, findings)
+        with_all, without = add_findings(copy_canvas(chest), findings), add_findings(chest, rest)
     changed = with_all.density != without.density
     return RenderedPair(expose(with_all), expose(without), with_all.masks, changed, with_all.pixel)
 

@@ -7,6 +7,9 @@ on whole images (no per-pixel Python loops); thin lines and tubes are rasterised
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -22,13 +25,9 @@ LUT_SIZE = 4096
 BLUR_TRUNCATE = 4.0  # the scanner blur's Gaussian is cut at 4 sigma (scipy's default)
 
 
-def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
-    """The density map of one image and a boolean mask (rows x cols) per finding drawn.
-
-    Findings with strength 0 (invisible) are skipped. Each finding only adds to the density where
-    it is drawn, and the noise comes from the anatomy, so the same anatomy gives the same density
-    outside a finding's footprint with or without that finding (``counterfactual`` relies on it).
-    """
+def draw_chest(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
+    """The chest of one image before its findings are added: the normal chest, changed by the
+    structural findings (an enlarged heart, a widened mediastinum, a broken rib)."""
     findings = [spec for spec in findings if spec.strength > 0]
     anatomy, widening = structural_changes(anatomy, findings)
     X, Y = canonical_grid(anatomy)
@@ -42,10 +41,31 @@ def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
     canvas = Canvas(anatomy, X, Y, np.zeros_like(X), lungs, pixel, np.random.default_rng(anatomy.noise_seed), widening)
     draw_normal_chest(canvas)
     draw_ribs(canvas, next((spec for spec in findings if spec.label == "Fracture"), None))
+    return canvas
+
+
+def add_findings(canvas: Canvas, findings: list[FindingSpec] | tuple) -> Canvas:
+    """Draw the findings (those with a drawer and strength > 0) on the chest; returns the canvas."""
     for spec in findings:
-        if spec.label in DRAWERS:
+        if spec.strength > 0 and spec.label in DRAWERS:
             DRAWERS[spec.label](canvas, spec, np.random.default_rng(spec.seed))
     return canvas
+
+
+def copy_canvas(canvas: Canvas) -> Canvas:
+    """An independent copy of a canvas to draw on (density, masks and noise stream copied)."""
+    return replace(canvas, density=canvas.density.copy(), noise=copy.deepcopy(canvas.noise),
+                   masks={label: mask.copy() for label, mask in canvas.masks.items()})
+
+
+def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
+    """The density map of one image and a boolean mask (rows x cols) per finding drawn.
+
+    Findings with strength 0 (invisible) are skipped. Each finding only adds to the density where
+    it is drawn, and the noise comes from the anatomy, so the same anatomy gives the same density
+    outside a finding's footprint with or without that finding (``counterfactual`` relies on it).
+    """
+    return add_findings(draw_chest(anatomy, findings), findings)
 
 
 def blur_sigma(pixel: float) -> float:

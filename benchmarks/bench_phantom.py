@@ -5,7 +5,8 @@
 Prints the machine and a small table; each build goes to a fresh temporary folder. Then it times
 re-rendering images without one of their findings (``phantom.counterfactual``) on the serial
 build, one image at a time and as one batch, and writing the probe set (``phantom.probes``,
---probes per label at --probe-size) in one process. "cpu s" is the process's CPU time, which a
+--probes per label at --probe-size) in one process; "serial, shortcut" builds with a planted
+shortcut (``phantom.shortcut``). "cpu s" is the process's CPU time, which a
 busy shared machine does not inflate the way it does wall-clock seconds.
 """
 
@@ -27,9 +28,10 @@ from cxr_helpers.phantom.layout import TRUTH_DIR
 from cxr_helpers.phantom.probes import write_probes
 
 
-def build(out: Path, n_studies: int, image_size: int, workers: int, seed: int) -> dict:
+def build(out: Path, n_studies: int, image_size: int, workers: int, seed: int, shortcut: str | None = None) -> dict:
     """One phantom build into ``out``; returns write_phantom's summary."""
-    return write_phantom(out, n_studies=n_studies, image_size=image_size, seed=seed, workers=workers, progress=False)
+    return write_phantom(out, n_studies=n_studies, image_size=image_size, seed=seed, workers=workers, progress=False,
+                         shortcut=shortcut)
 
 
 def timed(work) -> tuple[float, float]:
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--counterfactuals", type=int, default=100, help="images re-rendered without a finding")
     parser.add_argument("--probes", type=int, default=30, help="probes per label")
     parser.add_argument("--probe-size", type=int, default=128, help="probe image side")
+    parser.add_argument("--shortcut", default="Pleural Effusion", help="label of the planted shortcut's build")
     args = parser.parse_args()
 
     print(f"machine: {platform.platform()} | python {platform.python_version()} | "
@@ -65,10 +68,12 @@ def main() -> None:
     print(f"phantom: {args.studies} studies at {args.image_size} px, seed {args.seed}\n")
     print(f"{'run':<16}{'workers':>8}{'studies':>9}{'images':>8}{'seconds':>9}{'studies/s':>11}{'images/s':>10}"
           f"{'cpu s':>8}")
-    runs = [("serial", 1)] + ([("parallel", args.workers)] if args.workers > 1 else [])
+    runs = [("serial", 1, None)] + ([("parallel", args.workers, None)] if args.workers > 1 else [])
+    runs.append(("serial, shortcut", 1, args.shortcut))
     with tempfile.TemporaryDirectory(prefix="phantom-bench-") as tmp:
-        for name, workers in runs:
-            summary = build(Path(tmp) / name, args.studies, args.image_size, workers, args.seed)
+        for name, workers, shortcut in runs:
+            summary = build(Path(tmp) / name.replace(", ", "-"), args.studies, args.image_size, workers, args.seed,
+                            shortcut)
             seconds = max(summary["seconds"], 1e-9)
             print(f"{name:<16}{workers:>8}{summary['studies']:>9}{summary['images']:>8}{seconds:>9.2f}"
                   f"{summary['studies'] / seconds:>11.1f}{summary['images'] / seconds:>10.1f}")

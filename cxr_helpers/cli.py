@@ -32,9 +32,12 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     from cxr_helpers.phantom import write_phantom
 
     summary = write_phantom(
-        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers
+        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers,
+        shortcut=args.shortcut,
     )
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    if args.shortcut:
+        print(f"Shortcut marker with {args.shortcut}: {summary['shortcut']['marker_share']} (ground_truth/markers.csv)")
     print(f"Phantom written to {args.out} (data: mimic-cxr-jpg/, reports: mimic-cxr-reports/)")
     if args.probes:
         from cxr_helpers.phantom.probes import write_probes
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--probes", type=int, default=0,
                          help="also write this many probes per label to OUT/probes/ (one finding per image)")
     phantom.add_argument("--probe-size", type=int, default=None, help="probe JPEG side (default: --image-size)")
+    phantom.add_argument("--shortcut", default=None, metavar="LABEL",
+                         help="plant a corner marker that goes with this finding in train/validate, not in test")
     phantom.set_defaults(run=cmd_phantom)
 
     prepare = commands.add_parser("prepare", help="cohort table + image cache (notebook 01's work)")

@@ -50,8 +50,10 @@ The modules, in the order the data flows through them:
 - ``phrases``: the phrase banks reports are written from (data only).
 - ``spans``: report text that remembers where each finding is mentioned.
 - ``reports``: what the radiologist writes about each finding, and the labels derived from it.
-- ``study``: one study in memory (case, images, report), drawn from its own random stream.
-- ``layout``: where the files go, how they are encoded, ``ground_truth/phantom.json``.
+- ``shortcut``: a planted spurious cue, a corner marker that goes with one finding (optional).
+- ``study``: one study in memory (case, images, report, marker), from its own random stream.
+- ``layout``: where the files go and how they are encoded.
+- ``settings``: what a phantom was written with (``ground_truth/phantom.json``), to re-render it.
 - ``writer``: ``write_phantom``: every study's files, the MIMIC tables and the ground truth.
 - ``counterfactual``: any written image re-rendered without one of its findings.
 - ``probes``: fresh frontal images with one finding each, and the same images without it.

@@ -34,9 +34,10 @@ from cxr_helpers.phantom.anatomy import Anatomy, sample_anatomy, sample_traits
 from cxr_helpers.phantom.case import DEVICES, FINDING_LABELS, SEVERITIES, choice, sample_side, sample_zone
 from cxr_helpers.phantom.counterfactual import grow, render_pair
 from cxr_helpers.phantom.findings import FindingSpec
-from cxr_helpers.phantom.layout import GENERATOR_VERSION, decode_jpeg, encode_jpeg, save_masks
+from cxr_helpers.phantom.layout import decode_jpeg, encode_jpeg, save_masks
 from cxr_helpers.phantom.phrases import SHORT_NAMES
 from cxr_helpers.phantom.render import blur_reach
+from cxr_helpers.phantom.settings import GENERATOR_VERSION
 
 PROBE_COLUMNS = ("probe_id", "label", "severity", "side", "zone", "view", "rows", "cols", "device")
 PROBE_VIEWS = (("PA", "AP"), (0.6, 0.4))

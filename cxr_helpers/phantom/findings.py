@@ -2,10 +2,11 @@
 
 Most findings add density inside a lung field (``draw_*``, one function per finding, listed in
 ``DRAWERS``) and record a boolean mask of where they were drawn. Three are ``STRUCTURAL``: they
-change the normal chest itself, so ``chest`` and ``render`` draw them (Cardiomegaly enlarges the
-heart and Enlarged Cardiomediastinum widens the mediastinum through ``structural_changes``; a
-Fracture breaks one rib through ``rib_break`` and ``draw_fracture``). Each finding draws with its
-own random stream (``FindingSpec.seed``), so adding or removing one leaves the others unchanged.
+change the normal chest itself before it is drawn (``render.draw_chest``): Cardiomegaly enlarges
+the heart and Enlarged Cardiomediastinum widens the mediastinum (``structural_changes``; their
+drawers only mark them), a Fracture breaks one rib (``rib_break``, drawn by ``chest.draw_ribs``
+and ``draw_fracture``). Each finding draws with its own random stream (``FindingSpec.seed``), so
+adding or removing one leaves the others unchanged.
 
 A finding's mask is where it is drawn, and its density fades out within ``EDGE`` of the mask
 (``fade_beyond``), so the mask bounds everything the finding changes; Edema alone is diffuse (its

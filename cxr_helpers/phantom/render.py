@@ -20,14 +20,14 @@ from cxr_helpers.phantom.findings import DRAWERS, FindingSpec, structural_change
 from cxr_helpers.phantom.geometry import canonical_grid, pixel_grid
 
 LUT_SIZE = 4096
-
-
 BLUR_TRUNCATE = 4.0  # the scanner blur's Gaussian is cut at 4 sigma (scipy's default)
 
 
 def draw_chest(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
-    """The chest of one image before its findings are added: the normal chest, changed by the
-    structural findings (an enlarged heart, a widened mediastinum, a broken rib)."""
+    """One image's chest before its findings: the normal chest as the structural findings change it.
+
+    The structural findings enlarge the heart, widen the mediastinum or break a rib.
+    """
     findings = [spec for spec in findings if spec.strength > 0]
     anatomy, widening = structural_changes(anatomy, findings)
     X, Y = canonical_grid(anatomy)

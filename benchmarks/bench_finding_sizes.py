@@ -4,7 +4,8 @@
 
 Builds a phantom (or reads the one in --out if it is there), then prints, per label, the number
 of frontal images with a drawn (non-empty) mask, the mask's share of the image (median and 10th
-percentile) and its bounding box in pixels (median short side, median long side).
+percentile), its width (twice the largest distance from inside the mask to its outside: the
+thickness of a band, the diameter of a disc) and its bounding box in pixels (median sides).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import distance_transform_edt
 
 from cxr_helpers.phantom import write_phantom
 from cxr_helpers.phantom.layout import JPG_DIR, METADATA_CSV, TRUTH_DIR
@@ -32,17 +34,21 @@ def finding_sizes(root: Path) -> pd.DataFrame:
                     continue
                 r, c = np.nonzero(mask)
                 sides = sorted((int(r.max() - r.min() + 1), int(c.max() - c.min() + 1)))
-                rows.append({"label": label, "share": float(mask.mean()), "short": sides[0], "long": sides[1]})
+                width = 2.0 * float(distance_transform_edt(np.pad(mask, 1)).max())
+                rows.append({"label": label, "share": float(mask.mean()), "width": width, "short": sides[0],
+                             "long": sides[1]})
     return pd.DataFrame(rows)
 
 
 def summary(sizes: pd.DataFrame) -> pd.DataFrame:
-    """Per label: n, median and 10th-percentile area share (%), median short and long bounding-box side (px)."""
+    """Per label: n, area share (%, median and 10th percentile), width (px, median and 10th percentile), box sides."""
     grouped = sizes.groupby("label")
     return pd.DataFrame({
         "n": grouped.size(),
         "area % (median)": grouped["share"].median() * 100,
         "area % (p10)": grouped["share"].quantile(0.1) * 100,
+        "width px (median)": grouped["width"].median(),
+        "width px (p10)": grouped["width"].quantile(0.1),
         "box short side px": grouped["short"].median(),
         "box long side px": grouped["long"].median(),
     }).round(2)

@@ -15,6 +15,7 @@ import torch
 from cxr_helpers.config import load_settings, workbook_root
 from cxr_helpers.distributed import distributed_session, is_main_process, world_size
 from cxr_helpers.phantom import write_phantom
+from cxr_helpers.phantom.probes import write_probes
 from cxr_helpers.prepare import add_prepare_arguments, ensure_phantom, run_prepare
 from cxr_helpers.results import results_table
 
@@ -39,10 +40,17 @@ def _settings_from_args(args: argparse.Namespace, **extra):
 
 def cmd_phantom(args: argparse.Namespace) -> int:
     summary = write_phantom(
-        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers
+        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers,
+        shortcut=args.shortcut,
     )
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    if args.shortcut:
+        print(f"Shortcut marker with {args.shortcut}: {summary['shortcut']['marker_share']} (ground_truth/markers.csv)")
     print(f"Phantom written to {args.out} (data: mimic-cxr-jpg/, reports: mimic-cxr-reports/)")
+    if args.probes:
+        probes = write_probes(Path(args.out) / "probes", per_label=args.probes,
+                              image_size=args.probe_size or args.image_size, seed=args.seed)
+        print(f"{len(probes)} probes (one finding each) written to {Path(args.out) / 'probes'}")
     return 0
 
 
@@ -157,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--image-size", type=int, default=256, help="JPEG side in pixels")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    phantom.add_argument("--probes", type=int, default=0,
+                         help="also write this many probes per label to OUT/probes/ (one finding per image)")
+    phantom.add_argument("--probe-size", type=int, default=None, help="probe JPEG side (default: --image-size)")
+    phantom.add_argument("--shortcut", default=None, metavar="LABEL",
+                         help="plant a corner marker that goes with this finding in train/validate, not in test")
     phantom.set_defaults(run=cmd_phantom)
 
     prepare = commands.add_parser("prepare", help="cohort table + image cache (notebook 01's work)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,16 @@ from cxr_helpers.phantom.counterfactual import (
     counterfactual,
     counterfactuals,
     footprint,
+    grow,
     image_without,
     images_without,
     original,
     render_pair,
     to_jpeg_blocks,
 )
-from cxr_helpers.phantom.findings import FindingSpec
+from cxr_helpers.phantom.findings import EDGE, FindingSpec
 from cxr_helpers.phantom.layout import JPG_DIR, METADATA_CSV, TRUTH_DIR, as_stored, image_path
+from cxr_helpers.phantom.render import blur_reach, draw
 
 N_STUDIES, SIZE, SEED = 40, 64, 2
 ALL_DEVICES = ("et_tube", "central_line", "ng_tube", "pacemaker")
@@ -142,6 +145,26 @@ def test_every_label_changes_only_its_footprint(label, view):
     assert changed.any() and not (changed & ~region).any()
     assert not region.all()
     assert (pair.image != pair.without)[pair.masks[label]].any()
+
+
+@pytest.mark.parametrize("view", ["PA", "AP", "LATERAL"])
+@pytest.mark.parametrize("label", FINDING_LABELS)
+def test_outside_the_grown_mask_nothing_changes(label, view):
+    """Hand check with the ground-truth mask alone: a finding changes the density only within EDGE of its
+    mask (Edema: within the lungs), so the stored image changes only within that, the blur's reach and
+    the JPEG blocks around it."""
+    anatomy = sample_anatomy(np.random.default_rng(7), view, 128, 112)
+    pair = render_pair(anatomy, [FindingSpec(label, 1.0, 2, "right", "upper", ALL_DEVICES, seed=3)], label)
+    mask = pair.masks[label]
+    assert mask.any()
+    if label == "Edema":  # diffuse: its haze fades out over both lungs, beyond its mask
+        region = np.logical_or.reduce([lung.soft > 0 for lung in draw(anatomy, []).lungs])
+    else:
+        region = grow(mask, math.ceil(EDGE / pair.pixel) + 1)
+    assert not (pair.changed & ~region).any()
+    stored_changed = as_stored(pair.image) != as_stored(pair.without)
+    assert not (stored_changed & ~to_jpeg_blocks(grow(region, blur_reach(pair.pixel)))).any()
+    assert stored_changed[mask].any()
 
 
 def test_jpeg_blocks_cover_whole_blocks():

@@ -14,7 +14,9 @@ How a study is made:
    body, lungs with vessel markings, heart, mediastinum, diaphragm, ribs, then every finding
    where it belongs (a blunted costophrenic angle for an effusion, an apical pleural line for a
    pneumothorax, tubes and a pacemaker for support devices, ...). As in life some findings are
-   subtle and some are invisible on the image.
+   subtle and some are invisible on the image. Unlike life, the small findings are drawn large
+   (a lung lesion is a 3-6 cm mass, atelectasis a 2 cm band, a fractured rib fully displaced),
+   so that a model at 128 px can see them: at least 5 px across (docs/phantom.md).
 3. A radiologist-style report is written from varied phrasings, with negations ("no
    pneumothorax") and hedges ("cannot exclude pneumonia"); sections vary as in MIMIC (most
    reports have an IMPRESSION, some only FINDINGS, a few neither). The INDICATION never names
@@ -48,10 +50,13 @@ The modules, in the order the data flows through them:
 - ``phrases``: the phrase banks reports are written from (data only).
 - ``spans``: report text that remembers where each finding is mentioned.
 - ``reports``: what the radiologist writes about each finding, and the labels derived from it.
-- ``study``: one study in memory (case, images, report), drawn from its own random stream.
-- ``layout``: where the files go, how they are encoded, ``ground_truth/phantom.json``.
+- ``shortcut``: a planted spurious cue, a corner marker that goes with one finding (optional).
+- ``study``: one study in memory (case, images, report, marker), from its own random stream.
+- ``layout``: where the files go and how they are encoded.
+- ``settings``: what a phantom was written with (``ground_truth/phantom.json``), to re-render it.
 - ``writer``: ``write_phantom``: every study's files, the MIMIC tables and the ground truth.
 - ``counterfactual``: any written image re-rendered without one of its findings.
+- ``probes``: fresh frontal images with one finding each, and the same images without it.
 """
 
 from cxr_helpers.phantom.writer import write_phantom

@@ -140,3 +140,20 @@ def sample_anatomy(rng: np.random.Generator, view: str, rows: int, cols: int,
 def side_sign(side: str) -> int:
     """Image x direction of the patient's side on a frontal view (patient right = image left)."""
     return -1 if side == "right" else 1
+
+
+def mediastinal_half_width(anatomy: Anatomy, Y: np.ndarray, widening: float) -> np.ndarray:
+    """Half width of the upper mediastinum at each height (ECM adds a bulge between y 0.12 and 0.52)."""
+    if widening <= 0:
+        return np.full_like(Y, anatomy.mediastinum)
+    bump = np.clip(1 - ((Y - 0.32) / 0.2) ** 2, 0.0, None)
+    return anatomy.mediastinum + widening * bump
+
+
+def aortic_knob(half: np.ndarray) -> tuple[float, float, float, float]:
+    """The aortic knob (cx, cy, semi-axis x, semi-axis y) on the left of a mediastinum of half width ``half``."""
+    return 0.5 + float(half.max()) - 0.004, 0.29, 0.028, 0.024
+
+
+# On lateral views a widened mediastinum fills the retrosternal space: this ellipse (cx, cy, a, b).
+RETROSTERNAL = (0.34, 0.34, 0.075, 0.13)

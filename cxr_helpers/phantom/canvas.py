@@ -40,6 +40,7 @@ class Canvas:
     lungs: list[LungField]
     pixel: float  # one pixel in canonical units
     noise: np.random.Generator  # the anatomy's noise stream: vessel texture, then (in expose) quantum noise
+    widening: float = 0.0  # of the upper mediastinum (Enlarged Cardiomediastinum), canonical units
     masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def window(self, x0: float, x1: float, y0: float, y1: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
@@ -62,10 +63,10 @@ def lung_field(X: np.ndarray, Y: np.ndarray, lung: Lung, medial: np.ndarray | fl
     u = (X - lung.x0) if lung.outer > 0 else (lung.x0 - X)
     t = np.clip((Y - lung.top) * (1.0 / lung.round_height), 0.0, 1.0)
     full = np.sqrt(1.0 - (1.0 - t) ** 2)  # 0 at the apex, 1 where the lung reaches full width
-    extra = medial - lung.medial  # a widened mediastinum pushes the medial border out
     f_outer = lung.medial + lung.width * (APEX_AT + (1 - APEX_AT) * full) - u
     f_outer = np.minimum(f_outer, (Y - lung.top) * 0.7)
-    f_medial = u - (lung.medial + APEX_AT * lung.width * (1 - full)) - extra
+    # the medial border curves out towards the apex; a widened mediastinum pushes it out where it reaches it
+    f_medial = u - np.maximum(lung.medial + APEX_AT * lung.width * (1 - full), medial)
     c = lung.medial + lung.dome_centre * lung.width
     dome = lung.base - lung.dome_height * np.clip(1 - ((u - c) / (DOME_SPREAD * lung.width)) ** 2, 0.0, None)
     f = np.minimum(np.minimum(f_outer, f_medial), dome - Y)

@@ -10,23 +10,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from cxr_helpers.phantom.anatomy import Anatomy, side_sign
+from cxr_helpers.phantom.anatomy import RETROSTERNAL, Anatomy, aortic_knob, mediastinal_half_width, side_sign
 from cxr_helpers.phantom.canvas import Canvas
 from cxr_helpers.phantom.findings import FindingSpec, draw_fracture, rib_break
 from cxr_helpers.phantom.geometry import ellipse_field, ramp
 
 
-def mediastinal_half_width(anatomy: Anatomy, Y: np.ndarray, widening: float) -> np.ndarray:
-    """Half width of the upper mediastinum at each height (ECM adds a bulge between y 0.12 and 0.5)."""
-    if widening <= 0:
-        return np.full_like(Y, anatomy.mediastinum)
-    bump = np.clip(1 - ((Y - 0.32) / 0.2) ** 2, 0.0, None)
-    return anatomy.mediastinum + widening * bump
-
-
-def draw_normal_chest(canvas: Canvas, widening: float) -> None:
+def draw_normal_chest(canvas: Canvas) -> None:
     """Body, lungs with vessel markings, heart, mediastinum, spine, trachea, clavicles, bowel gas."""
-    a, X, Y, D = canvas.anatomy, canvas.X, canvas.Y, canvas.density
+    a, X, Y, D, widening = canvas.anatomy, canvas.X, canvas.Y, canvas.density, canvas.widening
     bx, by, ba, bb = a.body
     dxn, dyn = np.abs((X - bx) * (1.0 / ba)), np.abs((Y - by) * (1.0 / bb))
     body = ramp((1 - (dxn * dxn * dxn + dyn * dyn * dyn)) * 0.15, 0.01)  # a rounded-box torso
@@ -55,13 +47,13 @@ def draw_normal_chest(canvas: Canvas, widening: float) -> None:
     if a.frontal:
         half = mediastinal_half_width(a, Y, widening)
         medi = ramp(half - np.abs(X - 0.5), 0.01) * ramp(Y - 0.02, 0.03) * ramp(cy - Y + 0.03, 0.05)
-        knob_x = 0.5 + float(half.max()) - 0.004
-        sl, Xw, Yw = canvas.window(knob_x - 0.04, knob_x + 0.04, 0.25, 0.33)
-        medi[sl] = np.maximum(medi[sl], ramp(ellipse_field(Xw, Yw, knob_x, 0.29, 0.028, 0.024), 0.01))
+        knob = aortic_knob(half)
+        sl, Xw, Yw = canvas.window(knob[0] - 0.04, knob[0] + 0.04, 0.25, 0.33)
+        medi[sl] = np.maximum(medi[sl], ramp(ellipse_field(Xw, Yw, *knob), 0.01))
     else:  # lateral: ascending aorta / great vessels above the heart, retrosternal space filling with ECM
         medi = ramp(ellipse_field(X, Y, 0.5, 0.3, 0.07, 0.14, 0.3), 0.03) * 0.5
         if widening > 0:
-            medi = np.maximum(medi, min(1.0, widening * 18) * ramp(ellipse_field(X, Y, 0.34, 0.34, 0.075, 0.13), 0.02))
+            medi = np.maximum(medi, min(1.0, widening * 18) * ramp(ellipse_field(X, Y, *RETROSTERNAL), 0.02))
     central = np.maximum(heart, medi)
     visible_air = air * (1 - central)
     for lf in canvas.lungs:  # findings inside the lung are hidden where the heart overlies it
@@ -96,6 +88,12 @@ def draw_normal_chest(canvas: Canvas, widening: float) -> None:
         D[sl] -= 0.12 * ramp(0.015 - np.abs(Xw - 0.45 - 0.2 * Yw), 0.006) * ramp(0.33 - Yw, 0.02)  # trachea
 
 
+def _rib_band(phase: np.ndarray, a: Anatomy, extent: np.ndarray) -> np.ndarray:
+    """Soft 0..1 bands of ribs 0-9 where ``phase`` (rib number) is near a whole number."""
+    k = np.rint(phase)
+    dist = np.abs(phase - k) * a.rib_spacing
+    return np.clip(1 - dist / a.rib_thickness, 0.0, 1.0) * (extent & (k >= 0) & (k < 10))
+
 
 def draw_ribs(canvas: Canvas, fracture: FindingSpec | None) -> None:
     """Posterior (brighter) and anterior ribs; a fracture breaks one posterior rib (``findings.rib_break``)."""
@@ -116,18 +114,15 @@ def draw_ribs(canvas: Canvas, fracture: FindingSpec | None) -> None:
             curve = 0.28 * u
             extent = (u > 0.0) & (u < 0.55)
         phase = (Y - curve - a.rib_first) * (1.0 / a.rib_spacing)  # rib k where phase is near k
-        broken = fracture is not None and (not a.frontal or side_sign(fracture.side) == side)
-        if broken:  # the rib beyond the break point steps up or down, with a gap at the break
+        band = _rib_band(phase, a, extent)
+        if fracture is not None and (not a.frontal or side_sign(fracture.side) == side):
+            # the rib beyond the break point steps up or down, with a gap at the break
             brk = rib_break(fracture, a)
             on_rib = np.rint(phase) == brk.rib
-            phase = phase + (on_rib & (u > brk.at)) * np.float32(brk.step / a.rib_spacing)
-            gap = on_rib & (np.abs(u - brk.at) < brk.gap)
-        k = np.rint(phase)
-        dist = np.abs(phase - k) * a.rib_spacing
-        band = np.clip(1 - dist / t, 0.0, 1.0) * (extent & (k >= 0) & (k < 10))
-        if broken:
-            band = band * ~gap
-            draw_fracture(canvas, fracture, brk, side)
+            intact = band
+            band = _rib_band(phase + (on_rib & (u > brk.at)) * np.float32(brk.step / a.rib_spacing), a, extent)
+            band = band * ~(on_rib & (np.abs(u - brk.at) < brk.gap))
+            draw_fracture(canvas, fracture, brk, side, (band != intact) & (body > 0))
         canvas.density += 0.1 * band * body
         if a.frontal:  # anterior ribs, fainter, sloping down towards the midline
             phase_a = (Y + 0.45 * u - a.rib_first - 0.12) / (a.rib_spacing * 1.15)

@@ -10,18 +10,22 @@ What "identical outside the finding" means: every finding adds to the density ma
 is drawn, and the noise, exposure curve and blur depend on the anatomy alone, never on the
 findings. So the two images differ only in the finding's *footprint*: the pixels where the
 finding changes the density map, grown by the reach of the scanner blur (a few pixels), then
-grown to whole 8x8 JPEG blocks (the codec encodes each block on its own). Per label:
+grown to whole 8x8 JPEG blocks (the codec encodes each block on its own). Each finding's density
+fades out within ``findings.EDGE`` (0.02 of the body frame, about 8 mm: 2-3 pixels at 128 px) of
+its mask, so per label the footprint lies within the mask grown by that edge, the blur and the
+blocks, where the mask is:
 
 - local findings (effusion, pneumothorax, opacities, consolidation, pneumonia, atelectasis,
-  lesion, pleural thickening, devices): the mask plus its soft edge (a few pixels);
-- Fracture: the broken rib's displaced part and the callus at the break;
-- Edema: both lungs (its perihilar haze fades out across the lung fields, more than its mask);
-- Cardiomegaly: the heart's outline region between the normal and the enlarged heart, the
-  mediastinum's lower edge, and the lung behind the heart;
-- Enlarged Cardiomediastinum: between the normal and the widened mediastinal borders, the aortic
-  knob, and the lungs' medial edges.
+  lesion, pleural thickening, devices): where the finding is drawn;
+- Fracture: the displaced part of the broken rib and the callus at the break;
+- Cardiomegaly: the enlarged heart (the normal heart lies inside it);
+- Enlarged Cardiomediastinum: the widened mediastinum with its aortic knob (frontal), the filled
+  retrosternal space (lateral);
+- except Edema, a diffuse haze: its footprint is both lungs, beyond its (perihilar) mask.
 
 Outside the footprint the pixels are equal, bit for bit (tests check this for every label).
+A phantom written with a planted shortcut (``shortcut``) keeps its marker on both images; the
+marker itself can be taken away like a finding, under the label ``shortcut.MARKER``.
 """
 
 from __future__ import annotations
@@ -38,18 +42,13 @@ from scipy.ndimage import maximum_filter
 
 from cxr_helpers.phantom.anatomy import Anatomy
 from cxr_helpers.phantom.case import FINDING_LABELS
-from cxr_helpers.phantom.findings import FindingSpec
-from cxr_helpers.phantom.layout import (
-    JPG_DIR,
-    METADATA_CSV,
-    TRUTH_DIR,
-    PhantomSettings,
-    as_stored,
-    read_settings,
-)
+from cxr_helpers.phantom.findings import STRUCTURAL, FindingSpec
+from cxr_helpers.phantom.layout import JPG_DIR, METADATA_CSV, TRUTH_DIR, as_stored
 from cxr_helpers.phantom.plan import StudyPlan, plan_studies
-from cxr_helpers.phantom.render import blur_reach, draw, expose
-from cxr_helpers.phantom.study import StudyImage, sample_study
+from cxr_helpers.phantom.render import add_findings, blur_reach, copy_canvas, draw, draw_chest, expose
+from cxr_helpers.phantom.settings import SETTINGS_JSON, PhantomSettings, read_settings
+from cxr_helpers.phantom.shortcut import MARKER, burn_marker, marker_mask
+from cxr_helpers.phantom.study import StudyImage, render_image, sample_study
 
 JPEG_BLOCK = 8  # the JPEG codec encodes 8x8 blocks independently
 
@@ -79,8 +78,12 @@ class RenderedPair:
 
 def render_pair(anatomy: Anatomy, findings: tuple[FindingSpec, ...] | list[FindingSpec], label: str) -> RenderedPair:
     """Draw an image with all ``findings`` and again without ``label`` (same anatomy, same noise)."""
-    with_all = draw(anatomy, findings)
-    without = draw(anatomy, [spec for spec in findings if spec.label != label])
+    rest = [spec for spec in findings if spec.label != label]
+    if label in STRUCTURAL:  # it changes the chest itself: draw the chest twice
+        with_all, without = draw(anatomy, findings), draw(anatomy, rest)
+    else:  # the same chest under both: draw it once
+        chest = draw_chest(anatomy, findings)
+        with_all, without = add_findings(copy_canvas(chest), findings), add_findings(chest, rest)
     changed = with_all.density != without.density
     return RenderedPair(expose(with_all), expose(without), with_all.masks, changed, with_all.pixel)
 
@@ -122,7 +125,7 @@ class _Index:
 def _load_index(root: str, stamp: tuple) -> _Index:
     """Read phantom.json and the metadata CSV and re-plan the studies (cached per version of the files)."""
     settings = read_settings(Path(root))
-    plans, _ = plan_studies(settings.n_studies, settings.seed)
+    plans, _ = plan_studies(settings.n_studies, settings.seed, settings.split_fractions)
     metadata = pd.read_csv(Path(root) / JPG_DIR / METADATA_CSV, usecols=["dicom_id", "study_id"], dtype={"dicom_id": str})
     return _Index(settings, {plan.study_id: plan for plan in plans},
                   dict(zip(metadata["dicom_id"], metadata["study_id"].astype(int), strict=True)))
@@ -131,7 +134,7 @@ def _load_index(root: str, stamp: tuple) -> _Index:
 def _index(root: Path) -> _Index:
     """The index of the phantom in ``root``, re-read when its files change."""
     root = Path(root)
-    files = (root / TRUTH_DIR / "phantom.json", root / JPG_DIR / METADATA_CSV)
+    files = (root / TRUTH_DIR / SETTINGS_JSON, root / JPG_DIR / METADATA_CSV)
     stamp = tuple((os.stat(f).st_mtime_ns, os.stat(f).st_size) if f.exists() else None for f in files)
     return _load_index(str(root.resolve()), stamp)
 
@@ -146,7 +149,8 @@ def _study_images(root: Path, dicom_ids: list[str]) -> dict[str, StudyImage]:
         by_study[index.study_of[dicom_id]].append(dicom_id)
     found: dict[str, StudyImage] = {}
     for study_id, wanted in by_study.items():
-        study = sample_study(index.plans[study_id], index.settings.image_size, index.settings.seed)
+        settings = index.settings
+        study = sample_study(index.plans[study_id], settings.image_size, settings.seed, settings.shortcut)
         images = {image.dicom_id: image for image in study.images}
         for dicom_id in wanted:
             if dicom_id not in images:
@@ -172,14 +176,29 @@ def counterfactuals(root: Path, dicom_ids: list[str], label: str) -> list[Counte
     ``mask`` is None and the footprint is empty.
     """
     images = _study_images(Path(root), list(dicom_ids))
-    out = []
-    for dicom_id in dicom_ids:
-        image = images[dicom_id]
-        _check_label(image, label)
-        pair = render_pair(image.anatomy, image.findings, label)
-        out.append(Counterfactual(dicom_id, label, as_stored(pair.image), as_stored(pair.without),
-                                  pair.masks.get(label), footprint(pair.changed, pair.pixel)))
-    return out
+    return [_without_marker(images[dicom_id]) if label == MARKER else _without_finding(images[dicom_id], label)
+            for dicom_id in dicom_ids]
+
+
+def _without_finding(image: StudyImage, label: str) -> Counterfactual:
+    """One image with and without one of its findings (its marker, if any, on both)."""
+    _check_label(image, label)
+    pair = render_pair(image.anatomy, image.findings, label)
+    original_, without = pair.image, pair.without
+    if image.marker is not None:  # burned in after exposure, the same on both
+        original_, without = burn_marker(original_, image.marker), burn_marker(without, image.marker)
+    return Counterfactual(image.dicom_id, label, as_stored(original_), as_stored(without), pair.masks.get(label),
+                          footprint(pair.changed, pair.pixel))
+
+
+def _without_marker(image: StudyImage) -> Counterfactual:
+    """One image with and without the planted shortcut's marker."""
+    if image.marker is None:
+        raise ValueError(f"image {image.dicom_id} carries no shortcut marker to take away")
+    pixels = expose(draw(image.anatomy, image.findings))
+    mask = marker_mask(image.marker, image.rows, image.cols)
+    return Counterfactual(image.dicom_id, MARKER, as_stored(burn_marker(pixels, image.marker)), as_stored(pixels),
+                          mask, to_jpeg_blocks(mask))
 
 
 def counterfactual(root: Path, dicom_id: str, label: str) -> Counterfactual:
@@ -200,4 +219,4 @@ def image_without(root: Path, dicom_id: str, label: str) -> np.ndarray:
 def original(root: Path, dicom_id: str) -> np.ndarray:
     """One image re-rendered with all its findings: the stored JPEG's pixels, exactly."""
     image = _study_images(Path(root), [dicom_id])[dicom_id]
-    return as_stored(expose(draw(image.anatomy, image.findings)))
+    return as_stored(render_image(image)[0])

@@ -2,10 +2,16 @@
 
 Most findings add density inside a lung field (``draw_*``, one function per finding, listed in
 ``DRAWERS``) and record a boolean mask of where they were drawn. Three are ``STRUCTURAL``: they
-change the normal chest itself, so ``chest`` and ``render`` draw them (Cardiomegaly enlarges the
-heart and Enlarged Cardiomediastinum widens the mediastinum through ``structural_changes``; a
-Fracture breaks one rib through ``rib_break`` and ``draw_fracture``). Each finding draws with its
-own random stream (``FindingSpec.seed``), so adding or removing one leaves the others unchanged.
+change the normal chest itself before it is drawn (``render.draw_chest``): Cardiomegaly enlarges
+the heart and Enlarged Cardiomediastinum widens the mediastinum (``structural_changes``; their
+drawers only mark them), a Fracture breaks one rib (``rib_break``, drawn by ``chest.draw_ribs``
+and ``draw_fracture``). Each finding draws with its own random stream (``FindingSpec.seed``), so
+adding or removing one leaves the others unchanged.
+
+A finding's mask is where it is drawn, and its density fades out within ``EDGE`` of the mask
+(``fade_beyond``), so the mask bounds everything the finding changes; Edema alone is diffuse (its
+haze fades out over both lungs). Where the heart or mediastinum overlies a lung the finding is
+hidden: it is drawn fainter there and left out of the mask.
 """
 
 from __future__ import annotations
@@ -15,13 +21,22 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from cxr_helpers.phantom.anatomy import Anatomy, Lung
+from cxr_helpers.phantom.anatomy import RETROSTERNAL, Anatomy, Lung, aortic_knob, mediastinal_half_width
 from cxr_helpers.phantom.canvas import Canvas, LungField
 from cxr_helpers.phantom.geometry import ellipse_field, gaussian_blob, ramp, to_pixels
 
 STRENGTH = {"clear": 1.0, "subtle": 0.45, "invisible": 0.0}
+EDGE = 0.02  # a finding's soft edge fades out within this distance of its mask (canonical units, ~8 mm)
+# Sizes by severity (mild, moderate, severe) in canonical units (the body frame, about 40 cm across).
+# The small findings are drawn larger than they often are in life, so that a model at 128 px can
+# see them: at least 5 px across at 128 px (docs/phantom.md has the sizes before and after).
+LESION_RADIUS = (0.045, 0.055, 0.07)  # masses 3-6 cm across (real nodules are often under 1 cm)
+ATELECTASIS_HALF_THICKNESS = (0.02, 0.024, 0.03)  # a band 1.6-2.4 cm thick (plate-like: often a few mm)
+PLEURAL_THICKNESS = (0.04, 0.048, 0.056)  # 1.6-2.2 cm of pleural thickening along the wall
+RIB_STEP = (1.0, 1.4)  # a fracture displaces the rib beyond the break by 1-1.4 rib widths
+CALLUS = (0.04, 0.025)  # semi-axes of the callus at the break
 
 
 @dataclass(frozen=True)
@@ -67,21 +82,42 @@ def rib_break(spec: FindingSpec, anatomy: Anatomy) -> RibBreak:
     rng = np.random.default_rng(spec.seed)
     rib = int(rng.integers(3, 8))
     at = float(rng.uniform(0.17, 0.3)) if anatomy.frontal else float(rng.uniform(0.15, 0.4))
-    step = float(rng.choice((-1, 1)) * rng.uniform(0.5, 0.9) * anatomy.rib_thickness * 2) * spec.strength
-    return RibBreak(rib, at, step, 0.008 * (0.5 + spec.strength))
+    step = float(rng.choice((-1, 1)) * rng.uniform(*RIB_STEP) * anatomy.rib_thickness * 2) * spec.strength
+    return RibBreak(rib, at, step, 0.012 * (0.5 + spec.strength))
 
 
-def draw_fracture(canvas: Canvas, spec: FindingSpec, brk: RibBreak, side: int) -> None:
-    """A callus at the break of a rib (``chest.draw_ribs`` draws the step and the gap)."""
+def draw_fracture(canvas: Canvas, spec: FindingSpec, brk: RibBreak, side: int, displaced: np.ndarray) -> None:
+    """A callus at the break of a rib; the mask is the callus and the displaced part of the rib.
+
+    ``chest.draw_ribs`` draws the step and the gap, and passes where they moved the rib (``displaced``).
+    """
     a, u_b = canvas.anatomy, brk.at
     bx = 0.5 + side * u_b if a.frontal else 0.25 + u_b
     curve_b = (-0.12 * u_b + 1.1 * u_b * u_b) if a.frontal else 0.28 * u_b
     by = a.rib_first + brk.rib * a.rib_spacing + curve_b
-    sl, Xw, Yw = canvas.window(bx - 0.045, bx + 0.045, by - 0.045, by + 0.045)
-    canvas.density[sl] += 0.2 * spec.strength * ramp(ellipse_field(Xw, Yw, bx, by, 0.03, 0.018), 0.008)
-    mask = np.zeros(canvas.X.shape, dtype=bool)
-    mask[sl] = (Xw - bx) ** 2 + (Yw - by) ** 2 < 0.04**2
+    sl, Xw, Yw = canvas.window(bx - 0.05, bx + 0.05, by - 0.05, by + 0.05)
+    callus = ellipse_field(Xw, Yw, bx, by, *CALLUS)
+    canvas.density[sl] += 0.25 * spec.strength * ramp(callus, 0.008)
+    mask = displaced.copy()
+    mask[sl] |= callus > -0.004  # the callus's soft edge included
     canvas.masks["Fracture"] = mask
+
+
+def draw_cardiomegaly(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
+    """Marks the enlarged heart (``structural_changes`` enlarged it before the chest was drawn)."""
+    canvas.masks["Cardiomegaly"] = ellipse_field(canvas.X, canvas.Y, *canvas.anatomy.heart) > 0
+
+
+def draw_enlarged_cardiomediastinum(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
+    """Marks the widened mediastinum with its aortic knob (frontal) or the filled retrosternal space (lateral)."""
+    X, Y = canvas.X, canvas.Y
+    if canvas.anatomy.frontal:
+        half = mediastinal_half_width(canvas.anatomy, Y, canvas.widening)
+        mask = (np.abs(X - 0.5) < half) & (Y > 0.12) & (Y < 0.52)
+        mask |= ellipse_field(X, Y, *aortic_knob(half)) > 0
+    else:
+        mask = ellipse_field(X, Y, *RETROSTERNAL) > -0.005  # where the fill reaches a quarter of its density
+    canvas.masks["Enlarged Cardiomediastinum"] = mask
 
 
 def _lungs_for(canvas: Canvas, side: str) -> list[LungField]:
@@ -105,10 +141,26 @@ def _point_in_zone(rng: np.random.Generator, lung: Lung, zone: str) -> tuple[flo
     return lung.x0 + lung.outer * u, y, u_outer - u_medial
 
 
+def fade_beyond(amount: np.ndarray, mask: np.ndarray, pixel: float) -> np.ndarray:
+    """The density faded to zero within ``EDGE`` of the mask, so the mask bounds what a finding draws."""
+    faded = np.zeros_like(amount)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return faded
+    reach = math.ceil(EDGE / pixel)  # only pixels this close to the mask can keep some density
+    box = (slice(max(rows[0] - reach, 0), rows[-1] + reach + 1), slice(max(cols[0] - reach, 0), cols[-1] + reach + 1))
+    distance = distance_transform_edt(~mask[box])  # pixels to the mask
+    faded[box] = amount[box] * np.clip(1.0 - distance * (pixel / EDGE), 0.0, 1.0).astype(amount.dtype)
+    return faded
+
+
 def _add(canvas: Canvas, label: str, amount: np.ndarray, mask: np.ndarray,
-         sl: tuple[slice, slice] = (slice(None), slice(None))) -> None:
-    """Add density and merge the finding's mask (both cut to the window ``sl`` if given)."""
-    canvas.density[sl] += amount
+         sl: tuple[slice, slice] = (slice(None), slice(None)), bounded: bool = True) -> None:
+    """Add density (faded out beyond the mask unless not ``bounded``) and merge the finding's mask.
+
+    Both are cut to the window ``sl`` if given.
+    """
+    canvas.density[sl] += fade_beyond(amount, mask, canvas.pixel) if bounded else amount
     full = canvas.masks.get(label)
     if full is None:
         full = canvas.masks[label] = np.zeros(canvas.X.shape, dtype=bool)
@@ -181,26 +233,26 @@ def draw_opacity(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) ->
 
 
 def draw_atelectasis(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
-    """Plate-like (linear) opacity at the lung base."""
+    """Plate-like (linear) opacity at the lung base: a band, thicker than in life (``ATELECTASIS_HALF_THICKNESS``)."""
     for lf in _lungs_for(canvas, spec.side):
         cx, cy, width = _point_in_zone(rng, lf.lung, "lower")
         theta = float(rng.uniform(-0.3, 0.3))
-        length = float(rng.uniform(0.5, 0.8)) * width
-        thick = (0.011, 0.016, 0.024)[spec.severity]
+        length = float(rng.uniform(0.6, 0.9)) * width
+        thick = ATELECTASIS_HALF_THICKNESS[spec.severity]
         reach = length / 2 + thick + 0.02
         sl, Xw, Yw = canvas.window(cx - reach, cx + reach, cy - reach, cy + reach)
         c, s = math.cos(theta), math.sin(theta)
         along = c * (Xw - cx) + s * (Yw - cy)
         across = -s * (Xw - cx) + c * (Yw - cy)
-        band = np.clip(1 - np.abs(across) / thick, 0, 1) * ramp(length / 2 - np.abs(along), 0.02)
+        band = ramp(thick - np.abs(across), 0.008) * ramp(length / 2 - np.abs(along), 0.02)  # a plate, soft-edged
         _add(canvas, "Atelectasis", 0.34 * spec.strength * band * lf.visible[sl], lf.inside[sl] & (band > 0.25), sl)
 
 
 def draw_lesion(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
-    """A round nodule, or a lobulated mass when severe."""
+    """A round mass, 3-6 cm across (``LESION_RADIUS``: larger than many real nodules), lobulated when severe."""
     lf = _lungs_for(canvas, spec.side)[0]
     cx, cy, width = _point_in_zone(rng, lf.lung, spec.zone)
-    radius = (0.026, 0.036, 0.06)[spec.severity] * float(rng.uniform(0.85, 1.15))
+    radius = LESION_RADIUS[spec.severity] * float(rng.uniform(0.85, 1.15))
     sl, Xw, Yw = canvas.window(cx - 2.2 * radius, cx + 2.2 * radius, cy - 2.2 * radius, cy + 2.2 * radius)
     field_ = ellipse_field(Xw, Yw, cx, cy, radius, radius)
     if spec.severity == 2:
@@ -211,7 +263,7 @@ def draw_lesion(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> 
 
 
 def draw_edema(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
-    """Bilateral perihilar haze (bat wing) with a few Kerley lines at the bases."""
+    """Bilateral perihilar haze (bat wing), fading out across both lungs (beyond its mask too)."""
     for lf in canvas.lungs:
         lung = lf.lung
         hilum_u = lung.medial + 0.2 * lung.width
@@ -219,14 +271,14 @@ def draw_edema(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> N
         su, sy = 0.12 + 0.03 * spec.severity, 0.13 + 0.03 * spec.severity
         haze = np.exp(-(((lf.u - hilum_u) / su) ** 2 + ((canvas.Y - hilum_y) / sy) ** 2) * 0.5)
         amount = (0.16 + 0.05 * spec.severity) * spec.strength * haze * lf.visible
-        _add(canvas, "Edema", amount, lf.inside & (haze > 0.45))
+        _add(canvas, "Edema", amount, lf.inside & (haze > 0.45), bounded=False)
 
 
 def draw_pleural_thickening(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) -> None:
     """A band of pleural thickening along the outer wall (an apical cap in the upper zone)."""
     lf = _lungs_for(canvas, spec.side)[0]
     lung = lf.lung
-    thick = (0.022, 0.03, 0.04)[spec.severity]
+    thick = PLEURAL_THICKNESS[spec.severity]
     lo, hi = ZONE_RANGES.get(spec.zone, (0.3, 0.7))
     y0 = lung.top + (lo - 0.12) * (lung.base - lung.top)
     y1 = lung.top + (hi + 0.05) * (lung.base - lung.top)
@@ -269,10 +321,12 @@ def draw_devices(canvas: Canvas, spec: FindingSpec, rng: np.random.Generator) ->
             corners = [(cx - 0.04, cy - 0.028), (cx + 0.04, cy - 0.028), (cx + 0.04, cy + 0.028), (cx - 0.04, cy + 0.028)]
             draw.polygon(to_pixels(a, corners), fill=255)
     metal = np.asarray(layer, dtype=np.float32) * (1.0 / 255.0)
-    _add(canvas, "Support Devices", 0.55 * max(spec.strength, 0.6) * metal, metal > 0.5)
+    _add(canvas, "Support Devices", 0.55 * max(spec.strength, 0.6) * metal, metal > 0.5, bounded=False)  # hard-edged
 
 
 DRAWERS = {
+    "Cardiomegaly": draw_cardiomegaly,
+    "Enlarged Cardiomediastinum": draw_enlarged_cardiomediastinum,
     "Pleural Effusion": draw_effusion,
     "Pneumothorax": draw_pneumothorax,
     "Consolidation": draw_consolidation,
@@ -284,6 +338,7 @@ DRAWERS = {
     "Pleural Other": draw_pleural_thickening,
     "Support Devices": draw_devices,
 }
-# Drawn by changing the anatomy itself (Cardiomegaly, Enlarged Cardiomediastinum) or the ribs (Fracture).
+# Drawn by changing the anatomy itself (Cardiomegaly, Enlarged Cardiomediastinum: their DRAWERS only
+# mark them) or the ribs (Fracture, drawn by chest.draw_ribs).
 STRUCTURAL = ("Cardiomegaly", "Enlarged Cardiomediastinum", "Fracture")
 

@@ -1,16 +1,9 @@
-"""Where the phantom's files go and how they are encoded: MIMIC paths, JPEG, CSVs, phantom.json.
-
-``ground_truth/phantom.json`` records the settings a phantom was written with (seed, number of
-studies, image size, options and the generator version), so that any of its images can be
-re-planned and re-rendered later (``counterfactual``) without regenerating the phantom.
-"""
+"""Where the phantom's files go and how they are encoded: MIMIC paths, JPEG, masks, gzipped CSVs."""
 
 from __future__ import annotations
 
 import gzip
 import io
-import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,43 +14,7 @@ JPG_DIR, REPORTS_DIR, TRUTH_DIR = "mimic-cxr-jpg", "mimic-cxr-reports", "ground_
 CHEXPERT_CSV = "mimic-cxr-2.0.0-chexpert.csv.gz"
 METADATA_CSV = "mimic-cxr-2.0.0-metadata.csv.gz"
 SPLIT_CSV = "mimic-cxr-2.0.0-split.csv.gz"
-SETTINGS_JSON = "phantom.json"
 JPEG_QUALITY = 90
-# Bump when the same settings would draw different pixels, so that re-rendering an older phantom
-# fails clearly instead of returning images that do not match its files.
-GENERATOR_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PhantomSettings:
-    """What a phantom was written with: enough to re-plan and re-render any of its images."""
-
-    seed: int
-    n_studies: int
-    image_size: int
-    version: int = GENERATOR_VERSION
-
-
-def write_settings(out: Path, settings: PhantomSettings) -> None:
-    """Write ``ground_truth/phantom.json``."""
-    record = {"generator": "cxr_helpers.phantom", **asdict(settings)}
-    path = out / TRUTH_DIR / SETTINGS_JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_settings(root: Path) -> PhantomSettings:
-    """Read ``ground_truth/phantom.json``; a clear error if it is missing or from another generator version."""
-    path = Path(root) / TRUTH_DIR / SETTINGS_JSON
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: re-rendering needs a phantom written by this version of "
-                                "cxr_helpers (real MIMIC-CXR has no such file); rebuild it with write_phantom")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("version") != GENERATOR_VERSION:
-        raise ValueError(f"{path} was written by phantom generator version {record.get('version')}, this code draws "
-                         f"version {GENERATOR_VERSION}: its images cannot be re-rendered exactly; rebuild the phantom")
-    return PhantomSettings(seed=int(record["seed"]), n_studies=int(record["n_studies"]),
-                           image_size=int(record["image_size"]), version=int(record["version"]))
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:

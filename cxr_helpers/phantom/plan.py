@@ -40,7 +40,8 @@ def _unique_ids(rng: np.random.Generator, n: int, low: int, high: int) -> list[i
     return ids
 
 
-def plan_studies(n_studies: int, seed: int) -> tuple[list[StudyPlan], dict[int, str]]:
+def plan_studies(n_studies: int, seed: int,
+                 split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS) -> tuple[list[StudyPlan], dict[int, str]]:
     """Subjects with 1-4 studies each, MIMIC-style ids and dates, and a split per subject."""
     if n_studies < 1:
         raise ValueError(f"n_studies must be at least 1, got {n_studies}")
@@ -61,14 +62,15 @@ def plan_studies(n_studies: int, seed: int) -> tuple[list[StudyPlan], dict[int, 
             plans.append(StudyPlan(index, subject_id, study_ids[index], date, round(time_of_day, 3), sex, traits_seed))
             index += 1
             day = day + int(rng.integers(1, 400))
-    split = _split_subjects(rng, subject_ids)
+    split = _split_subjects(rng, subject_ids, split_fractions)
     return [replace(plan, split=split[plan.subject_id]) for plan in plans], split
 
 
-def _split_subjects(rng: np.random.Generator, subject_ids: list[int]) -> dict[int, str]:
-    """train / validate / test per subject (~97/1/2%), at least one validate and test subject when possible."""
+def _split_subjects(rng: np.random.Generator, subject_ids: list[int],
+                    fractions: tuple[float, float, float]) -> dict[int, str]:
+    """train / validate / test per subject (by default ~97/1/2%), at least one validate and test subject when possible."""
     names = ("train", "validate", "test")
-    split = {s: names[int(rng.choice(3, p=SPLIT_FRACTIONS))] for s in subject_ids}
+    split = {s: names[int(rng.choice(3, p=fractions))] for s in subject_ids}
     if len(subject_ids) >= 3:
         order = rng.permutation(len(subject_ids)).tolist()
         for name in ("validate", "test"):

@@ -7,27 +7,26 @@ on whole images (no per-pixel Python loops); thin lines and tubes are rasterised
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from cxr_helpers.phantom.anatomy import Anatomy
+from cxr_helpers.phantom.anatomy import Anatomy, mediastinal_half_width
 from cxr_helpers.phantom.canvas import Canvas, lung_field
-from cxr_helpers.phantom.chest import draw_normal_chest, draw_ribs, mediastinal_half_width
+from cxr_helpers.phantom.chest import draw_normal_chest, draw_ribs
 from cxr_helpers.phantom.findings import DRAWERS, FindingSpec, structural_changes
-from cxr_helpers.phantom.geometry import canonical_grid, ellipse_field, pixel_grid
+from cxr_helpers.phantom.geometry import canonical_grid, pixel_grid
 
 LUT_SIZE = 4096
-
-
 BLUR_TRUNCATE = 4.0  # the scanner blur's Gaussian is cut at 4 sigma (scipy's default)
 
 
-def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
-    """The density map of one image and a boolean mask (rows x cols) per finding drawn.
+def draw_chest(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
+    """One image's chest before its findings: the normal chest as the structural findings change it.
 
-    Findings with strength 0 (invisible) are skipped. Each finding only adds to the density where
-    it is drawn, and the noise comes from the anatomy, so the same anatomy gives the same density
-    outside a finding's footprint with or without that finding (``counterfactual`` relies on it).
+    The structural findings enlarge the heart, widen the mediastinum or break a rib.
     """
     findings = [spec for spec in findings if spec.strength > 0]
     anatomy, widening = structural_changes(anatomy, findings)
@@ -39,22 +38,34 @@ def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
         lungs = [lung_field(X, Y, lung, half, eps) for lung in anatomy.lungs]
     else:
         lungs = [lung_field(X, Y, lung, lung.medial, eps) for lung in anatomy.lungs]
-    canvas = Canvas(anatomy, X, Y, np.zeros_like(X), lungs, pixel, np.random.default_rng(anatomy.noise_seed))
-    draw_normal_chest(canvas, widening)
-    fracture = next((spec for spec in findings if spec.label == "Fracture"), None)
-    draw_ribs(canvas, fracture)
+    canvas = Canvas(anatomy, X, Y, np.zeros_like(X), lungs, pixel, np.random.default_rng(anatomy.noise_seed), widening)
+    draw_normal_chest(canvas)
+    draw_ribs(canvas, next((spec for spec in findings if spec.label == "Fracture"), None))
+    return canvas
+
+
+def add_findings(canvas: Canvas, findings: list[FindingSpec] | tuple) -> Canvas:
+    """Draw the findings (those with a drawer and strength > 0) on the chest; returns the canvas."""
     for spec in findings:
-        if spec.label == "Cardiomegaly":
-            canvas.masks["Cardiomegaly"] = ellipse_field(X, Y, *anatomy.heart) > 0
-        elif spec.label == "Enlarged Cardiomediastinum":
-            if anatomy.frontal:
-                half = mediastinal_half_width(anatomy, Y, widening)
-                canvas.masks[spec.label] = (np.abs(X - 0.5) < half) & (Y > 0.12) & (Y < 0.52)
-            else:
-                canvas.masks[spec.label] = ellipse_field(X, Y, 0.34, 0.34, 0.07, 0.12) > 0
-        elif spec.label in DRAWERS:
+        if spec.strength > 0 and spec.label in DRAWERS:
             DRAWERS[spec.label](canvas, spec, np.random.default_rng(spec.seed))
     return canvas
+
+
+def copy_canvas(canvas: Canvas) -> Canvas:
+    """An independent copy of a canvas to draw on (density, masks and noise stream copied)."""
+    return replace(canvas, density=canvas.density.copy(), noise=copy.deepcopy(canvas.noise),
+                   masks={label: mask.copy() for label, mask in canvas.masks.items()})
+
+
+def draw(anatomy: Anatomy, findings: list[FindingSpec] | tuple = ()) -> Canvas:
+    """The density map of one image and a boolean mask (rows x cols) per finding drawn.
+
+    Findings with strength 0 (invisible) are skipped. Each finding only adds to the density where
+    it is drawn, and the noise comes from the anatomy, so the same anatomy gives the same density
+    outside a finding's footprint with or without that finding (``counterfactual`` relies on it).
+    """
+    return add_findings(draw_chest(anatomy, findings), findings)
 
 
 def blur_sigma(pixel: float) -> float:

@@ -88,7 +88,7 @@ def _values(rng: np.random.Generator, case: ClinicalCase, label: str) -> dict[st
     values = {
         "side": side_word, "loc": loc, "size": size, "sev_adj": SEV_ADJ[severity],
         "sev_adv": SEV_ADV[severity], "nth": choice(rng, NTH), "cm": str(int(rng.integers(2, 7))),
-        "size_cm": f"{rng.uniform(0.8, 1.6) if severity != 'severe' else rng.uniform(3.0, 5.0):.1f}",
+        "size_cm": f"{rng.uniform(3.0, 5.0) if severity != 'severe' else rng.uniform(5.0, 6.5):.1f}",  # as drawn
         "s": "s" if plural else "", "is": "are" if plural else "is",
         "a": "" if plural else ("an " if size[0] in "aeiou" else "a "),
     }

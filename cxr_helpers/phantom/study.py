@@ -8,7 +8,7 @@ without regenerating the phantom.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,15 @@ from cxr_helpers.phantom.case import SEVERITIES, ClinicalCase, sample_case
 from cxr_helpers.phantom.findings import STRENGTH, FindingSpec
 from cxr_helpers.phantom.plan import StudyPlan
 from cxr_helpers.phantom.render import render
-from cxr_helpers.phantom.reports import Report, write_report
+from cxr_helpers.phantom.reports import Report, derive_labels, write_report
+from cxr_helpers.phantom.shortcut import (
+    Marker,
+    Shortcut,
+    burn_marker,
+    marker_stream,
+    place_marker,
+    wants_marker,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class StudyImage:
     visibility: dict[str, str]  # per finding of the case: clear / subtle / invisible on this image
     findings: tuple[FindingSpec, ...]  # how each finding is drawn (strength 0 when invisible)
     orientation: str  # Erect or Recumbent
+    marker: Marker | None = None  # the planted shortcut's marker, if the phantom has one and this study carries it
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,11 @@ class Study:
     exam: str
     images: tuple[StudyImage, ...]
     report: Report
+
+    @property
+    def labels(self) -> dict[str, float | None]:
+        """The CheXpert labels the labeler derives from the report."""
+        return derive_labels(self.report.spans, self.report.labeler_section)
 
 
 def _dicom_id(rng: np.random.Generator) -> str:
@@ -94,8 +108,12 @@ def _finding_specs(case: ClinicalCase, visibility: dict[str, str], base_seed: in
     return specs
 
 
-def sample_study(plan: StudyPlan, image_size: int, seed: int) -> Study:
-    """Everything about one study except its pixels, from the study's own random stream."""
+def sample_study(plan: StudyPlan, image_size: int, seed: int, shortcut: Shortcut | None = None) -> Study:
+    """Everything about one study except its pixels, from the study's own random stream.
+
+    With a ``shortcut``, the study then decides from a stream of its own whether its images carry
+    the marker, and where, so that everything else is as without one.
+    """
     rng = np.random.default_rng([seed, 2, plan.index])
     case = sample_case(rng, sex=plan.sex)
     exam, views = _exam_and_views(rng, case)
@@ -110,10 +128,20 @@ def sample_study(plan: StudyPlan, image_size: int, seed: int) -> Study:
         orientation = "Recumbent" if view == "AP" and case.setting == "icu" and rng.random() < 0.5 else "Erect"
         images.append(StudyImage(dicom_id, view, rows, cols, anatomy, visibility,
                                  tuple(_finding_specs(case, visibility, finding_seed)), orientation))
-    report = write_report(rng, case, exam)
-    return Study(plan, case, exam, tuple(images), report)
+    study = Study(plan, case, exam, tuple(images), write_report(rng, case, exam))
+    return _with_markers(study, shortcut, seed) if shortcut is not None else study
+
+
+def _with_markers(study: Study, shortcut: Shortcut, seed: int) -> Study:
+    """The study with the shortcut's marker on each of its images, if the study carries it."""
+    rng = marker_stream(seed, study.plan)
+    if not wants_marker(rng, shortcut, study.plan.split, study.labels[shortcut.label] == 1.0):
+        return study
+    images = tuple(replace(image, marker=place_marker(rng, image.rows, image.cols)) for image in study.images)
+    return replace(study, images=images)
 
 
 def render_image(image: StudyImage) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The radiograph (uint8) and the mask of each finding drawn on one image of a study."""
-    return render(image.anatomy, list(image.findings))
+    """The radiograph (uint8, with its marker if any) and the mask of each finding drawn on one image."""
+    pixels, masks = render(image.anatomy, list(image.findings))
+    return (burn_marker(pixels, image.marker) if image.marker is not None else pixels), masks

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -25,16 +26,15 @@ from cxr_helpers.phantom.layout import (
     METADATA_CSV,
     SPLIT_CSV,
     TRUTH_DIR,
-    PhantomSettings,
     encode_jpeg,
     image_path,
     report_path,
     save_masks,
     write_csv_gz,
-    write_settings,
 )
-from cxr_helpers.phantom.plan import StudyPlan, plan_studies
-from cxr_helpers.phantom.reports import derive_labels
+from cxr_helpers.phantom.plan import SPLIT_FRACTIONS, StudyPlan, plan_studies
+from cxr_helpers.phantom.settings import PhantomSettings, write_settings
+from cxr_helpers.phantom.shortcut import MARKER_COLUMNS, MARKERS_CSV, Shortcut
 from cxr_helpers.phantom.study import Study, render_image, sample_study
 
 METADATA_COLUMNS = (
@@ -43,6 +43,7 @@ METADATA_COLUMNS = (
     "PatientOrientationCodeSequence_CodeMeaning",
 )
 VIEW_MEANINGS = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral", "LL": "left lateral"}
+SHORTCUT_SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # with a planted shortcut: a test split large enough to show it
 
 
 def _metadata_row(study: Study, index: int) -> dict:
@@ -61,7 +62,7 @@ def _metadata_row(study: Study, index: int) -> dict:
 
 def generate_study(plan: StudyPlan, out: Path, settings: PhantomSettings) -> dict:
     """Generate and write one study (images, masks, report); return its rows for the CSV files."""
-    study = sample_study(plan, settings.image_size, settings.seed)
+    study = sample_study(plan, settings.image_size, settings.seed, settings.shortcut)
     for image in study.images:
         pixels, masks = render_image(image)
         path = image_path(out, plan.subject_id, plan.study_id, image.dicom_id)
@@ -72,7 +73,7 @@ def generate_study(plan: StudyPlan, out: Path, settings: PhantomSettings) -> dic
     text_path = report_path(out, plan.subject_id, plan.study_id)
     text_path.parent.mkdir(parents=True, exist_ok=True)
     text_path.write_text(report.text, encoding="utf-8", newline="\n")
-    labels = derive_labels(report.spans, report.labeler_section)
+    labels = study.labels
     truth = {label: int(case.present.get(label, False)) for label in FINDING_LABELS}
     truth["No Finding"] = int(not any(truth[lab] for lab in FINDING_LABELS if lab != "Support Devices"))
     return {
@@ -83,7 +84,40 @@ def generate_study(plan: StudyPlan, out: Path, settings: PhantomSettings) -> dic
         "truth": {"study_id": plan.study_id, **{label: truth[label] for label in CHEXPERT_LABELS}},
         "spans": {"study_id": plan.study_id, "spans": [span.as_dict() for span in report.spans],
                   "labeler_section": report.labeler_section},
+        "markers": _marker_rows(study, settings.shortcut),
     }
+
+
+def _marker_rows(study: Study, shortcut: Shortcut | None) -> list[dict]:
+    """The rows of markers.csv for one study's images (none without a shortcut)."""
+    if shortcut is None:
+        return []
+    positive = int(study.labels[shortcut.label] == 1.0)
+    rows = []
+    for image in study.images:
+        where = (image.marker.top, image.marker.left, image.marker.size) if image.marker else (None, None, None)
+        rows.append({"dicom_id": image.dicom_id, "study_id": study.plan.study_id, "split": study.plan.split,
+                     "positive": positive, "marker": int(image.marker is not None),
+                     **dict(zip(("top", "left", "size"), where, strict=True))})
+    return rows
+
+
+def _resolve_test_rate(shortcut: Shortcut, plans: list[StudyPlan], image_size: int, seed: int) -> Shortcut:
+    """The shortcut with its test rate set, if unset, to the marker's expected rate over train and validate."""
+    if shortcut.test_rate is not None:
+        return shortcut
+    studies = [sample_study(plan, image_size, seed) for plan in plans if plan.split != "test"]  # no pixels: fast
+    prevalence = sum(study.labels[shortcut.label] == 1.0 for study in studies) / max(1, len(studies))
+    return replace(shortcut, test_rate=shortcut.rate_over(prevalence))
+
+
+def _shortcut_summary(results: list[dict], shortcut: Shortcut) -> dict:
+    """The share of studies with the marker per split, among studies with and without the finding."""
+    studies = pd.DataFrame([r["markers"][0] for r in results])
+    share = studies.groupby(["split", "positive"])["marker"].mean().round(3)
+    return {"label": shortcut.label, "test_rate": shortcut.test_rate,
+            "marker_share": {f"{split} {'with' if positive else 'without'} finding": float(value)
+                             for (split, positive), value in share.items()}}
 
 
 def _generate_chunk(args: tuple[list[StudyPlan], str, PhantomSettings]) -> list[dict]:
@@ -112,6 +146,10 @@ def _write_tables(out: Path, results: list[dict], split: dict[int, str]) -> pd.D
     with open(truth_dir / "report_spans.jsonl", "w", encoding="utf-8", newline="\n") as handle:
         for r in results:
             handle.write(json.dumps(r["spans"]) + "\n")
+    markers = [row for r in results for row in r["markers"]]
+    if markers:
+        frame = pd.DataFrame(markers, columns=list(MARKER_COLUMNS)).astype({"top": "Int64", "left": "Int64", "size": "Int64"})
+        frame.to_csv(truth_dir / MARKERS_CSV, index=False, lineterminator="\n")
     return chexpert
 
 
@@ -133,7 +171,8 @@ def label_counts(chexpert: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def write_phantom(out: Path, n_studies: int = 2000, image_size: int = 256, seed: int = 0,
-                  workers: int | None = None, progress: bool = True) -> dict:
+                  workers: int | None = None, progress: bool = True, shortcut: Shortcut | str | None = None,
+                  split_fractions: tuple[float, float, float] | None = None) -> dict:
     """Write a phantom MIMIC-CXR (images, reports, CSVs) and its ground truth under ``out``.
 
     Creates ``out/mimic-cxr-jpg/``, ``out/mimic-cxr-reports/`` and ``out/ground_truth/``; returns
@@ -141,14 +180,26 @@ def write_phantom(out: Path, n_studies: int = 2000, image_size: int = 256, seed:
     Files of an earlier phantom in ``out`` are overwritten, not deleted: use an empty folder (or
     the same settings) to avoid leftovers. ``workers`` processes (default: all CPUs) generate
     studies in parallel; the output is byte-identical to a serial build.
+
+    ``shortcut`` (a finding label, or a ``Shortcut`` with its rates) plants a marker that goes
+    with that finding in train and validate and not in test (``phantom.shortcut``). The official
+    split (``split_fractions``, train / validate / test by subject) is MIMIC's 97/1/2% by default,
+    70/10/20% with a shortcut so that its test split can show it; train with
+    ``load_settings(split="official")`` to use it (the workbook's default split is redrawn).
     """
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 px, got {image_size}")
     start = time.perf_counter()
     out = Path(out)
     _refuse_real_data(out)
-    settings = PhantomSettings(seed=seed, n_studies=n_studies, image_size=image_size)
-    plans, split = plan_studies(n_studies, seed)
+    shortcut = Shortcut(shortcut) if isinstance(shortcut, str) else shortcut
+    if split_fractions is None:
+        split_fractions = SPLIT_FRACTIONS if shortcut is None else SHORTCUT_SPLIT_FRACTIONS
+    plans, split = plan_studies(n_studies, seed, split_fractions)
+    if shortcut is not None:
+        shortcut = _resolve_test_rate(shortcut, plans, image_size, seed)
+    settings = PhantomSettings(seed=seed, n_studies=n_studies, image_size=image_size,
+                               split_fractions=tuple(split_fractions), shortcut=shortcut)
     (out / TRUTH_DIR / "masks").mkdir(parents=True, exist_ok=True)
     workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
     chunk = max(1, min(64, math.ceil(len(plans) / (workers * 8))))
@@ -178,5 +229,6 @@ def write_phantom(out: Path, n_studies: int = 2000, image_size: int = 256, seed:
         "frontal_images": n_frontal,
         "splits": {name: sum(1 for s in split.values() if s == name) for name in ("train", "validate", "test")},
         "labels": label_counts(chexpert),
+        **({"shortcut": _shortcut_summary(results, shortcut)} if shortcut is not None else {}),
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -24,7 +24,7 @@ A clause ends at a sentence end, ``;``, ``:`` and at "but", "however", "although
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from cxr_helpers.labeler.text import clause_breaks, commas, negation_stops
@@ -77,11 +77,17 @@ PRE_UNCERTAINTY = re.compile(
     + _INTERPRETS
     + r"|\b(?:likely|probably|possibly|presumably)\s+(?:represent|reflect|indicat|relat)\w*"
 )
+# "X is likely" hedges X, but in "X is most likely Y" X is what is seen and Y the hedged reading:
+# a copula hedge reaches back only when the statement ends there or goes on with a place or a cause.
+_HEDGE_ENDS = (
+    r"(?=\s*(?:[.,;:)]|$)|\s+(?:present|seen|noted|identified|given|due|related|secondary|in|at|on|within|along"
+    r"|and|but|although|though|however|if|as|to|from|with|for|by|particularly|especially|clinically)\b)"
+)
 POST_UNCERTAINTY = re.compile(
     r"\b(?:is|are|was|were|appears?|seems?|remains?)\s+(?:(?:most|more|less|also|felt|thought|not)\s+)?"
     r"(?:likely|probable|probably|possible|possibly|suspected|questionable|questioned|favou?red|considered"
-    r"|a\s+consideration|a\s+concern|certain|uncertain|equivocal|indeterminate)\b"
-    r"|\b(?:likely|possibly|probably|suspected|questioned|questionable)\s*(?=[.;,]|$)"
+    r"|a\s+consideration|a\s+concern|certain|uncertain|equivocal|indeterminate)\b" + _HEDGE_ENDS
+    + r"|\b(?:likely|possibly|probably|suspected|questioned|questionable)\s*(?=[.;,]|$)"
 )
 EITHER_SIDE_UNCERTAINTY = re.compile(
     r"\b(?:may|might|could)\b(?!\s+(?:also\s+)?" + _INTERPRETS + r")|\b(?:versus|vs|differential)\b|\?"
@@ -172,10 +178,11 @@ def classify(scopes: Scopes, start: int, end: int) -> tuple[int, Cue | None]:
     negation_reach = _before(scopes.stops, start, clause_start)  # a pre-negation must come after this
     stretch_start = max(_before(scopes.commas, start, clause_start), negation_reach)
     stretch_end = min(_after(scopes.commas, end, clause_end), _after(scopes.stops, end, clause_end))
-    first = bisect_right(scopes.cue_starts, clause_start - 1)
+    first = bisect_left(scopes.cue_starts, negation_reach)  # no cue before this can reach the mention
+    last = max(stretch_end, end)
     found: dict[str, Cue] = {}
     for cue in scopes.cues[first:]:
-        if cue.start >= clause_end:
+        if cue.start >= last:
             break
         if _applies(cue, start, end, negation_reach, stretch_start, stretch_end):
             found.setdefault(cue.kind, cue)

@@ -98,6 +98,31 @@ def test_a_hedge_after_an_observation_only_reaches_forward():
     labels = codes("Left basilar opacity may represent atelectasis.")
     assert labels["Lung Opacity"] == 1.0 and labels["Atelectasis"] == -1.0
     assert "No Finding" not in labels
+    labels = codes("Persistent retrocardiac opacity is most likely atelectasis.")
+    assert labels["Lung Opacity"] == 1.0 and labels["Atelectasis"] == -1.0
+    assert codes("Pneumonia is likely.")["Pneumonia"] == -1.0
+    assert codes("Subtle opacity may be due to overlapping soft tissue.")["Lung Opacity"] == -1.0
+
+
+@pytest.mark.parametrize("text, label, expected", [
+    ("Mild pulmonary vascular congestion.", "Edema", -1.0),  # points at edema (CheXpert: uncertain)
+    ("No pulmonary vascular congestion.", "Edema", 0.0),
+    ("Borderline cardiomegaly.", "Cardiomegaly", 1.0),  # a mild degree of the finding
+    ("Borderline heart size.", "Cardiomegaly", -1.0),  # the size itself is in doubt
+    ("Opacities compatible with scarring or atelectasis.", "Atelectasis", 1.0),  # "or" is not a hedge
+    ("Hydropneumothorax on the right.", "Pneumothorax", 1.0),
+    ("Hydropneumothorax on the right.", "Pleural Effusion", 1.0),
+    ("Small pericardial effusion.", "Pleural Effusion", None),
+    ("Calcified granuloma in the left upper lobe.", "Lung Lesion", None),
+    ("Blunting of the left costophrenic angle.", "Pleural Effusion", None),
+    ("Median sternotomy wires.", "Support Devices", None),
+    ("Old healed left rib fractures.", "Fracture", 1.0),
+])
+def test_vocabulary_decisions(text, label, expected):
+    result = label_sections({"impression": text})
+    assert result.labels[label] == expected
+    if expected != 0.0:
+        assert result.labels["No Finding"] is None  # each of them is some abnormality
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,8 @@ def test_a_hedge_after_an_observation_only_reaches_forward():
     assert labels["Lung Opacity"] == 1.0 and labels["Atelectasis"] == -1.0
     assert codes("Pneumonia is likely.")["Pneumonia"] == -1.0
     assert codes("Subtle opacity may be due to overlapping soft tissue.")["Lung Opacity"] == -1.0
+    labels = codes("Basilar consolidation may represent atelectasis versus early pneumonia.")
+    assert labels["Consolidation"] == 1.0 and labels["Atelectasis"] == -1.0 and labels["Pneumonia"] == -1.0
 
 
 @pytest.mark.parametrize("text, label, expected", [

@@ -65,7 +65,8 @@ EXCLUSION_HEDGE = re.compile(
 )
 # "X may represent Y": X is what is seen, Y the hedged reading of it (so the hedge only reaches forward).
 _INTERPRETS = (
-    r"(?:represent|reflect|indicate|signify|correspond\s+to|relate\s+to|be\s+related\s+to|be\s+secondary\s+to)\b"
+    r"(?:represent|reflect|indicate|signify|correspond\s+to|relate\s+to"
+    r"|be\s+related\s+to|be\s+secondary\s+to)\b"
 )
 PRE_UNCERTAINTY = re.compile(
     r"\b(?:possible|possibly|probable|probably|likely|questionable|questionably|presumed|presumably|presumptive"
@@ -86,21 +87,26 @@ _HEDGE_ENDS = (
 POST_UNCERTAINTY = re.compile(
     r"\b(?:is|are|was|were|appears?|seems?|remains?)\s+(?:(?:most|more|less|also|felt|thought|not)\s+)?"
     r"(?:likely|probable|probably|possible|possibly|suspected|questionable|questioned|favou?red|considered"
-    r"|a\s+consideration|a\s+concern|certain|uncertain|equivocal|indeterminate)\b" + _HEDGE_ENDS
+    r"|a\s+consideration|a\s+concern|certain|uncertain|equivocal|indeterminate)\b"
+    + _HEDGE_ENDS
     + r"|\b(?:likely|possibly|probably|suspected|questioned|questionable)\s*(?=[.;,]|$)"
 )
 EITHER_SIDE_UNCERTAINTY = re.compile(
-    r"\b(?:may|might|could)\b(?!\s+(?:also\s+)?" + _INTERPRETS + r")|\b(?:versus|vs|differential)\b|\?"
+    r"\b(?:may|might|could)\b(?!\s+(?:also\s+)?" + _INTERPRETS + r")|\bdifferential\b|\?"
     r"|\bin\s+the\s+(?:appropriate|correct|proper|right)\s+clinical\s+(?:setting|context|scenario)\b"
 )
+# "atelectasis versus pneumonia": both alternatives are uncertain, but only the words right beside it.
+ALTERNATIVES = re.compile(r"\b(?:versus|vs)\b")
+_ALTERNATIVE_GAP = 2  # at most this many words between "versus" and an alternative it hedges
 # Cue kinds, in the order they are checked.
-EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, EITHER_UNC = (
+EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, EITHER_UNC, VERSUS = (
     "exclusion",
     "pre_neg",
     "post_neg",
     "pre_unc",
     "post_unc",
     "either_unc",
+    "versus",
 )
 _CUE_PATTERNS = (
     (EXCLUSION, EXCLUSION_HEDGE),
@@ -109,6 +115,7 @@ _CUE_PATTERNS = (
     (PRE_UNC, PRE_UNCERTAINTY),
     (POST_UNC, POST_UNCERTAINTY),
     (EITHER_UNC, EITHER_SIDE_UNCERTAINTY),
+    (VERSUS, ALTERNATIVES),
 )
 
 
@@ -123,9 +130,9 @@ class Cue:
 
 @dataclass(frozen=True)
 class Scopes:
-    """One text's cues and boundaries, computed once and shared by all its mentions."""
+    """One prepared text with its cues and boundaries, computed once and shared by all its mentions."""
 
-    length: int
+    text: str
     breaks: list[int]
     stops: list[int]
     commas: list[int]
@@ -140,7 +147,7 @@ def analyse(prepared: str) -> Scopes:
     ]
     cues.sort(key=lambda cue: cue.start)
     return Scopes(
-        len(prepared),
+        prepared,
         clause_breaks(prepared),
         negation_stops(prepared),
         commas(prepared),
@@ -163,12 +170,12 @@ def _after(positions: list[int], offset: int, ceiling: int) -> int:
 
 def clause_bounds(scopes: Scopes, start: int, end: int) -> tuple[int, int]:
     """Start and end of the clause holding ``[start, end)``."""
-    return _before(scopes.breaks, start, 0), _after(scopes.breaks, end, scopes.length)
+    return _before(scopes.breaks, start, 0), _after(scopes.breaks, end, len(scopes.text))
 
 
 def forward_limit(scopes: Scopes, end: int) -> int:
     """Where a statement about ``text[:end]`` stops: the clause end or a negation stop, whichever is first."""
-    clause_end = _after(scopes.breaks, end, scopes.length)
+    clause_end = _after(scopes.breaks, end, len(scopes.text))
     return _after(scopes.stops, end, clause_end)
 
 
@@ -184,12 +191,12 @@ def classify(scopes: Scopes, start: int, end: int) -> tuple[int, Cue | None]:
     for cue in scopes.cues[first:]:
         if cue.start >= last:
             break
-        if _applies(cue, start, end, negation_reach, stretch_start, stretch_end):
+        if _applies(scopes.text, cue, start, end, negation_reach, stretch_start, stretch_end):
             found.setdefault(cue.kind, cue)
     for kinds, code in (
         ((EXCLUSION,), UNCERTAIN),
         ((PRE_NEG, POST_NEG), NEGATIVE),
-        ((PRE_UNC, POST_UNC, EITHER_UNC), UNCERTAIN),
+        ((PRE_UNC, POST_UNC, EITHER_UNC, VERSUS), UNCERTAIN),
     ):
         for kind in kinds:
             if kind in found:
@@ -198,7 +205,7 @@ def classify(scopes: Scopes, start: int, end: int) -> tuple[int, Cue | None]:
 
 
 def _applies(
-    cue: Cue, start: int, end: int, negation_reach: int, stretch_start: int, stretch_end: int
+    text: str, cue: Cue, start: int, end: int, negation_reach: int, stretch_start: int, stretch_end: int
 ) -> bool:
     """Whether ``cue`` reaches the mention ``[start, end)`` (see the module docstring)."""
     inside = start <= cue.start < end
@@ -213,4 +220,13 @@ def _applies(
         return inside or (before and cue.start >= stretch_start)
     if cue.kind == POST_UNC:
         return inside or after
+    if cue.kind == VERSUS:
+        gap = (
+            text[end : cue.start]
+            if after
+            else text[cue.end : start]
+            if before and cue.start >= stretch_start
+            else None
+        )
+        return inside or (gap is not None and len(gap.split()) <= _ALTERNATIVE_GAP)
     return inside or after or (before and cue.start >= stretch_start)  # EITHER_UNC

@@ -184,7 +184,8 @@ def test_deidentification_tokens_neither_break_negation_nor_offsets():
     assert [m.text for m in result.mentions] == ["pneumothorax"]
 
 
-def test_empty_reports_get_fourteen_blanks():
+def test_empty_reports_mention_no_finding():
+    nothing = {**dict.fromkeys(CHEXPERT_LABELS), "No Finding": 1.0}  # CheXpert: no finding mentioned
     for result in (
         label_report(""),
         label_report("   \n"),
@@ -193,13 +194,13 @@ def test_empty_reports_get_fourteen_blanks():
         label_report("FINDINGS:\n\nIMPRESSION:\n"),
         label_sections({"impression": "XXXX XXXX."}),
     ):
-        assert result.labels == dict.fromkeys(CHEXPERT_LABELS) and result.mentions == []
+        assert result.labels == nothing and result.mentions == []
         assert result.section == "none"
 
 
 def test_a_report_whose_sections_are_all_empty_reads_no_header_words():
     result = label_report("COMPARISON: FINDINGS: IMPRESSION:")
-    assert result.section == "none" and result.labels["No Finding"] is None
+    assert result.section == "none" and result.mentions == []
 
 
 def test_report_without_sections_is_read_from_its_last_paragraph():
@@ -423,7 +424,7 @@ def test_cli_on_a_kaggle_csv(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "labels.csv").set_index("uid")
     assert table.loc[11, "No Finding"] == 1.0 and table.loc[11, "Cardiomegaly"] == 0.0
     assert table.loc[12, "Cardiomegaly"] == 1.0 and table.loc[12, "Pneumonia"] == -1.0
-    assert table.loc[13].isna().all()
+    assert table.loc[13].drop("No Finding").isna().all() and table.loc[13, "No Finding"] == 1.0
 
 
 def test_a_malformed_csv_is_a_clear_error_naming_the_file(tmp_path, capsys):
@@ -449,3 +450,12 @@ def test_labels_reproduce_a_small_phantoms_own_labels(tmp_path):
     table = agreement_table(ours, reference, on="study_id")
     assert (table["n"] == 120).all()
     assert (table["agreement"] >= 0.99).all(), table["agreement"].to_dict()
+
+
+def test_the_label_command_is_listed_with_its_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["label", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert all(option in help_text for option in ("--reports", "--out", "--sections", "--evidence"))
+    assert "findings_impression" in help_text

@@ -74,10 +74,9 @@ def print_summary(source: ReportSource, table, sections_read: Counter, seconds: 
         reasons = Counter(s.reason for s in source.skipped[_SHOWN_SKIPS:])
         print(f"  ... and {len(source.skipped) - _SHOWN_SKIPS} more: {dict(reasons)}")
     read = ", ".join(f"{name} {count}" for name, count in sections_read.most_common())
-    print(
-        f"Section read: {read}"
-        + (f" ({NOTHING_READ} = nothing to read: all 14 labels blank)" if sections_read[NOTHING_READ] else "")
-    )
+    note = f" ({NOTHING_READ} = nothing to read: No Finding 1.0, the rest blank)"
+    note = note if sections_read[NOTHING_READ] else ""
+    print(f"Section read: {read}{note}")
     print(f"{'label':28s} {'1.0':>7s} {'0.0':>7s} {'-1.0':>7s} {'blank':>7s}")
     for label in CHEXPERT_LABELS:
         column = table[label]

@@ -7,7 +7,9 @@ The text read (``sections``/``read``):
 Each label's mentions add up as in the CheXpert labeler: positive over uncertain over negative,
 blank when not mentioned. No Finding is 1 when nothing but Support Devices is positive or
 uncertain (abnormalities outside the 14 labels count too, see ``vocabulary.OTHER_FINDINGS``), and
-blank otherwise; a report with nothing to read gets 14 blanks.
+blank otherwise. A report with nothing to read (section ``none``: no findings, impression or last
+paragraph, or only de-identification tokens) mentions no finding, so, as in the CheXpert labeler,
+its No Finding is 1 and the other 13 labels are blank (Open-i's coders code such reports "normal").
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def _label_spans(text: str, section: str, spans: list[tuple[str, int, int]]) -> 
     """Mentions in each span of ``text`` (each span read on its own) and the labels they add up to."""
     prepared = prepare(text)
     if not any(_WORD.search(prepared, start, end) for _, start, end in spans):
-        return ReportLabels(dict.fromkeys(CHEXPERT_LABELS), [], NOTHING_READ, text)
+        return ReportLabels(aggregate([]), [], NOTHING_READ, text)
     mentions = []
     for name, start, end in spans:
         for found in find_mentions(text[start:end], prepared[start:end]):

@@ -106,20 +106,23 @@ def test_a_hedge_after_an_observation_only_reaches_forward():
     assert labels["Consolidation"] == 1.0 and labels["Atelectasis"] == -1.0 and labels["Pneumonia"] == -1.0
 
 
-@pytest.mark.parametrize("text, label, expected", [
-    ("Mild pulmonary vascular congestion.", "Edema", -1.0),  # points at edema (CheXpert: uncertain)
-    ("No pulmonary vascular congestion.", "Edema", 0.0),
-    ("Borderline cardiomegaly.", "Cardiomegaly", 1.0),  # a mild degree of the finding
-    ("Borderline heart size.", "Cardiomegaly", -1.0),  # the size itself is in doubt
-    ("Opacities compatible with scarring or atelectasis.", "Atelectasis", 1.0),  # "or" is not a hedge
-    ("Hydropneumothorax on the right.", "Pneumothorax", 1.0),
-    ("Hydropneumothorax on the right.", "Pleural Effusion", 1.0),
-    ("Small pericardial effusion.", "Pleural Effusion", None),
-    ("Calcified granuloma in the left upper lobe.", "Lung Lesion", None),
-    ("Blunting of the left costophrenic angle.", "Pleural Effusion", None),
-    ("Median sternotomy wires.", "Support Devices", None),
-    ("Old healed left rib fractures.", "Fracture", 1.0),
-])
+@pytest.mark.parametrize(
+    "text, label, expected",
+    [
+        ("Mild pulmonary vascular congestion.", "Edema", -1.0),  # points at edema (CheXpert: uncertain)
+        ("No pulmonary vascular congestion.", "Edema", 0.0),
+        ("Borderline cardiomegaly.", "Cardiomegaly", 1.0),  # a mild degree of the finding
+        ("Borderline heart size.", "Cardiomegaly", -1.0),  # the size itself is in doubt
+        ("Opacities compatible with scarring or atelectasis.", "Atelectasis", 1.0),  # "or" is not a hedge
+        ("Hydropneumothorax on the right.", "Pneumothorax", 1.0),
+        ("Hydropneumothorax on the right.", "Pleural Effusion", 1.0),
+        ("Small pericardial effusion.", "Pleural Effusion", None),
+        ("Calcified granuloma in the left upper lobe.", "Lung Lesion", None),
+        ("Blunting of the left costophrenic angle.", "Pleural Effusion", None),
+        ("Median sternotomy wires.", "Support Devices", None),
+        ("Old healed left rib fractures.", "Fracture", 1.0),
+    ],
+)
 def test_vocabulary_decisions(text, label, expected):
     result = label_sections({"impression": text})
     assert result.labels[label] == expected
@@ -243,9 +246,24 @@ def test_no_finding_ignores_support_devices_and_negations_but_not_other_abnormal
     assert codes("ET tube 4 cm above the carina. No pneumothorax.")["No Finding"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Left pleural effusion has resolved.", 0.0),
+        ("Resolved left pleural effusion.", 0.0),
+        ("Left pleural effusion has not resolved.", 1.0),
+        ("Partially resolved left pleural effusion.", 1.0),
+        ("Left pleural effusion is not yet resolved.", 1.0),
+    ],
+)
+def test_resolved_is_negative_only_when_fully_resolved(text, expected):
+    assert codes(text)["Pleural Effusion"] == expected
+
+
 def test_removed_devices_are_negative():
     assert codes("The nasogastric tube has been removed.")["Support Devices"] == 0.0
     assert codes("Interval removal of the endotracheal tube.")["Support Devices"] == 0.0
+    assert codes("The nasogastric tube has not been removed.")["Support Devices"] == 1.0
 
 
 # --- evidence and sections ------------------------------------------------------------------------------

@@ -127,7 +127,11 @@ def _classify_candidate(
             return Found(label, start, end, NEGATIVE, normal.group())
         code, cue = classify(scopes, start, end)
         return Found(
-            label, start, end, UNCERTAIN if code == POSITIVE else code, _cue_text(prepared, cue) or "weak"
+            label,
+            start,
+            end,
+            UNCERTAIN if code == POSITIVE else code,
+            _cue_text(prepared, cue) or "weak mention",
         )
     size = _size_word(prepared, scopes, start, end, label, taken)
     if size is None:

@@ -36,12 +36,18 @@ _NOTHING_CHANGED = (
     r"radiographic|gross|visible)\s+){0,3}(?:change|changes|increase|progression|longer|worsening|improvement|"
     r"difference|evidence\s+of\s+change)\b)"
 )
+# "not resolved", "partially resolved", "not yet removed": the finding is still there.
+_NOT_FULLY = (
+    r"(?<!not\s)(?<!yet\s)(?<!partially\s)(?<!incompletely\s)(?<!nearly\s)(?<!almost\s)(?<!largely\s)"
+)
 PRE_NEGATION = re.compile(
     r"\bno\b"
     + _NOTHING_CHANGED
     + r"|\bwithout\b"
     + _NOTHING_CHANGED
-    + r"|\bnegative\s+for\b|\bfree\s+of\b|\bclear\s+of\b|\babsence\s+of\b|\babsent\b|\bresolved\b"
+    + r"|\bnegative\s+for\b|\bfree\s+of\b|\bclear\s+of\b|\babsence\s+of\b|\babsent\b|"
+    + _NOT_FULLY
+    + r"resolved\b"
     r"|\b(?:resolution|removal|clearing|withdrawal|disappearance|interval\s+removal)\s+of\b"
     r"|\b(?:do|does|did)\s+not\s+(?:see|identify|demonstrate|show|visualize|appreciate)\b"
     r"|\bthere\s+(?:is|are|was|were)\s+not\b|\bnor\b|\bneither\b"
@@ -52,8 +58,11 @@ POST_NEGATION = re.compile(
     r"|apparent|shown|increased|enlarging|large|prominent|found)\b"
     r"|\bno\s+longer\s+(?:(?:\w+ly|be)\s+)?(?:seen|visualized|visible|present|evident|identified|appreciated"
     r"|demonstrated|noted|apparent|enlarged)\b"
-    r"|\b(?:(?:has|have|had)\s+)?(?:since\s+)?(?:\w+ly\s+)?(?:resolved|cleared|disappeared)\b"
-    r"|\b(?:has|have|had|was|were)\s+(?:since\s+)?(?:been\s+)?(?:removed|withdrawn|discontinued)\b|\bremoved\b"
+    r"|\b(?:(?:has|have|had)\s+)?(?:since\s+)?(?:\w+ly\s+)?"
+    + _NOT_FULLY
+    + r"(?:resolved|cleared|disappeared)\b"
+    r"|\b(?:has|have|had|was|were)\s+(?:since\s+)?(?:been\s+)?(?:removed|withdrawn|discontinued)\b"
+    r"|" + _NOT_FULLY + r"(?<!not\sbeen\s)\bremoved\b"
     r"|\babsent\b|\bunlikely\b"
     r"|\b(?:is|are|was|were|has\s+been|have\s+been)\s+(?:ruled\s+out|excluded)\b"
 )

@@ -234,7 +234,7 @@ OTHER_FINDINGS: tuple[str, ...] = (
     r"(?:bronchovascular\s+)?crowding",
     r"volume\s+loss",
     r"loss\s+of\s+(?:lung\s+)?volume",
-    r"interstitial\s+(?:markings|prominence|thickening|disease|lung\s+disease|pattern|changes|opacities|fibrosis)",
+    r"interstitial\s+(?:markings|prominence|thickening|disease|lung\s+disease|pattern|changes|fibrosis)",
     r"(?:prominent|coarse|coarsened|increased)\s+(?:interstitial|bronchovascular|lung)\s+markings",
     r"reticul\w*",
     r"fibros\w*",

@@ -14,6 +14,7 @@ import torch
 
 from cxr_helpers.config import load_settings, workbook_root
 from cxr_helpers.distributed import distributed_session, is_main_process, world_size
+from cxr_helpers.labeler.cli import add_label_arguments, run_label
 from cxr_helpers.phantom import write_phantom
 from cxr_helpers.phantom.probes import write_probes
 from cxr_helpers.prepare import add_prepare_arguments, ensure_phantom, run_prepare
@@ -189,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", default=None, help="fusion checkpoint name (default: the paper's concat model)")
     explain.add_argument("--out", default=None, help="folder for the files (default: <artifacts>/explanations)")
     explain.set_defaults(run=cmd_explain)
+
+    label = commands.add_parser("label", help="CheXpert-style labels from report text (docs/labeler.md)")
+    add_label_arguments(label)
+    label.set_defaults(run=run_label)
 
     demo = commands.add_parser("demo", help="phantom + all notebooks headless + results table")
     demo.add_argument("--artifacts", help="artifacts folder")

@@ -31,6 +31,7 @@ def run_fingerprint(model: nn.Module, settings, train_size: int) -> dict:
         "dropout": float(settings.dropout),
         "seed": int(settings.seed),
         "uncertainty_policy": settings.uncertainty_policy,
+        "blank_policy": settings.blank_policy,
         "image_size": int(settings.image_size),
         "train_size": int(train_size),
     } | ({"world_size": world_size()} if world_size() > 1 else {})  # per-rank batch: the global batch needs both

@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr_helpers.labels import UNCERTAINTY_POLICIES
+from cxr_helpers.labels import BLANK_POLICIES, UNCERTAINTY_POLICIES
+
+# ResNet stages a Grad-CAM can target (image_model.CAM_LAYERS), from fine (stride 8) to coarse (stride 32).
+CAM_LAYER_NAMES = ("layer2", "layer3", "layer4")
 
 PROFILES = ("phantom", "mimic")
 CXR_BERT = "microsoft/BiomedVLP-CXR-BERT-general"
@@ -49,12 +52,13 @@ class Settings:
     prepare_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     # training (notebooks 02-04)
     uncertainty_policy: str = "zeros"
+    blank_policy: str = "ignore"  # blank labels in the training loss: "ignore" (the paper), "negative", ...
     batch_size: int = 32
     epochs: int = 10
     lr: float = 1e-5
     weight_decay: float = 0.01
     dropout: float = 0.5
-    freeze_through: str = "layer2"
+    freeze_through: str = "layer2"  # only with pretrained weights: random layers are never frozen
     image_weights: str | None = "imagenet"  # "imagenet", a local .pth path, or None
     conv1_init: str = "rgb_sum"  # "rgb_sum" (from pretrained RGB kernels) or "random" (the paper)
     text_model: str = CXR_BERT  # hub id or local folder
@@ -73,6 +77,7 @@ class Settings:
     # interpretation (notebook 05)
     top_k_labels: int = 3
     cam_method: str = "gradcam"
+    cam_layer: str = "auto"  # "auto": per finding (layer3 for small ones, layer4 for global ones), or layer2-4
     shap_max_evals: int = 300
     explain_studies: int = 50
 
@@ -92,7 +97,8 @@ PHANTOM_DEFAULTS = dict(
     reports_dir=Path("data/phantom/mimic-cxr-reports"),
     artifacts_dir=Path("artifacts/phantom"),
     n_studies=None,
-    image_size=96,  # test macro AUROC 0.75 at 96 px vs 0.72 at 128 px, in half the time (notebook 02)
+    image_size=128,  # layer4 is a 4 x 4 grid, layer3 8 x 8: fine enough to point at a finding (notebook 05)
+    blank_policy="negative",  # with blanks ignored the model learns base rates, not findings (notebook 02)
     lr=1e-3,
     epochs=8,
     image_weights=None,
@@ -123,6 +129,8 @@ ENV_VARS = {
     "CXR_TEXT_SETTING": ("text_setting", str),
     "CXR_TEXT_POOLING": ("text_pooling", str),
     "CXR_UNCERTAINTY_POLICY": ("uncertainty_policy", str),
+    "CXR_BLANK_POLICY": ("blank_policy", str),
+    "CXR_CAM_LAYER": ("cam_layer", str),
     "CXR_NUM_WORKERS": ("num_workers", int),
     "CXR_FREEZE_THROUGH": ("freeze_through", str),
     "CXR_FUSION_E2E_EPOCHS": ("fusion_end_to_end_epochs", int),
@@ -173,6 +181,8 @@ def _validate(s: Settings) -> None:
         (s.views in ("frontal", "all"), f"views must be 'frontal' or 'all', got {s.views!r}"),
         (s.split in ("random", "official"), f"split must be 'random' or 'official', got {s.split!r}"),
         (s.uncertainty_policy in UNCERTAINTY_POLICIES, f"uncertainty_policy must be one of {UNCERTAINTY_POLICIES}"),
+        (s.blank_policy in BLANK_POLICIES, f"blank_policy must be one of {BLANK_POLICIES}, got {s.blank_policy!r}"),
+        (s.cam_layer in ("auto", *CAM_LAYER_NAMES), f"cam_layer must be auto or one of {CAM_LAYER_NAMES}, got {s.cam_layer!r}"),
         (s.text_setting in TEXT_SETTINGS, f"text_setting must be one of {TEXT_SETTINGS}, got {s.text_setting!r}"),
         (s.text_pooling in ("cls", "mean"), f"text_pooling must be 'cls' or 'mean', got {s.text_pooling!r}"),
         (s.freeze_through in ("none", "layer1", "layer2", "layer3"), f"freeze_through must be none or layer1-3, got {s.freeze_through!r}"),

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
+from cxr_helpers.config import CAM_LAYER_NAMES
 from cxr_helpers.labels import NUM_LABELS
 
 # Freezing stages in forward order; freeze_through=X freezes X and everything before it.
@@ -22,8 +23,7 @@ STAGES = ("conv1", "bn1", "layer1", "layer2", "layer3")
 FREEZE_CHOICES = ("none", "layer1", "layer2", "layer3")
 CONV1_INITS = ("rgb_sum", "random")
 FEATURE_DIM = 512
-# Stages a Grad-CAM can target, from fine (layer2: stride 8) to coarse (layer4: stride 32, the usual choice).
-CAM_LAYERS = ("layer2", "layer3", "layer4")
+CAM_LAYERS = CAM_LAYER_NAMES  # stages a Grad-CAM can target, from fine (layer2: stride 8) to coarse (layer4: stride 32)
 
 
 def cam_layer(backbone: ResNet, name: str = "layer4") -> nn.Module:
@@ -155,15 +155,22 @@ def load_pretrained(model: ImageClassifier, state: dict[str, torch.Tensor], conv
             model.backbone.conv1.weight.copy_(conv1.sum(dim=1, keepdim=True))  # (64, 1, 7, 7)
 
 
+def pretrained(image_weights: str | None) -> bool:
+    """Whether ``image_weights`` names pretrained weights ("imagenet" or a .pth path), not None/"none"."""
+    return image_weights is not None and str(image_weights).lower() != "none"
+
+
 def build_image_model(settings, weights: str | None = None) -> ImageClassifier:
     """The image model for ``settings`` (dropout, freeze_through, conv1_init, image_weights).
 
     ``weights`` overrides ``settings.image_weights``: "imagenet", "none", or a local .pth path.
+    Without pretrained weights nothing is frozen, whatever ``freeze_through`` says: freezing keeps
+    pretrained features, and frozen random layers would only be noise the rest must work around.
     """
-    model = ImageClassifier(dropout=settings.dropout, freeze_through=settings.freeze_through)
     choice = settings.image_weights if weights is None else weights
-    if choice is None or str(choice).lower() == "none":
-        return model
+    if not pretrained(choice):
+        return ImageClassifier(dropout=settings.dropout, freeze_through="none")
+    model = ImageClassifier(dropout=settings.dropout, freeze_through=settings.freeze_through)
     state = imagenet_state_dict() if str(choice).lower() == "imagenet" else local_state_dict(choice)
     load_pretrained(model, state, settings.conv1_init)
     return model

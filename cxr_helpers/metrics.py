@@ -19,7 +19,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from cxr_helpers.artifacts import json_ready, write_json
 from cxr_helpers.labels import (
     CHEXPERT_LABELS,
-    apply_uncertainty_policy,
+    binary_targets,
 )
 
 # Names under which trivial baselines are stored beside the real models in metrics/<stage>.json.
@@ -45,14 +45,15 @@ def _check_shapes(predictions, targets) -> None:
         )
 
 
-def masked_bce(logits, targets, uncertainty_policy: str = "zeros"):
+def masked_bce(logits, targets, uncertainty_policy: str = "zeros", blank_policy: str = "ignore"):
     """Binary cross-entropy over the valid entries only: sum(loss * mask) / sum(mask).
 
     The paper applies a sigmoid in the model and ``F.binary_cross_entropy`` on probabilities;
     here the model returns logits and ``binary_cross_entropy_with_logits`` fuses the two, which
     gives the same value but stays finite for very confident predictions. Torch tensors in give
     a differentiable scalar tensor; arrays in give a float. With no valid entry at all the loss
-    is 0 (the paper's formula would divide by zero and give NaN).
+    is 0 (the paper's formula would divide by zero and give NaN). ``blank_policy`` decides whether
+    blank labels (-2) are left out (the paper) or count as negatives (``labels.binary_targets``).
     """
     as_float = not isinstance(logits, torch.Tensor)
     logits_t = torch.as_tensor(_to_numpy(logits), dtype=torch.float64) if as_float else logits
@@ -61,7 +62,7 @@ def masked_bce(logits, targets, uncertainty_policy: str = "zeros"):
     else:
         targets_t = torch.as_tensor(np.asarray(targets), dtype=logits_t.dtype, device=logits_t.device)
     _check_shapes(logits_t, targets_t)
-    binary, valid = apply_uncertainty_policy(targets_t, uncertainty_policy)  # (N, 14) each
+    binary, valid = binary_targets(targets_t, uncertainty_policy, blank_policy)  # (N, 14) each
     mask = valid.to(logits_t.dtype)
     loss = F.binary_cross_entropy_with_logits(logits_t, binary, reduction="none")  # (N, 14)
     total = (loss * mask).sum() / mask.sum().clamp_min(1.0)
@@ -78,7 +79,7 @@ def masked_accuracy(probabilities, targets, threshold: float = 0.5, uncertainty_
     """
     probabilities, targets = _to_numpy(probabilities), _to_numpy(targets)
     _check_shapes(probabilities, targets)
-    binary, mask = apply_uncertainty_policy(targets, uncertainty_policy)
+    binary, mask = binary_targets(targets, uncertainty_policy)
     predicted = probabilities > threshold  # (N, 14) bool
     accuracies = []
     for label in range(targets.shape[1]):
@@ -96,7 +97,7 @@ def per_label_auroc(scores, targets, uncertainty_policy: str = "zeros") -> dict[
     """
     scores, targets = _to_numpy(scores), _to_numpy(targets)
     _check_shapes(scores, targets)
-    binary, mask = apply_uncertainty_policy(targets, uncertainty_policy)
+    binary, mask = binary_targets(targets, uncertainty_policy)
     result: dict[str, float | None] = {}
     for label, name in enumerate(_label_names(targets.shape[1])):
         y, s = binary[mask[:, label], label], scores[mask[:, label], label]
@@ -118,7 +119,7 @@ def macro_f1(probabilities, targets, threshold: float = 0.5, uncertainty_policy:
     """
     probabilities, targets = _to_numpy(probabilities), _to_numpy(targets)
     _check_shapes(probabilities, targets)
-    binary, mask = apply_uncertainty_policy(targets, uncertainty_policy)
+    binary, mask = binary_targets(targets, uncertainty_policy)
     scores = []
     for label in range(targets.shape[1]):
         y = binary[mask[:, label], label]
@@ -154,7 +155,7 @@ def evaluate(logits, targets, uncertainty_policy: str = "zeros", threshold: floa
 
 def train_prevalence(train_targets, uncertainty_policy: str = "zeros") -> np.ndarray:
     """Share of positives among the valid training targets, per label (0.5 where none is valid)."""
-    binary, mask = apply_uncertainty_policy(_to_numpy(train_targets), uncertainty_policy)
+    binary, mask = binary_targets(_to_numpy(train_targets), uncertainty_policy)
     counts = mask.sum(axis=0)
     return np.where(counts > 0, (binary * mask).sum(axis=0) / np.maximum(counts, 1), 0.5)
 

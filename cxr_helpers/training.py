@@ -109,7 +109,7 @@ def _train_epoch(model, loader, optimizer, scaler, settings, device, progress, d
         targets = batch["targets"].to(device, non_blocking=True)  # (B, 14) coded
         with torch.autocast(device_type=device.type, dtype=_autocast_dtype(device), enabled=use_amp):
             logits = model(**inputs)  # (B, 14)
-        loss = masked_bce(logits.float(), targets, settings.uncertainty_policy)
+        loss = masked_bce(logits.float(), targets, settings.uncertainty_policy, settings.blank_policy)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -180,7 +180,7 @@ def fit(
     """Train ``model`` for ``settings.epochs`` epochs (resuming a saved run) and return its History.
 
     AdamW(lr, weight_decay) over parameters with requires_grad; loss ``masked_bce`` with the
-    settings' uncertainty policy; mixed precision on CUDA when ``settings.mixed_precision``.
+    settings' uncertainty and blank policies; mixed precision on CUDA when ``settings.mixed_precision``.
     With ``resume`` and a matching ``<name>_last.pt``, training continues after its last epoch
     (a finished run trains no more: this is how a notebook skips training). At the end the model
     holds the best epoch's weights (lowest validation loss) unless ``restore_best`` is False.
@@ -265,13 +265,13 @@ def _resume(files: RunFiles, model: nn.Module, optimizer, scaler, fingerprint: d
 def _epoch_figures(model: nn.Module, train_logits: np.ndarray, train_targets: np.ndarray,
                    val_loader: DataLoader | None, settings, device: torch.device) -> dict:
     """The epoch's train loss and accuracy (measured during the epoch) and the validation figures."""
-    policy = settings.uncertainty_policy
-    row = {"train_loss": masked_bce(train_logits, train_targets, policy),
+    policy = settings.uncertainty_policy  # loss as trained (blank policy too); accuracy and AUROC as the paper scores them
+    row = {"train_loss": masked_bce(train_logits, train_targets, policy, settings.blank_policy),
            "train_accuracy": masked_accuracy(sigmoid(train_logits), train_targets, 0.5, policy),
            "val_loss": None, "val_accuracy": None, "val_macro_auroc": None}
     if val_loader is not None:
         val_logits, val_targets, _ = predict(model, val_loader, device)
-        row["val_loss"] = masked_bce(val_logits, val_targets, policy)
+        row["val_loss"] = masked_bce(val_logits, val_targets, policy, settings.blank_policy)
         row["val_accuracy"] = masked_accuracy(sigmoid(val_logits), val_targets, 0.5, policy)
         row["val_macro_auroc"] = macro_auroc(val_logits, val_targets, policy)
     return row

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from cxr_helpers import config
-from cxr_helpers.labels import CHEXPERT_LABELS, apply_uncertainty_policy, label_index
+from cxr_helpers.config import load_settings
+from cxr_helpers.labels import CHEXPERT_LABELS, binary_targets, label_index
 
 
 def test_mimic_profile_has_the_papers_defaults(monkeypatch):
@@ -56,14 +58,38 @@ def test_label_names_and_order():
 
 def test_uncertainty_policies():
     codes = np.array([[1, 0, -1, -2]])
-    zeros, mask = apply_uncertainty_policy(codes, "zeros")
+    zeros, mask = binary_targets(codes, "zeros")
     assert zeros.tolist() == [[1, 0, 0, 0]] and mask.tolist() == [[True, True, True, False]]
-    ones, _ = apply_uncertainty_policy(codes, "ones")
+    ones, _ = binary_targets(codes, "ones")
     assert ones.tolist() == [[1, 0, 1, 0]]
-    _, mask = apply_uncertainty_policy(codes, "ignore")
+    _, mask = binary_targets(codes, "ignore")
     assert mask.tolist() == [[True, True, False, False]]
     with pytest.raises(ValueError):
-        apply_uncertainty_policy(codes, "half")
+        binary_targets(codes, "half")
+
+
+def test_blank_policies_decide_whether_not_mentioned_counts_as_absent():
+    codes = np.full((2, 14), -2)
+    codes[0, label_index("Cardiomegaly")] = 1
+    codes[1, label_index("No Finding")] = 1
+    binary, mask = binary_targets(codes, "zeros", "ignore")  # the paper: only mentioned labels count
+    assert mask.sum() == 2 and binary[mask].tolist() == [1, 1]
+    binary, mask = binary_targets(codes, "zeros", "negative")  # every blank is a negative
+    assert mask.all() and binary.sum() == 2
+    binary, mask = binary_targets(codes, "zeros", "no_finding_negative")  # only No Finding's blanks
+    no_finding = label_index("No Finding")
+    assert mask[:, no_finding].all() and binary[:, no_finding].tolist() == [0, 1] and mask.sum() == 3
+    tensor_binary, tensor_mask = binary_targets(torch.tensor(codes, dtype=torch.float64), "zeros", "negative")
+    assert tensor_binary.dtype == torch.float64 and tensor_mask.all()  # one implementation for tensors and arrays
+    with pytest.raises(ValueError, match="blank_policy"):
+        binary_targets(codes, "zeros", "maybe")
+    with pytest.raises(ValueError, match="blank_policy"):
+        load_settings(blank_policy="maybe")
+
+
+def test_phantom_trains_on_blank_as_negative_and_mimic_keeps_the_paper():
+    assert load_settings(profile="phantom").blank_policy == "negative"
+    assert load_settings(profile="mimic").blank_policy == "ignore"
 
 
 def test_pick_device_is_a_real_device():

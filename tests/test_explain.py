@@ -227,7 +227,7 @@ def test_cache_answers_second_calls_from_memory_then_disk(explain_settings, tmp_
         fresh.cams(study, ["Edema"])
         assert calls["cam"] == 3
     files = sorted(p.name for p in (tmp_path / "explanations").rglob("*.*"))
-    assert "cam_gradcam_edema.npz" in files and any(name.startswith("shap_partition") for name in files)
+    assert "cam_gradcam_layer4_edema.npz" in files and any(name.startswith("shap_partition") for name in files)
 
 
 def test_explanations_are_cached_per_method(explainer):

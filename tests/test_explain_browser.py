@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cxr_helpers.explain.browser import TOP_K, ExplanationBrowser, explanation_browser
-from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
 from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 
 @pytest.fixture(scope="module")

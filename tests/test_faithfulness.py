@@ -30,12 +30,12 @@ from cxr_helpers.explain.faithfulness.scores import (
     top_k_hit,
 )
 from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, span_word_indices
-from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
 from cxr_helpers.explain.gradcam import cams_for_labels
 from cxr_helpers.explain.models import text_head_logit_fn
 from cxr_helpers.explain.shap_text import TextExplanation, explain_text
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.labels import CHEXPERT_LABELS
+from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 from cxr_helpers.reports import extract_sections, text_for_setting
 
 

@@ -67,6 +67,22 @@ def test_no_gradient_reaches_frozen_layers(images):
     assert model.backbone.layer3[0].conv1.weight.grad is not None
 
 
+def test_random_layers_are_never_frozen_pretrained_ones_are(tmp_path):
+    settings = load_settings(profile="mimic", image_weights=None, freeze_through="layer2")
+    assert image_model.parameter_counts(build_image_model(settings))["frozen"] == 0  # nothing to keep in random weights
+    weights = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    frozen = build_image_model(load_settings(profile="mimic", image_weights=str(weights), freeze_through="layer2"))
+    assert not any(p.requires_grad for p in frozen.backbone.layer2.parameters())
+
+
+def test_cam_layer_is_named_the_same_way_on_every_model():
+    model = ImageClassifier()
+    assert model.cam_layer() is model.backbone.layer4 and model.cam_layer("layer2") is model.backbone.layer2
+    with pytest.raises(ValueError, match="Grad-CAM layer"):
+        model.cam_layer("layer1")
+
+
 def test_unknown_freeze_choice_is_refused():
     with pytest.raises(ValueError, match="freeze_through"):
         ImageClassifier(freeze_through="layer4")

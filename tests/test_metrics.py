@@ -32,6 +32,18 @@ def test_masked_bce_by_hand_for_each_uncertainty_policy():
     assert metrics.masked_bce(LOGITS, TARGETS, "ignore") == pytest.approx(ignore)
 
 
+def test_masked_bce_blank_policy_adds_blanks_as_negatives():
+    logits = np.array([[2.0, -1.0], [0.5, 3.0]])
+    targets = np.array([[1, -2], [-2, 0]])
+    paper = metrics.masked_bce(logits, targets)  # blanks left out: entries (0, 0) and (1, 1)
+    expected_paper = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(3.0))) / 2
+    assert paper == pytest.approx(expected_paper)
+    negative = metrics.masked_bce(logits, targets, blank_policy="negative")  # blanks count as 0
+    expected_negative = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-1.0)) + np.log1p(np.exp(0.5))
+                         + np.log1p(np.exp(3.0))) / 4
+    assert negative == pytest.approx(expected_negative)
+
+
 def test_masked_bce_matches_the_paper_formula_on_probabilities():
     rng = np.random.default_rng(0)
     logits = torch.tensor(rng.normal(size=(20, 14)), dtype=torch.float64)

@@ -20,13 +20,13 @@ import ipywidgets as widgets
 import numpy as np
 
 from cxr_helpers.config import load_settings
-from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
 from cxr_helpers.explain.figures import cam_panel_png
 from cxr_helpers.explain.gradcam import CAM_METHODS
 from cxr_helpers.explain.shap_text import shap_report_html
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.fusion.ablation import reliance_on_report
 from cxr_helpers.labels import CHEXPERT_LABELS, label_index
+from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 TOP_K = "__top_k__"  # the label dropdown's "the study's top-3" choice
 CODE_NAMES = {1: "positive", 0: "negative", -1: "uncertain", -2: "not mentioned"}

@@ -17,7 +17,7 @@ import numpy as np
 from cxr_helpers.artifacts import atomic_write, write_json
 from cxr_helpers.explain.shap_text import TextExplanation
 
-CACHE_VERSION = 1  # bump when the way explanations are computed changes: older cached files are then ignored
+CACHE_VERSION = 2  # bump when the way explanations are computed changes: older cached files are then ignored
 
 
 def label_slug(label: str) -> str:

@@ -20,8 +20,8 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from cxr_helpers.config import seeded_numpy
-from cxr_helpers.labels import label_index
+from cxr_helpers.config import CAM_LAYER_NAMES, seeded_numpy
+from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 
 # Names users pick (settings.cam_method, the browser's dropdown) -> pytorch_grad_cam classes.
 CAM_METHODS: dict[str, str] = {
@@ -32,6 +32,12 @@ CAM_METHODS: dict[str, str] = {
     "scorecam": "ScoreCAM",
 }
 RANDOM_CAM = "randomcam"  # pytorch_grad_cam.RandomCAM: the baseline of the faithfulness checks
+# Findings that fill a large part of the chest, and those that sit in one small place. A map can only
+# point as finely as its layer's grid (stride 32 at layer4: 4 x 4 cells at 128 px; 16 at layer3: 8 x 8),
+# so small findings are explained on layer3 and global ones on layer4 (notebook 05 measures both).
+GLOBAL_FINDINGS = ("Cardiomegaly", "Edema", "Enlarged Cardiomediastinum", "No Finding")
+LOCALISED_FINDINGS = tuple(name for name in CHEXPERT_LABELS if name not in GLOBAL_FINDINGS)
+CAM_LAYER_FOR_EXTENT = {"global": "layer4", "localised": "layer3"}
 SCORECAM_BATCH = 64
 
 
@@ -41,6 +47,21 @@ def cam_method_name(method: str) -> str:
     if key != RANDOM_CAM and key not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)} (or {RANDOM_CAM!r})")
     return key
+
+
+def finding_extent(label: str) -> str:
+    """"global" (fills much of the chest: heart size, edema, ...) or "localised" (one small place)."""
+    label_index(label)  # validates the name
+    return "global" if label in GLOBAL_FINDINGS else "localised"
+
+
+def cam_layer_for(label: str, choice: str = "auto") -> str:
+    """The layer a label's CAM is computed on: ``choice`` itself, or with "auto" by the finding's extent."""
+    if choice == "auto":
+        return CAM_LAYER_FOR_EXTENT[finding_extent(label)]
+    if choice not in CAM_LAYER_NAMES:
+        raise ValueError(f"CAM layer must be 'auto' or one of {CAM_LAYER_NAMES}, got {choice!r}")
+    return choice
 
 
 def cam_class(method: str) -> type:

@@ -105,7 +105,7 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
         models.text_setting = models.fusion.checkpoint_meta.get("text_setting", settings.text_setting)
     if "image" in roles:
         path = _require_checkpoint(checkpoints / "image.pt", "image")
-        models.image = ImageClassifier(dropout=settings.dropout, freeze_through=settings.freeze_through)
+        models.image = ImageClassifier(dropout=settings.dropout, freeze_through="none")
         load_checkpoint(path, models.image)
         models.image.to(device).eval()
         models.names["image"], models.fingerprints["image"] = "image", file_stamp(path)

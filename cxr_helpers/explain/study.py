@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cxr_helpers.explain.cache import ExplanationCache
-from cxr_helpers.explain.gradcam import FixedTextImageModel, cam_method_name, cams_for_labels
+from cxr_helpers.explain.gradcam import FixedTextImageModel, cam_layer_for, cam_method_name, cams_for_labels
 from cxr_helpers.explain.models import (
     CAM_ROLES,
     MODEL_ROLES,
@@ -54,14 +54,15 @@ class StudyExplainer:
 
     def __init__(self, cohort, images: np.ndarray, models: LoadedModels, text_setting: str = "findings_impression",
                  cache: ExplanationCache | None = None, max_length: int = 256, pooling: str = "cls",
-                 batch_size: int = 32, shap_max_evals: int = 300, top_k: int = 3, cam_method: str = "gradcam"):
+                 batch_size: int = 32, shap_max_evals: int = 300, top_k: int = 3, cam_method: str = "gradcam",
+                 cam_layer: str = "auto"):
         self.cohort = cohort
         self.images = images
         self.models = models
         self.text_setting = text_setting
         self.cache = cache if cache is not None else ExplanationCache()
         self.max_length, self.pooling, self.batch_size = max_length, pooling, batch_size
-        self.shap_max_evals, self.top_k, self.cam_method = shap_max_evals, top_k, cam_method
+        self.shap_max_evals, self.top_k, self.cam_method, self.cam_layer = shap_max_evals, top_k, cam_method, cam_layer
         lateral = (~cohort["view_position"].isin(["PA", "AP"])).astype(int) if "view_position" in cohort else 0
         first = cohort.assign(_lateral=lateral).sort_values("_lateral", kind="stable").drop_duplicates("study_id")
         self._rows = {int(s): i for s, i in zip(first["study_id"], first.index, strict=True)}  # frontal view first
@@ -78,7 +79,7 @@ class StudyExplainer:
         return cls(cohort, images, models, text_setting=models.text_setting, cache=ExplanationCache(root),
                    max_length=models.text_max_length, pooling=models.text_pooling, batch_size=settings.batch_size,
                    shap_max_evals=settings.shap_max_evals, top_k=settings.top_k_labels,
-                   cam_method=settings.cam_method)
+                   cam_method=settings.cam_method, cam_layer=settings.cam_layer)
 
     # -- studies
     def example_study(self, split: str = "test", role: str = "fusion", search: int = 50) -> int:
@@ -145,15 +146,14 @@ class StudyExplainer:
                                       self.max_length, self.pooling, self.batch_size)
         return fusion_text_logit_fn(self.models.get("fusion"), self.image_tensor(study_id), self.batch_size)
 
-    def cam_model(self, study_id: int, role: str = "fusion") -> tuple[nn.Module, nn.Module]:
+    def cam_model(self, study_id: int, role: str = "fusion", layer: str = "layer4") -> tuple[nn.Module, nn.Module]:
         """(module image -> logits, target layer) for Grad-CAM; the fusion model gets the report held fixed."""
         if role not in CAM_ROLES:
             raise ValueError(f"Grad-CAM explains images: role must be one of {CAM_ROLES}, got {role!r}")
         model = self.models.get(role)
         if role == "image":
-            return model, model.cam_layer()
-        wrapper = FixedTextImageModel(model, self.text_embedding(study_id))
-        return wrapper, model.cam_layer()
+            return model, model.cam_layer(layer)
+        return FixedTextImageModel(model, self.text_embedding(study_id)), model.cam_layer(layer)
 
     def logits(self, study_id: int, role: str = "fusion") -> np.ndarray:
         """The model's logits (14,) for the study (memoised)."""
@@ -195,17 +195,27 @@ class StudyExplainer:
 
     # -- explanations
     def cams(self, study_id: int, labels: Sequence[str] | None = None, role: str = "fusion",
-             method: str | None = None) -> dict[str, np.ndarray]:
-        """{label: CAM (S, S) in [0, 1]} for the study (default: its top-3 labels), cached."""
+             method: str | None = None, layer: str | None = None) -> dict[str, np.ndarray]:
+        """{label: CAM (S, S) in [0, 1]} for the study (default: its top-3 labels), cached.
+
+        ``layer``: a ResNet stage, or "auto" (the default ``cam_layer`` setting): each label on the
+        layer that suits its extent (``gradcam.cam_layer_for``).
+        """
         method = cam_method_name(method or self.cam_method)  # validated before anything is computed
         labels = list(labels) if labels is not None else self.top_labels(study_id, role)
+        by_layer: dict[str, list[str]] = {}
+        for label in labels:
+            by_layer.setdefault(cam_layer_for(label, layer or self.cam_layer), []).append(label)
+        found = {}
+        for name, group in by_layer.items():
 
-        def compute(missing: list[str]) -> dict[str, np.ndarray]:
-            model, layer = self.cam_model(study_id, role)
-            return cams_for_labels(model, layer, self.image(study_id), missing, method)
+            def compute(missing: list[str], name=name) -> dict[str, np.ndarray]:
+                model, target = self.cam_model(study_id, role, name)
+                return cams_for_labels(model, target, self.image(study_id), missing, method)
 
-        return self.cache.get_many("cam", self.models.names.get(role, role), study_id, labels, method,
-                                   self.models.fingerprints.get(role, ""), compute)
+            found.update(self.cache.get_many("cam", self.models.names.get(role, role), study_id, group,
+                                             f"{method}@{name}", self.models.fingerprints.get(role, ""), compute))
+        return {label: found[label] for label in labels}
 
     def shap_values(self, study_id: int, labels: Sequence[str] | None = None, role: str = "fusion",
                     max_evals: int | None = None) -> dict[str, TextExplanation]:

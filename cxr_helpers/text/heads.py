@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from cxr_helpers.config import Settings
-from cxr_helpers.labels import NUM_LABELS, apply_uncertainty_policy, label_index
+from cxr_helpers.labels import NUM_LABELS, binary_targets, label_index
 from cxr_helpers.text.encoder import DEFAULT_POOLING, compute_embeddings, pool_hidden, text_pooling
 
 HEAD_HIDDEN = 256
@@ -179,15 +179,18 @@ class TfidfBaseline:
 
 
 def fit_tfidf(train_texts: Sequence[str], train_targets: np.ndarray, policy: str = "zeros", seed: int = 0,
-              C: float = 4.0) -> TfidfBaseline:
-    """Fit TF-IDF (words and word pairs) + one-vs-rest logistic regression on coded targets (N, 14)."""
+              C: float = 4.0, blank_policy: str = "ignore") -> TfidfBaseline:
+    """Fit TF-IDF (words and word pairs) + one-vs-rest logistic regression on coded targets (N, 14).
+
+    ``policy`` (uncertain labels) and ``blank_policy`` (not mentioned ones) as in ``labels.binary_targets``.
+    """
     texts = [str(t) for t in train_texts]
     targets = np.asarray(train_targets)
     if targets.shape != (len(texts), NUM_LABELS):
         raise ValueError(f"train_targets must have shape ({len(texts)}, {NUM_LABELS}), got {targets.shape}")
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(texts) >= 100 else 1, sublinear_tf=True)
     features = vectorizer.fit_transform(texts)
-    binary, mask = apply_uncertainty_policy(targets, policy)
+    binary, mask = binary_targets(targets, policy, blank_policy)
     classifiers, prevalence = [], np.full(NUM_LABELS, 0.5)
     for j in range(NUM_LABELS):
         y = binary[mask[:, j], j]

@@ -97,7 +97,8 @@ def run_tfidf(settings: Settings, cohort, setting: str) -> tuple[TfidfBaseline, 
     texts = cohort[text_column(setting)].fillna("").astype(str).to_numpy()
     targets = cohort_targets(cohort)
     rows = split_rows(cohort)
-    model = fit_tfidf(texts[rows["train"]], targets[rows["train"]], settings.uncertainty_policy, settings.seed)
+    model = fit_tfidf(texts[rows["train"]], targets[rows["train"]], settings.uncertainty_policy, settings.seed,
+                      blank_policy=settings.blank_policy)
     logits = {split: model.logits(texts[r]) for split, r in rows.items()}
     results = {split: evaluate(logits[split], targets[r], settings.uncertainty_policy) for split, r in rows.items()}
     return model, results, logits["test"]

@@ -26,9 +26,9 @@ from cxr_helpers.explain.faithfulness.scores import (
     top_k_hit,
 )
 from cxr_helpers.explain.faithfulness.spans import TEXT_SECTIONS, span_word_indices
-from cxr_helpers.explain.faithfulness.truth import GroundTruth
 from cxr_helpers.explain.gradcam import RANDOM_CAM
 from cxr_helpers.labels import CHEXPERT_LABELS, label_index
+from cxr_helpers.phantom.truth import GroundTruth
 
 ROAD_PERCENTILES = (30, 70)
 ROAD_LIMIT = 20  # findings per model scored by ROAD (its imputation dominates the checks' time on a CPU)

@@ -13,9 +13,9 @@ import pandas as pd
 from cxr_helpers.artifacts import write_json
 from cxr_helpers.explain.faithfulness.checks import ROAD_LIMIT, ROAD_PERCENTILES, cam_checks, shap_checks
 from cxr_helpers.explain.faithfulness.randomisation import randomisation_checks
-from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
 from cxr_helpers.explain.models import CAM_ROLES, SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 CHECKS = {
     # name: (records key, score column, random baseline column, uniform baseline column or None, description)

@@ -1,4 +1,4 @@
-"""The phantom's ground truth, as the faithfulness checks read it: masks, visibility, report spans, true findings."""
+"""The phantom's ground truth as the workbook reads it (to score, never to train): masks, visibility, spans, truth."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +69,14 @@ def test_design_doc_module_map_is_generated_from_the_tree():
     assert module_map.module_map() in text, "docs/design.md's module map is stale: run python docs/module_map.py"
     listed = set(re.findall(r"^\| `([\w/]+\.py)` \|", text, re.M))
     assert listed == {p.relative_to(PACKAGE).as_posix() for p in modules()}
+
+
+def test_no_merge_conflict_markers_are_left_in_the_tree():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    marked = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix in {".py", ".md", ".toml", ".txt", ".yml", ".ipynb", ".cfg"} and path.exists():
+            if re.search(r"^(<{7} |>{7} |={7}$)", path.read_text(errors="replace"), re.M):
+                marked.append(name)
+    assert not marked, f"merge conflict markers left in {marked}"

@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", default=None, help="folder for the files (default: <artifacts>/explanations)")
     explain.set_defaults(run=cmd_explain)
 
+    label = commands.add_parser("label", help="CheXpert-style labels from report text (docs/labeler.md)")
+    from cxr_helpers.labeler.cli import add_label_arguments, run_label
+
+    add_label_arguments(label)
+    label.set_defaults(run=run_label)
+
     demo = commands.add_parser("demo", help="phantom + all notebooks headless + results table")
     demo.add_argument("--artifacts", help="artifacts folder")
     demo.set_defaults(run=cmd_demo)

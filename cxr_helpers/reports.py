@@ -80,6 +80,14 @@ _HEADER = re.compile(r"^[ \t]*(?P<label>[A-Za-z][A-Za-z /&()'\-]{1,60}?)[ \t]*:"
 # A known header alone on its line without a colon, in capitals (``IMPRESSION``).
 _BARE_HEADER = re.compile(r"^[ \t]*(?P<label>[A-Z][A-Z /&]{2,40}?)[ \t]*$", re.MULTILINE)
 _FINAL_REPORT = re.compile(r"^[ \t]*FINAL REPORT[ \t]*$", re.MULTILINE | re.IGNORECASE)
+# A known header in capitals anywhere in a line ("COMPARISON: None. FINDINGS: IMPRESSION:"): only used to
+# trim the last paragraph, so that a report whose sections are all empty has no last paragraph.
+_INLINE_HEADER = re.compile(
+    r"\b(?:" + "|".join(re.escape(name.upper()).replace(r"\ ", r"\s+")
+                        for name in sorted(SECTION_ALIASES, key=len, reverse=True)) + r")[ \t]*:"
+)
+# Open-i's de-identification placeholder: upper-case X runs not touching other letters ("XXXX", "x-XXXX").
+_OPENI_PLACEHOLDER = re.compile(r"(?<![A-Za-z])X{2,}(?![A-Za-z])")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
@@ -151,21 +159,39 @@ def _squash(text: str) -> str:
 
 
 def last_paragraph_span(text: str) -> tuple[int, int] | None:
-    """Character offsets of the last non-empty paragraph (after a leading header), or None."""
+    """Character offsets of the last non-empty paragraph without its leading/trailing headers, or None.
+
+    None also when the paragraph holds nothing but headers ("COMPARISON: FINDINGS: IMPRESSION:").
+    """
     starts = [0] + [m.end() for m in _PARAGRAPH_BREAK.finditer(text)]
     ends = [m.start() for m in _PARAGRAPH_BREAK.finditer(text)] + [len(text)]
     for start, end in reversed(list(zip(starts, ends, strict=True))):
         marker = _FINAL_REPORT.search(text, start, end)
         if marker and not text[start : marker.start()].strip():
             start = marker.end()  # skip the FINAL REPORT line
-        paragraph = text[start:end]
-        if not paragraph.strip():
+        if not text[start:end].strip():
             continue
-        headers = find_headers(paragraph)
-        if headers and not paragraph[: headers[0].start].strip():
-            start += headers[0].content_start
+        start, end = _trim_headers(text, start, end)
         return (start, end) if text[start:end].strip() else None
     return None
+
+
+def _trim_headers(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without the section headers (and white space) that open or close it."""
+    paragraph = text[start:end]
+    headers = {(start + h.start, start + h.content_start) for h in find_headers(paragraph)}
+    headers |= {(m.start(), m.end()) for m in _INLINE_HEADER.finditer(text, start, end)}
+    changed = True
+    while changed and start < end:
+        changed = False
+        start += len(text[start:end]) - len(text[start:end].lstrip())
+        end -= len(text[start:end]) - len(text[start:end].rstrip())
+        for header_start, header_end in headers:
+            if header_start == start and header_end <= end:
+                start, changed = header_end, True
+            elif header_end == end and header_start >= start:
+                end, changed = header_start, True
+    return start, end
 
 
 def last_paragraph(text: str) -> str:
@@ -202,12 +228,16 @@ def extract_sections(text: str) -> dict[str, str]:
 
 
 def clean_text(text: str) -> str:
-    """The paper's cleaning: lower-case, ``___`` and punctuation/special characters removed.
+    """The paper's cleaning: lower-case, ``___`` / ``XXXX`` and punctuation/special characters removed.
+
+    De-identification placeholders go first: MIMIC's ``___`` and Open-i's ``XXXX`` (upper-case runs of
+    two or more X not touching other letters, so ``x-XXXX`` -> ``x``; a lower-case ``xxx`` stays).
 
     Apostrophes are dropped (``patient's`` -> ``patients``); every other non-alphanumeric
     character becomes a space (``s/p`` -> ``s p``, ``left-sided`` -> ``left sided``), then
     whitespace is collapsed. Digits are kept.
     """
+    text = _OPENI_PLACEHOLDER.sub(" ", text)  # before lower-casing: only upper-case runs are placeholders
     text = text.lower()
     text = re.sub(r"_{2,}", " ", text)  # de-identification placeholders
     text = re.sub(r"['\u2019]", "", text)

@@ -141,3 +141,22 @@ def test_headerless_findings_after_the_indication_do_not_leak_into_it():
     # a header on its own line followed by a blank line still takes the next paragraph
     assert extract_sections("INDICATION:\n\n cough.\n\nIMPRESSION: ok")["indication"] == "cough."
     assert "body" not in extract_sections(MIMIC_REPORT)
+
+
+def test_a_report_whose_sections_are_all_empty_has_no_last_paragraph():
+    for text in ("COMPARISON: FINDINGS: IMPRESSION:", "COMPARISON:\nFINDINGS:\nIMPRESSION:\n",
+                 "INDICATION:\n\nCOMPARISON:  \nFINDINGS:  \n\nIMPRESSION:  \n"):
+        sections = extract_sections(text)
+        assert "last_paragraph" not in sections, text
+        assert last_paragraph(text) == "" and text_for_setting(sections, "findings_impression") == ""
+    # a real last paragraph keeps its words, without the empty headers around it
+    assert last_paragraph("INDICATION: cough\n\nCOMPARISON: None.\nFINDINGS:\nIMPRESSION:") == "None."
+    assert last_paragraph("NOTE: Mild cardiomegaly.\nIMPRESSION:") == "Mild cardiomegaly."
+
+
+def test_clean_text_removes_openi_placeholders_but_not_words():
+    cleaned = clean_text("Normal chest x-XXXX. XXXX-year-old male with XXXX XXXX.")
+    assert cleaned == "normal chest x year old male with"
+    assert clean_text("3rd-5XXXX ribs") == "3rd 5 ribs"
+    assert clean_text("xxx Xray XXXXL") == "xxx xray xxxxl"  # lower-case runs and X inside words stay
+    assert clean_text("Dr. ___ and Dr. XXXX") == "dr and dr"

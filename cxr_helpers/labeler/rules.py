@@ -1,0 +1,241 @@
+"""Negation and uncertainty: is a mention stated as present (1), absent (0) or hedged (-1)?
+
+The rules follow NegBio (Peng et al., AMIA 2018) and the CheXpert labeler (Irvin et al., AAAI
+2019) in spirit, with word patterns instead of a dependency parse:
+
+1. An exclusion hedge ("cannot exclude", "... cannot be excluded", "not ruled out") makes a
+   mention uncertain: it is checked first because it contains a negation word.
+2. A negation cue makes it negative: before the mention ("no", "without", "negative for", "free
+   of", "resolution of", "removal of") up to the end of the clause, across a list's commas and
+   "or" ("no consolidation, effusion, or pneumothorax"); or after it within its comma-free
+   stretch ("... is not seen", "... has resolved", "... has been removed").
+3. An uncertainty cue makes it uncertain: before it ("possible", "probable", "likely",
+   "concerning for", "suggestive of", "question of"), after it ("... is likely",
+   "... is suspected"), or on either side ("may", "could", "versus", "?"), within the mention's
+   comma-free stretch of the clause.
+4. Anything else is positive. "Stable", "unchanged", "again seen", "persistent" are not cues, so
+   "stable cardiomegaly" stays positive; "no change" and "without interval change" are not negations.
+
+A clause ends at a sentence end, ``;``, ``:`` and at "but", "however", "although", "which",
+"except" ... (``text.clause_breaks``); a list negation also stops where a new statement starts
+(``text.negation_stops``: ", small left effusion", "and there is", "with").
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from cxr_helpers.labeler.text import clause_breaks, commas, negation_stops
+from cxr_helpers.labels import NEGATIVE, POSITIVE, UNCERTAIN
+
+# "no", "without" unless they only say nothing changed ("no change", "without interval change").
+_NOTHING_CHANGED = (
+    r"(?!\s+(?:(?:significant|interval|appreciable|substantial|major|marked|definite|apparent|acute|other|further|"
+    r"radiographic|gross|visible)\s+){0,3}(?:change|changes|increase|progression|longer|worsening|improvement|"
+    r"difference|evidence\s+of\s+change)\b)"
+)
+# "not resolved", "partially resolved", "not yet removed": the finding is still there.
+_NOT_FULLY = (
+    r"(?<!not\s)(?<!yet\s)(?<!partially\s)(?<!incompletely\s)(?<!nearly\s)(?<!almost\s)(?<!largely\s)"
+)
+PRE_NEGATION = re.compile(
+    r"\bno\b"
+    + _NOTHING_CHANGED
+    + r"|\bwithout\b"
+    + _NOTHING_CHANGED
+    + r"|\bnegative\s+for\b|\bfree\s+of\b|\bclear\s+of\b|\babsence\s+of\b|\babsent\b|"
+    + _NOT_FULLY
+    + r"resolved\b"
+    r"|\b(?:resolution|removal|clearing|withdrawal|disappearance|interval\s+removal)\s+of\b"
+    r"|\b(?:do|does|did)\s+not\s+(?:see|identify|demonstrate|show|visualize|appreciate)\b"
+    r"|\bthere\s+(?:is|are|was|were)\s+not\b|\bnor\b|\bneither\b"
+)
+POST_NEGATION = re.compile(
+    r"\b(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?not\s+(?:(?:\w+ly|been|be)\s+)?(?:seen|identified"
+    r"|visualized|visible|appreciated|present|evident|demonstrated|detected|noted|observed|enlarged|widened|dilated"
+    r"|apparent|shown|increased|enlarging|large|prominent|found)\b"
+    r"|\bno\s+longer\s+(?:(?:\w+ly|be)\s+)?(?:seen|visualized|visible|present|evident|identified|appreciated"
+    r"|demonstrated|noted|apparent|enlarged)\b"
+    r"|\b(?:(?:has|have|had)\s+)?(?:since\s+)?(?:\w+ly\s+)?"
+    + _NOT_FULLY
+    + r"(?:resolved|cleared|disappeared)\b"
+    r"|\b(?:has|have|had|was|were)\s+(?:since\s+)?(?:been\s+)?(?:removed|withdrawn|discontinued)\b"
+    r"|" + _NOT_FULLY + r"(?<!not\sbeen\s)\bremoved\b"
+    r"|\babsent\b|\bunlikely\b"
+    r"|\b(?:is|are|was|were|has\s+been|have\s+been)\s+(?:ruled\s+out|excluded)\b"
+)
+EXCLUSION_HEDGE = re.compile(
+    r"\b(?:cannot|can\s*not|can't|could\s+not|couldn't|unable\s+to|difficult\s+to|not\s+possible\s+to)\s+"
+    r"(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+|totally\s+|fully\s+|reliably\s+)?"
+    r"(?:exclude[ds]?|excluding|rule[ds]?\s+out|ruled\s+out)\b"
+    r"|\bnot\s+(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+|totally\s+|fully\s+)?(?:excluded|ruled\s+out)\b"
+)
+# "X may represent Y": X is what is seen, Y the hedged reading of it (so the hedge only reaches forward).
+_INTERPRETS = (
+    r"(?:represent|reflect|indicate|signify|correspond\s+to|relate\s+to"
+    r"|be\s+related\s+to|be\s+secondary\s+to)\b"
+)
+PRE_UNCERTAINTY = re.compile(
+    r"\b(?:possible|possibly|probable|probably|likely|questionable|questionably|presumed|presumably|presumptive"
+    r"|suspected|suspect|suspicious|suspicion|concern|concerning|worrisome|suggest\w*|equivocal"
+    r"|perhaps|potential|potentially|question\s+of|differential\s+(?:diagnosis\s+)?(?:includes?|considerations?"
+    r"|would\s+include)|(?:to\s+)?rule\s+out|r/o|(?:evaluate|eval|assess|evaluation|assessment)\s+(?:for|of)"
+    r"|to\s+exclude|consider|considered|thought\s+to\s+represent|atypical)\b"
+    r"|\b(?:may|might|could|can)\s+(?:also\s+)?"
+    + _INTERPRETS
+    + r"|\b(?:likely|probably|possibly|presumably)\s+(?:represent|reflect|indicat|relat)\w*"
+)
+# "X is likely" hedges X, but in "X is most likely Y" X is what is seen and Y the hedged reading:
+# a copula hedge reaches back only when the statement ends there or goes on with a place or a cause.
+_HEDGE_ENDS = (
+    r"(?=\s*(?:[.,;:)]|$)|\s+(?:present|seen|noted|identified|given|due|related|secondary|in|at|on|within|along"
+    r"|and|but|although|though|however|if|as|to|from|with|for|by|particularly|especially|clinically)\b)"
+)
+POST_UNCERTAINTY = re.compile(
+    r"\b(?:is|are|was|were|appears?|seems?|remains?)\s+(?:(?:most|more|less|also|felt|thought|not)\s+)?"
+    r"(?:likely|probable|probably|possible|possibly|suspected|questionable|questioned|favou?red|considered"
+    r"|a\s+consideration|a\s+concern|certain|uncertain|equivocal|indeterminate)\b"
+    + _HEDGE_ENDS
+    + r"|\b(?:likely|possibly|probably|suspected|questioned|questionable)\s*(?=[.;,]|$)"
+)
+EITHER_SIDE_UNCERTAINTY = re.compile(
+    r"\b(?:may|might|could)\b(?!\s+(?:also\s+)?" + _INTERPRETS + r")|\bdifferential\b|\?"
+    r"|\bin\s+the\s+(?:appropriate|correct|proper|right)\s+clinical\s+(?:setting|context|scenario)\b"
+)
+# "atelectasis versus pneumonia": both alternatives are uncertain, but only the words right beside it.
+ALTERNATIVES = re.compile(r"\b(?:versus|vs)\b")
+_ALTERNATIVE_GAP = 2  # at most this many words between "versus" and an alternative it hedges
+# Cue kinds, in the order they are checked.
+EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, EITHER_UNC, VERSUS = (
+    "exclusion",
+    "pre_neg",
+    "post_neg",
+    "pre_unc",
+    "post_unc",
+    "either_unc",
+    "versus",
+)
+_CUE_PATTERNS = (
+    (EXCLUSION, EXCLUSION_HEDGE),
+    (PRE_NEG, PRE_NEGATION),
+    (POST_NEG, POST_NEGATION),
+    (PRE_UNC, PRE_UNCERTAINTY),
+    (POST_UNC, POST_UNCERTAINTY),
+    (EITHER_UNC, EITHER_SIDE_UNCERTAINTY),
+    (VERSUS, ALTERNATIVES),
+)
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A negation or uncertainty word found in the text: offsets and kind."""
+
+    start: int
+    end: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """One prepared text with its cues and boundaries, computed once and shared by all its mentions."""
+
+    text: str
+    breaks: list[int]
+    stops: list[int]
+    commas: list[int]
+    cues: list[Cue]
+    cue_starts: list[int]
+
+
+def analyse(prepared: str) -> Scopes:
+    """Cues and clause boundaries of a prepared (lower-cased, same-length) text."""
+    cues = [
+        Cue(m.start(), m.end(), kind) for kind, pattern in _CUE_PATTERNS for m in pattern.finditer(prepared)
+    ]
+    cues.sort(key=lambda cue: cue.start)
+    return Scopes(
+        prepared,
+        clause_breaks(prepared),
+        negation_stops(prepared),
+        commas(prepared),
+        cues,
+        [cue.start for cue in cues],
+    )
+
+
+def _before(positions: list[int], offset: int, floor: int) -> int:
+    """The last position < offset (at least ``floor``)."""
+    i = bisect_left(positions, offset)
+    return max(positions[i - 1], floor) if i else floor
+
+
+def _after(positions: list[int], offset: int, ceiling: int) -> int:
+    """The first position >= offset (at most ``ceiling``)."""
+    i = bisect_left(positions, offset)
+    return min(positions[i], ceiling) if i < len(positions) else ceiling
+
+
+def clause_bounds(scopes: Scopes, start: int, end: int) -> tuple[int, int]:
+    """Start and end of the clause holding ``[start, end)``."""
+    return _before(scopes.breaks, start, 0), _after(scopes.breaks, end, len(scopes.text))
+
+
+def forward_limit(scopes: Scopes, end: int) -> int:
+    """Where a statement about ``text[:end]`` stops: the clause end or a negation stop, whichever is first."""
+    clause_end = _after(scopes.breaks, end, len(scopes.text))
+    return _after(scopes.stops, end, clause_end)
+
+
+def classify(scopes: Scopes, start: int, end: int) -> tuple[int, Cue | None]:
+    """Code of the mention at ``[start, end)`` (1, 0 or -1) and the cue that decided it (None if positive)."""
+    clause_start, clause_end = clause_bounds(scopes, start, end)
+    negation_reach = _before(scopes.stops, start, clause_start)  # a pre-negation must come after this
+    stretch_start = max(_before(scopes.commas, start, clause_start), negation_reach)
+    stretch_end = min(_after(scopes.commas, end, clause_end), _after(scopes.stops, end, clause_end))
+    first = bisect_left(scopes.cue_starts, negation_reach)  # no cue before this can reach the mention
+    last = max(stretch_end, end)
+    found: dict[str, Cue] = {}
+    for cue in scopes.cues[first:]:
+        if cue.start >= last:
+            break
+        if _applies(scopes.text, cue, start, end, negation_reach, stretch_start, stretch_end):
+            found.setdefault(cue.kind, cue)
+    for kinds, code in (
+        ((EXCLUSION,), UNCERTAIN),
+        ((PRE_NEG, POST_NEG), NEGATIVE),
+        ((PRE_UNC, POST_UNC, EITHER_UNC, VERSUS), UNCERTAIN),
+    ):
+        for kind in kinds:
+            if kind in found:
+                return code, found[kind]
+    return POSITIVE, None
+
+
+def _applies(
+    text: str, cue: Cue, start: int, end: int, negation_reach: int, stretch_start: int, stretch_end: int
+) -> bool:
+    """Whether ``cue`` reaches the mention ``[start, end)`` (see the module docstring)."""
+    inside = start <= cue.start < end
+    before = cue.end <= start
+    after = end <= cue.start < stretch_end
+    if cue.kind in (EXCLUSION, PRE_NEG):
+        reaches_forward = before and cue.start >= negation_reach
+        return inside or reaches_forward or (cue.kind == EXCLUSION and after)
+    if cue.kind == POST_NEG:
+        return inside or after
+    if cue.kind == PRE_UNC:
+        return inside or (before and cue.start >= stretch_start)
+    if cue.kind == POST_UNC:
+        return inside or after
+    if cue.kind == VERSUS:
+        gap = (
+            text[end : cue.start]
+            if after
+            else text[cue.end : start]
+            if before and cue.start >= stretch_start
+            else None
+        )
+        return inside or (gap is not None and len(gap.split()) <= _ALTERNATIVE_GAP)
+    return inside or after or (before and cue.start >= stretch_start)  # EITHER_UNC

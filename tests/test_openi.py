@@ -4,6 +4,7 @@ import gzip
 import io
 import tarfile
 import xml.etree.ElementTree as ET
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,7 @@ def test_nlm_import_counts_every_skip_and_names_the_file(nlm_import):
     assert sorted(f.rsplit("/", 1)[-1] for f in by_reason["image unreadable"]) == \
         ["CXR7_IM-0107-2001.png", "CXR9_IM-0109-1001.png"]
     assert by_reason["report without a readable image"][0].endswith("9.xml")
+    assert skipped.loc[skipped["reason"] == "report without images", "uid"].tolist() == ["5"]
     details = skipped.set_index("image_id")["detail"]
     assert "truncated" in details["CXR9_IM-0109-1001"] and "0x" not in details["CXR7_IM-0107-2001"]
     assert summary["images"]["png_modes"] == {"L": 9, "I;16": 1, "RGB": 1}
@@ -162,7 +164,7 @@ def test_labels_from_the_labeler_and_from_mesh_are_both_written(nlm_import):
     assert chexpert.drop(columns=["subject_id", "study_id"]).equals(labeler[list(CHEXPERT_LABELS)].reset_index(drop=True))
     for uid in WRITTEN_UIDS:  # the labeler read the text as the layout holds it
         text = (out / "mimic-cxr-reports" / "files" / "p10" / f"p{subject_id(uid)}" / f"s{study_id(uid)}.txt").read_text()
-        expected = label_sections(extract_sections(text), read="impression").labels
+        expected = label_sections(extract_sections(text), read="findings_impression").labels  # the default
         assert [labeler.loc[str(uid), n] for n in CHEXPERT_LABELS] == \
             ["" if expected.get(n) is None else str(float(expected[n])) for n in CHEXPERT_LABELS]
     assert labeler.loc["7", "Pneumothorax"] == "1.0" and labeler.loc["1", "No Finding"] == "1.0"
@@ -183,10 +185,10 @@ def test_mesh_labels_can_make_the_chexpert_csv_and_sections_reach_the_labeler(tm
 
     monkeypatch.setattr(labeling, "label_sections", spy)
     reports, images = write_nlm(tmp_path / "download", archive=False)
-    run_import(reports, images, tmp_path / "out", labels="mesh", label_sections="findings_impression")
+    run_import(reports, images, tmp_path / "out", labels="mesh", label_sections="impression")
     chexpert = read_gz(tmp_path / "out" / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-chexpert.csv.gz")
     mesh = read_gz(tmp_path / "out" / "openi-labels-mesh.csv.gz")
-    assert chexpert.equals(mesh.drop(columns="uid")) and set(reads) == {"findings_impression"}
+    assert chexpert.equals(mesh.drop(columns="uid")) and set(reads) == {"impression"}
     layout = read_layout(tmp_path / "out" / "mimic-cxr-jpg", tmp_path / "out" / "mimic-cxr-reports")
     assert (layout.images["Fracture"] == -2).all()  # blank = not mentioned: masked out when training
 
@@ -215,6 +217,18 @@ def test_kaggle_form_takes_views_from_its_projections_csv(tmp_path):
     assert reasons["image unreadable"] == 2 and not result.warnings
     layout = read_layout(tmp_path / "out" / "mimic-cxr-jpg", tmp_path / "out" / "mimic-cxr-reports")
     assert layout.skipped.empty and layout.view_counts == {"PA": 6, "LATERAL": 4, "AP": 1}
+
+
+def test_the_kaggle_zip_as_downloaded_gives_the_same_layout(tmp_path):
+    folder, images = write_kaggle(tmp_path)
+    archive = tmp_path / "archive.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                handle.write(path, path.relative_to(folder).as_posix())
+    run_import(folder, images, tmp_path / "from-folder")
+    run_import(archive, archive, tmp_path / "from-zip")
+    assert layout_files(tmp_path / "from-folder") == layout_files(tmp_path / "from-zip")
 
 
 def test_nlm_form_takes_views_from_kaggles_projections_csv(tmp_path):

@@ -38,9 +38,10 @@ def add_openi_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=LABEL_SOURCES, default="labeler",
                         help="labels of the layout's chexpert CSV: the report labeler (14 labels) or the "
                              "MeSH coding (8 labels, 6 blank); both files are written anyway (default: labeler)")
-    parser.add_argument("--label-sections", choices=READ_SECTIONS, default="impression",
-                        help="what the labeler reads: the impression (CheXpert's rule, as MIMIC's labels; default) "
-                             "or findings + impression")
+    parser.add_argument("--label-sections", choices=READ_SECTIONS, default="findings_impression",
+                        help="what the labeler reads: findings + impression (default: what Open-i's coders read; "
+                             "agrees best with their MeSH coding) or the impression only (CheXpert's rule, as "
+                             "MIMIC-CXR-JPG's labels; Open-i's terse impressions then lose many findings)")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                         help=f"longest JPEG side in px (default {DEFAULT_MAX_SIDE}; 0 keeps the full ~2,500 px). "
                              "Smaller is faster to convert and to prepare and takes less disk; a 128-224 px "

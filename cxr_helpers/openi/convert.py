@@ -31,6 +31,9 @@ from cxr_helpers.openi.views import mediastinum_contrast
 
 JPEG_QUALITY = 95
 DEFAULT_MAX_SIDE = 1024
+# Box-average by the whole factor first (2 for a 2,500 px PNG at 1,024), then Lanczos the rest:
+# twice as fast as Lanczos alone (benchmarks/bench_openi.py), no visible difference at 128-1,024 px.
+REDUCING_GAP = 1.1
 IN_FLIGHT_PER_WORKER = 4  # images read ahead per worker: bounds memory when streaming an archive
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, Image.DecompressionBombError)
 
@@ -82,7 +85,7 @@ def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
         return image
     scale = max_side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
 
 
 def write_jpeg(image: Image.Image, path: Path) -> None:

@@ -68,7 +68,7 @@ class ImportOptions:
     out: Path
     projections: Path | None = None
     labels: str = "labeler"  # which label file becomes the layout's chexpert CSV: "labeler" or "mesh"
-    label_sections: str = "impression"  # what the labeler reads: "impression" or "findings_impression"
+    label_sections: str = "findings_impression"  # what the labeler reads (or "impression"; see labeling.py)
     max_side: int | None = DEFAULT_MAX_SIDE
     workers: int | None = None  # None: all cores
     guess_views: bool = True  # guess frontal/lateral from the image where the projections CSV is silent
@@ -232,7 +232,7 @@ def import_openi(options: ImportOptions, log: Callable[[str], None] = print) -> 
     labels = label_tables(kept, sections, options.label_sections)
     images = pd.DataFrame(rows)
     paths = write_tables(out, images, labels, options.labels, options.split_fractions, options.seed)
-    skipped = pd.DataFrame([s.as_row() for s in skips], columns=list(SKIPPED_COLUMNS))
+    skipped = pd.DataFrame([s.as_row() for s in skips], columns=list(SKIPPED_COLUMNS)).astype({"uid": "Int64"})
     summary, warnings = build_summary(
         options=options, form=form, files_read=files_read, parsed=parsed, kept=kept, images=images,
         images_seen=walk.files, skipped=skipped, labels=labels, not_round_trip=not_round_trip,

@@ -125,10 +125,12 @@ class ImageWalk:
     Images are matched to reports by ``records.image_key``, so NLM ids and Kaggle file names meet.
     """
 
-    def __init__(self, images: Path, wanted: dict[str, tuple[str, Path]], unwanted: set[str], max_side: int | None):
+    def __init__(self, images: Path, out: Path, usable: list[OpenIReport], others: list[OpenIReport],
+                 max_side: int | None):
         self.images, self.max_side = Path(images), max_side
-        self.wanted = wanted  # image key -> (dicom id, JPEG path)
-        self.unwanted = unwanted  # image keys of reports left out
+        self.wanted = {image_key(i): (i, image_path(out / JPG_DIR, subject_id(r.uid), study_id(r.uid), i))
+                       for r in usable for i in r.image_ids}  # image key -> (dicom id, JPEG to write)
+        self.unwanted = {image_key(i) for r in others for i in r.image_ids}  # images of reports left out
         self.seen: dict[str, str] = {}  # image key -> file it was read from
         self.skips: list[Skip] = []
         self.files = 0
@@ -189,16 +191,33 @@ def image_rows(reports: list[OpenIReport], results: dict[str, Converted], walk: 
     return rows, skips
 
 
+def write_reports(out: Path, reports: list[OpenIReport]) -> tuple[dict[int, dict[str, str]], list[str]]:
+    """Write each report's text; its sections as the workbook reads them, and files that do not read back."""
+    sections, not_round_trip = {}, []
+    for report in reports:
+        path, text = write_report(out / REPORTS_DIR, report)
+        sections[report.uid] = extract_sections(text)
+        if not round_trips(report, text):
+            not_round_trip.append(str(path))
+    return sections, not_round_trip
+
+
+def check_inputs(options: ImportOptions) -> Path:
+    """Valid options and existing inputs; returns the output folder (never inside the download)."""
+    if options.labels not in LABEL_SOURCES:
+        raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {options.labels!r}")
+    given = [p for p in (options.reports, options.images, options.projections) if p is not None]
+    for path in given:
+        if not Path(path).exists():
+            raise OpenIError(f"{path} not found")
+    return check_out_folder(options.out, given)
+
+
 def import_openi(options: ImportOptions, log: Callable[[str], None] = print) -> ImportResult:
     """Import the download into the MIMIC layout under ``options.out`` (see the module docstring)."""
     start = time.perf_counter()
-    if options.labels not in LABEL_SOURCES:
-        raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {options.labels!r}")
     log(licence_notice())
-    for given in (options.reports, options.images, options.projections):
-        if given is not None and not Path(given).exists():
-            raise OpenIError(f"{given} not found")
-    out = check_out_folder(options.out, [p for p in (options.reports, options.images, options.projections) if p])
+    out = check_inputs(options)
     form, reports, skips, files_read, projections = read_reports(options)
     parsed = len(reports)
     reports, duplicate_skips = drop_duplicates(reports)
@@ -206,11 +225,9 @@ def import_openi(options: ImportOptions, log: Callable[[str], None] = print) -> 
     skips += duplicate_skips + report_skips
     log(f"{form} form: {files_read} reports read, {len(usable)} with images and text to label; converting their "
         f"{sum(len(r.image_ids) for r in usable)} images ...")
-    wanted = {image_key(i): (i, image_path(out / JPG_DIR, subject_id(r.uid), study_id(r.uid), i))
-              for r in usable for i in r.image_ids}
     usable_uids = {r.uid for r in usable}
-    unwanted = {image_key(i) for r in reports if r.uid not in usable_uids for i in r.image_ids}
-    walk = ImageWalk(options.images, wanted, unwanted, options.max_side)
+    others = [r for r in reports if r.uid not in usable_uids]
+    walk = ImageWalk(options.images, out, usable, others, options.max_side)
     workers = max(1, options.workers or os.cpu_count() or 1)
     convert_start = time.perf_counter()
     results = convert_images(walk, workers, options.progress)
@@ -223,12 +240,7 @@ def import_openi(options: ImportOptions, log: Callable[[str], None] = print) -> 
     if not kept:
         raise OpenIError(f"nothing to write: no report of {options.reports} has a readable image in {options.images} "
                          f"({len(skips)} things skipped; are the two from the same collection?)")
-    sections, not_round_trip = {}, []
-    for report in kept:
-        path, text = write_report(out / REPORTS_DIR, report)
-        sections[report.uid] = extract_sections(text)
-        if not round_trips(report, text):
-            not_round_trip.append(str(path))
+    sections, not_round_trip = write_reports(out, kept)
     labels = label_tables(kept, sections, options.label_sections)
     images = pd.DataFrame(rows)
     paths = write_tables(out, images, labels, options.labels, options.split_fractions, options.seed)

@@ -292,6 +292,8 @@ def test_missing_inputs_and_wrong_kinds_are_clear_errors(tmp_path):
     reports, images = write_nlm(tmp_path / "download", archive=True)
     with pytest.raises(OpenIError, match="not found"):
         run_import(tmp_path / "nowhere.tgz", images, tmp_path / "out")
+    with pytest.raises(ValueError, match="max side"):
+        run_import(reports, images, tmp_path / "out", max_side=-1)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(OpenIError, match="no XML reports"):

@@ -56,6 +56,7 @@ from cxr_helpers.openi.views import decide_view, view_position
 from cxr_helpers.reports import extract_sections
 
 PNG_SUFFIXES = (".png",)
+MIN_SIDE = 32  # the workbook's smallest image size
 SKIPPED_COLUMNS = ("file", "uid", "image_id", "reason", "detail")
 
 
@@ -206,6 +207,8 @@ def check_inputs(options: ImportOptions) -> Path:
     """Valid options and existing inputs; returns the output folder (never inside the download)."""
     if options.labels not in LABEL_SOURCES:
         raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {options.labels!r}")
+    if options.max_side is not None and options.max_side < MIN_SIDE:
+        raise ValueError(f"max side must be at least {MIN_SIDE} px (or 0 / None for full size), got {options.max_side}")
     given = [p for p in (options.reports, options.images, options.projections) if p is not None]
     for path in given:
         if not Path(path).exists():

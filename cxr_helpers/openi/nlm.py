@@ -94,10 +94,3 @@ def read_nlm_reports(path: Path) -> tuple[list[OpenIReport], list[Skip], int]:
     reports.sort(key=lambda r: (r.uid, base_name(r.source)))
     return reports, skips, files
 
-
-def looks_like_nlm_reports(path: Path) -> bool:
-    """True for a tar/zip archive or a folder holding XML files (directly or in ecgen-radiology/)."""
-    path = Path(path)
-    if path.is_file():
-        return archive_kind(path) in ("tar", "zip")
-    return any(path.glob("*.xml")) or any(path.glob("*/*.xml"))

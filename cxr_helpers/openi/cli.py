@@ -22,6 +22,9 @@ then: CXR_PROFILE=openi python -m cxr_helpers prepare   (docs/openi.md)"""
 
 def add_openi_arguments(parser: argparse.ArgumentParser) -> None:
     """The openi subcommand's options."""
+    parser.description = ("Convert the Open-i Indiana University chest X-ray collection (NLM's or Kaggle's form)\n"
+                          "into the MIMIC-CXR-JPG + reports layout the workbook reads.\n"
+                          "Licence CC BY-NC-ND 4.0: keep what it writes private.")
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--reports", required=True, type=Path,
@@ -44,8 +47,8 @@ def add_openi_arguments(parser: argparse.ArgumentParser) -> None:
                              "MIMIC-CXR-JPG's labels; Open-i's terse impressions then lose many findings)")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                         help=f"longest JPEG side in px (default {DEFAULT_MAX_SIDE}; 0 keeps the full ~2,500 px). "
-                             "Smaller is faster to convert and to prepare and takes less disk; a 128-224 px "
-                             "model loses nothing above 1024, a look at fine detail needs full size")
+                             "Smaller converts and prepares faster and takes less disk; a model at 128-224 px "
+                             "loses nothing from 1,024 px JPEGs; keep full size only to look at fine detail")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes converting images (default: all cores; the output is the same)")
     parser.add_argument("--no-view-guess", dest="guess_views", action="store_false",

@@ -43,8 +43,10 @@ def timed(function, repeats: int) -> tuple[float, float]:
 
 def latency_table(settings, repeats: int) -> pd.DataFrame:
     """Seconds per explanation and per browser update, nothing cached (fresh cache objects per call)."""
-    from cxr_helpers.explain import CAM_METHODS, ExplanationCache, StudyExplainer
-    from cxr_helpers.explain_browser import ExplanationBrowser
+    from cxr_helpers.explain.browser import ExplanationBrowser
+    from cxr_helpers.explain.cache import ExplanationCache
+    from cxr_helpers.explain.gradcam import CAM_METHODS
+    from cxr_helpers.explain.study import StudyExplainer
 
     explainer = StudyExplainer.from_settings(settings, cache=False)
     studies = explainer.study_ids("test")
@@ -95,7 +97,7 @@ def latency_table(settings, repeats: int) -> pd.DataFrame:
 
 def main() -> None:
     from cxr_helpers.config import load_settings
-    from cxr_helpers.faithfulness import per_label_table, run_faithfulness, summary_table
+    from cxr_helpers.explain.faithfulness.report import per_label_table, run_faithfulness, summary_table
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", default=None, help="artifacts folder (default: CXR_ARTIFACTS_DIR or artifacts/<profile>)")
@@ -115,7 +117,8 @@ def main() -> None:
         print(latency_table(settings, args.repeats).to_string(index=False))
         if args.skip_faithfulness:
             return
-        from cxr_helpers.explain import ExplanationCache, StudyExplainer
+        from cxr_helpers.explain.cache import ExplanationCache
+        from cxr_helpers.explain.study import StudyExplainer
 
         explainer = StudyExplainer.from_settings(settings, cache=False)
         with tempfile.TemporaryDirectory() as folder:

@@ -3,7 +3,7 @@
 Usage (on the default phantom, after notebooks 01-03 or the CLI equivalents):
     python benchmarks/bench_fusion.py [--artifacts DIR] [--batches N] [--skip-train]
 
-Part 1 runs ``fusion.train_fusion`` (a finished run is loaded, not retrained) and prints macro AUROC
+Part 1 runs ``train_fusion`` (a finished run is loaded, not retrained) and prints macro AUROC
 and the paper's masked accuracy for image-only, text-only and every fusion model, the leakage table
 and the modality reliance. Part 2 times one training epoch of the concat model (and FiLM) with
 frozen, cached encoders, with the image encoder fine-tuned on cached text, and end to end (the
@@ -22,9 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cxr_helpers import fusion
 from cxr_helpers.config import load_settings, pick_device, seed_everything
 from cxr_helpers.datasets import load_split_datasets, make_loader
+from cxr_helpers.fusion.build import build_fusion_model, load_image_encoder
+from cxr_helpers.fusion.tables import comparison_table, epoch_seconds_table, leakage_table, reliance_table
+from cxr_helpers.fusion.train import FROZEN_ENCODERS_LR, tokenize_texts, train_fusion
+from cxr_helpers.fusion.trunk_cache import CachedImageDataset, cache_image_trunks
 from cxr_helpers.metrics import masked_bce
 
 
@@ -63,20 +66,21 @@ def time_epoch(model: torch.nn.Module, dataset, settings, lr: float, batches: in
 def speed_table(settings, batches: int | None) -> pd.DataFrame:
     """Epoch time of four ways to train fusion on the findings+impression reports, measured now."""
     from cxr_helpers.prepare import load_cohort, open_image_cache
-    from cxr_helpers.text_model import cached_embeddings, load_text_encoder, text_column
+    from cxr_helpers.reports import text_column
+    from cxr_helpers.text.embeddings import cached_embeddings, load_text_encoder
 
     cohort = load_cohort(settings.artifacts_dir)
     images = open_image_cache(settings.artifacts_dir, settings.image_size)
     tokenizer, encoder = load_text_encoder(settings.text_model, settings, progress=False)
     features = cached_embeddings(settings, cohort, "findings_impression", progress=False, encoder=(tokenizer, encoder))
     splits = load_split_datasets(settings, ("train",), text_features=features)
-    tokens = fusion.tokenize_texts(tokenizer, cohort[text_column("findings_impression")].tolist(), settings.max_text_length)
+    tokens = tokenize_texts(tokenizer, cohort[text_column("findings_impression")].tolist(), settings.max_text_length)
     token_splits = load_split_datasets(settings, ("train",), tokens=tokens)
     began = time.perf_counter()
-    trunks = fusion.cache_image_trunks(fusion.load_image_encoder(settings), cohort, images, ["pooled", "layer3"],
+    trunks = cache_image_trunks(load_image_encoder(settings), cohort, images, ["pooled", "layer3"],
                                        settings.batch_size, progress=False)
     cache_seconds = time.perf_counter() - began
-    head_lr = max(settings.lr, fusion.FROZEN_ENCODERS_LR)
+    head_lr = max(settings.lr, FROZEN_ENCODERS_LR)
     rows = []
     for label, strategy, how in (
         ("concat: both encoders frozen, outputs cached", "concat", "cached"),
@@ -87,14 +91,14 @@ def speed_table(settings, batches: int | None) -> pd.DataFrame:
         seed_everything(settings.seed)
         if how == "end_to_end":
             _, fresh = load_text_encoder(settings.text_model, settings, progress=False)
-            model = fusion.build_fusion_model(settings, strategy, fresh.config.hidden_size, text_encoder=fresh)
+            model = build_fusion_model(settings, strategy, fresh.config.hidden_size, text_encoder=fresh)
             dataset, lr = token_splits["train"], settings.lr
         else:
-            model = fusion.build_fusion_model(settings, strategy, features.shape[1], freeze_image=how == "cached")
+            model = build_fusion_model(settings, strategy, features.shape[1], freeze_image=how == "cached")
             dataset, lr = splits["train"], settings.lr
             if how == "cached":
                 model.use_cached_image(True)
-                dataset, lr = fusion.CachedImageDataset(dataset, trunks[model.trunk_kind]), head_lr
+                dataset, lr = CachedImageDataset(dataset, trunks[model.trunk_kind]), head_lr
         seconds, timed = time_epoch(model, dataset, settings, lr, batches)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         rows.append({"training": label, "trainable parameters": trainable, "seconds per epoch": seconds,
@@ -118,23 +122,23 @@ def main() -> None:
           f"batch {settings.batch_size} | lr {settings.lr} | text model {settings.text_model}\n")
 
     if not args.skip_train:
-        outcome = fusion.train_fusion(settings, progress=False)
+        outcome = train_fusion(settings, progress=False)
         print(f"train_fusion: {outcome['seconds']:.1f} s for {len(outcome['models'])} models "
               "(a finished run is loaded, not retrained)\n")
     metrics_dir = settings.metrics_dir
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
-        table = fusion.comparison_table(metrics_dir).drop(columns=["test_loss"])
-        validation = fusion.comparison_table(metrics_dir, "validate").set_index("model")
+        table = comparison_table(metrics_dir).drop(columns=["test_loss"])
+        validation = comparison_table(metrics_dir, "validate").set_index("model")
         table["validate_accuracy"] = table["model"].map(validation["validate_accuracy"])
         table["validate_macro_auroc"] = table["model"].map(validation["validate_macro_auroc"])
         print("All models (test split; paper: fusion test accuracy 0.7950, image-only val accuracy 0.7047)")
         print(table.to_string(index=False), "\n")
         print("Leakage: test macro AUROC per text setting")
-        print(fusion.leakage_table(metrics_dir).to_string(), "\n")
+        print(leakage_table(metrics_dir).to_string(), "\n")
         print("Modality reliance: test macro AUROC with one modality removed")
-        print(fusion.reliance_table(metrics_dir).to_string(), "\n")
+        print(reliance_table(metrics_dir).to_string(), "\n")
         print("Epoch seconds recorded by train_fusion")
-        print(fusion.epoch_seconds_table(metrics_dir).to_string(), "\n")
+        print(epoch_seconds_table(metrics_dir).to_string(), "\n")
         print(f"Epoch time side by side, measured now ({'full epoch' if not args.batches else f'{args.batches} batches, scaled'})")
         print(speed_table(settings, args.batches or None).to_string())
     print("\nmachine:", machine())

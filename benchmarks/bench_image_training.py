@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -146,8 +145,8 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as temporary:
+        scratch = Path(temporary)
         from cxr_helpers.images import open_image_cache
         from cxr_helpers.prepare import load_cohort
 
@@ -180,8 +179,6 @@ def main() -> None:
         megabytes = train.images.nbytes / 2**20
         print(f"\ncache: {train.images.shape[0]} x {args.image_size}^2 uint8 = {megabytes:.1f} MiB, first full read "
               f"{cold_seconds:.2f} s ({megabytes / max(cold_seconds, 1e-9):.0f} MiB/s; later epochs hit the page cache)")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -22,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
+from cxr_helpers.cohort import select_cohort
 from cxr_helpers.images import build_image_cache
-from cxr_helpers.mimic import read_layout, select_cohort
+from cxr_helpers.mimic import read_layout
 from cxr_helpers.phantom import write_phantom
 
 PAPER_STUDIES = 10_850
@@ -57,15 +57,13 @@ def without_draft():
 
 def time_cache(paths: list[str], size: int, workers: int) -> float:
     """Seconds to build a fresh cache of ``paths`` with ``workers`` processes."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-cache-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as temporary:
+        folder = Path(temporary)
         start = time.perf_counter()
         result = build_image_cache(paths, folder, size, workers=workers, progress=False)
         seconds = time.perf_counter() - start
         assert result.count == len(paths) and not result.failed, result.failed[:3]
         return seconds
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -77,8 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     counts = args.workers or sorted({1, os.cpu_count() or 1})
 
-    root = Path(tempfile.mkdtemp(prefix="bench-phantom-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench-phantom-") as temporary:
+        root = Path(temporary)
         start = time.perf_counter()
         write_phantom(root, n_studies=args.studies, image_size=256, seed=0, progress=False)
         start_read = time.perf_counter()
@@ -106,8 +104,6 @@ def main() -> None:
             paper_minutes = (PAPER_STUDIES / rate + PAPER_STUDIES / read_rate) / 60
             print(f"{mode:>18} {workers:>7} {len(paths):>7} {seconds:>8.2f} {rate:>9.1f} {rate / baseline:>8.2f}x "
                   f"{paper_minutes:>11.1f} min")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,12 @@ import torch
 from bench_prepare import MIMIC_ASPECT, enlarge_jpegs, time_cache
 from numpy.lib.format import open_memmap
 
+from cxr_helpers.cohort import select_cohort
 from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.image_model import ImageClassifier
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import masked_bce
-from cxr_helpers.mimic import read_layout, select_cohort
+from cxr_helpers.mimic import read_layout
 from cxr_helpers.phantom import write_phantom
 
 MIMIC_IMAGES = 377_110  # MIMIC-CXR-JPG v2.0.0, all views
@@ -168,7 +169,8 @@ def embedding_rate(reports: list[str], device: torch.device, batch_size: int, co
     """
     from transformers import BertConfig, BertModel
 
-    from cxr_helpers.text_model import compute_embeddings, wordpiece_vocabulary, wrap_tokenizer
+    from cxr_helpers.text.encoder import compute_embeddings
+    from cxr_helpers.text.tiny_bert import wordpiece_vocabulary, wrap_tokenizer
 
     tokenizer = wrap_tokenizer(wordpiece_vocabulary(reports))
     encoder = BertModel(BertConfig(vocab_size=len(tokenizer))).eval()

@@ -28,11 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cxr_helpers import text_model
 from cxr_helpers.config import TEXT_SETTINGS, load_settings, pick_device, seed_everything
 from cxr_helpers.datasets import cohort_targets, make_loader
 from cxr_helpers.metrics import evaluate
 from cxr_helpers.prepare import load_cohort
+from cxr_helpers.reports import text_column
+from cxr_helpers.text.embeddings import load_text_encoder
+from cxr_helpers.text.encoder import POOLINGS, compute_embeddings, quiet_transformers, text_pooling
+from cxr_helpers.text.heads import TextClassifier, TextHead
+from cxr_helpers.text.train import head_settings, text_loaders
 from cxr_helpers.training import fit, predict
 
 
@@ -74,31 +78,31 @@ def epoch_seconds(model, loaders, settings, device, folder: Path, name: str) -> 
 def timing_table(settings, cohort, encoder_pair, epochs: int, device, folder: Path) -> list[tuple[str, float, str]]:
     """Rows (what, seconds, note) for cached / re-encode / fine-tune on the findings+impression text."""
     tokenizer, encoder = encoder_pair
-    setting, pooling = "findings_impression", text_model.text_pooling(settings)
-    texts = cohort[text_model.text_column(setting)].tolist()
-    head_settings = dataclasses.replace(text_model.head_settings(settings), epochs=epochs)
+    setting, pooling = "findings_impression", text_pooling(settings)
+    texts = cohort[text_column(setting)].tolist()
+    trained_with = dataclasses.replace(head_settings(settings), epochs=epochs)
     began = time.perf_counter()
-    features = text_model.compute_embeddings(texts, tokenizer, encoder, settings.batch_size, settings.max_text_length,
-                                             device, progress=False, pooling=pooling)
+    features = compute_embeddings(texts, tokenizer, encoder, settings.batch_size, settings.max_text_length,
+                                  device, progress=False, pooling=pooling)
     cache_seconds = time.perf_counter() - began
     rows = [("build the cache (once)", cache_seconds, f"{len(texts)} reports encoded")]
 
     seed_everything(settings.seed)
-    loaders = text_model.text_loaders(settings, cohort, features)
-    head = text_model.TextHead(features.shape[1]).set_feature_stats(features[loaders["fit"].dataset.rows])
-    rows.append(("cached embeddings", epoch_seconds(head, loaders, head_settings, "cpu", folder, "cached"), "head on CPU"))
+    loaders = text_loaders(settings, cohort, features)
+    head = TextHead(features.shape[1]).set_feature_stats(features[loaders["fit"].dataset.rows])
+    rows.append(("cached embeddings", epoch_seconds(head, loaders, trained_with, "cpu", folder, "cached"), "head on CPU"))
 
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=settings.max_text_length,
                         return_tensors="np")
     tokens = {key: encoded[key].astype(np.int64) for key in ("input_ids", "attention_mask")}
     token_loaders = {"fit": make_loader(TokenDataset(cohort, tokens, "train"), settings.batch_size, True, settings.seed),
                      "validate": make_loader(TokenDataset(cohort, tokens, "validate"), settings.batch_size, False)}
-    for label, freeze, lr in (("re-encode every epoch", True, head_settings.lr), ("fine-tune encoder + head", False, 5e-5)):
+    for label, freeze, lr in (("re-encode every epoch", True, trained_with.lr), ("fine-tune encoder + head", False, 5e-5)):
         seed_everything(settings.seed)
-        _, fresh_encoder = text_model.load_text_encoder(settings.text_model, settings, progress=False)
-        head = text_model.TextHead(features.shape[1]).set_feature_stats(features[loaders["fit"].dataset.rows])
-        model = text_model.TextClassifier(fresh_encoder, head, tokenizer, pooling, settings.max_text_length, freeze)
-        run_settings = dataclasses.replace(head_settings, lr=lr)
+        _, fresh_encoder = load_text_encoder(settings.text_model, settings, progress=False)
+        head = TextHead(features.shape[1]).set_feature_stats(features[loaders["fit"].dataset.rows])
+        model = TextClassifier(fresh_encoder, head, tokenizer, pooling, settings.max_text_length, freeze)
+        run_settings = dataclasses.replace(trained_with, lr=lr)
         seconds = epoch_seconds(model, token_loaders, run_settings, device, folder, label.split()[0])
         rows.append((label, seconds, f"on {device}"))
     return rows
@@ -109,15 +113,15 @@ def pooling_table(settings, cohort, encoder_pair, device, folder: Path) -> list[
     tokenizer, encoder = encoder_pair
     rows = []
     for setting in TEXT_SETTINGS:
-        texts = cohort[text_model.text_column(setting)].tolist()
-        for pooling in text_model.POOLINGS:
-            features = text_model.compute_embeddings(texts, tokenizer, encoder, settings.batch_size,
+        texts = cohort[text_column(setting)].tolist()
+        for pooling in POOLINGS:
+            features = compute_embeddings(texts, tokenizer, encoder, settings.batch_size,
                                                      settings.max_text_length, device, progress=False, pooling=pooling)
             seed_everything(settings.seed)
-            loaders = text_model.text_loaders(settings, cohort, features)
-            head = text_model.TextHead(features.shape[1], dropout=settings.dropout)
+            loaders = text_loaders(settings, cohort, features)
+            head = TextHead(features.shape[1], dropout=settings.dropout)
             head.set_feature_stats(features[loaders["fit"].dataset.rows])
-            fit(head, loaders["fit"], loaders["validate"], text_model.head_settings(settings), folder,
+            fit(head, loaders["fit"], loaders["validate"], head_settings(settings), folder,
                 f"{setting}_{pooling}", resume=False, progress=False, device="cpu")
             scores = {split: evaluate(*predict(head, loaders[split], "cpu")[:2], settings.uncertainty_policy)["macro_auroc"]
                       for split in ("validate", "test")}
@@ -134,13 +138,13 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"artifacts_dir": Path(args.artifacts).resolve()} if args.artifacts else {}
     settings = load_settings(**overrides)
-    text_model.quiet_transformers()
+    quiet_transformers()
     device = pick_device(args.device)
     cohort = load_cohort(settings.artifacts_dir)
-    encoder_pair = text_model.load_text_encoder(settings.text_model, settings, progress=True)
+    encoder_pair = load_text_encoder(settings.text_model, settings, progress=True)
     print(f"machine: {machine()}")
     print(f"encoder: {settings.text_model} (hidden {encoder_pair[1].config.hidden_size}), pooling "
-          f"{text_model.text_pooling(settings)}, max_length {settings.max_text_length}, batch {settings.batch_size}, "
+          f"{text_pooling(settings)}, max_length {settings.max_text_length}, batch {settings.batch_size}, "
           f"{len(cohort)} cohort rows ({int((cohort['split'] == 'train').sum())} train)")
     with tempfile.TemporaryDirectory() as folder:
         rows = timing_table(settings, cohort, encoder_pair, args.epochs, device, Path(folder))

@@ -9,7 +9,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
 from cxr_helpers.config import load_settings, workbook_root
+from cxr_helpers.distributed import distributed_session, is_main_process, world_size
+from cxr_helpers.labeler.cli import add_label_arguments, run_label
+from cxr_helpers.phantom import write_phantom
+from cxr_helpers.phantom.probes import write_probes
+from cxr_helpers.prepare import add_prepare_arguments, ensure_phantom, run_prepare
+from cxr_helpers.results import results_table
 
 NOTEBOOKS = (
     "01_data_prep",
@@ -18,6 +27,8 @@ NOTEBOOKS = (
     "04_fusion_training",
     "05_interpretation",
 )
+
+
 def _settings_from_args(args: argparse.Namespace, **extra):
     """Settings from the environment, with the command line's --artifacts and friends on top."""
     overrides = {k: v for k, v in extra.items() if v is not None}
@@ -29,41 +40,40 @@ def _settings_from_args(args: argparse.Namespace, **extra):
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
-    from cxr_helpers.phantom import write_phantom
-
     summary = write_phantom(
-        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers
+        Path(args.out), n_studies=args.studies, image_size=args.image_size, seed=args.seed, workers=args.workers,
+        shortcut=args.shortcut,
     )
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    if args.shortcut:
+        print(f"Shortcut marker with {args.shortcut}: {summary['shortcut']['marker_share']} (ground_truth/markers.csv)")
     print(f"Phantom written to {args.out} (data: mimic-cxr-jpg/, reports: mimic-cxr-reports/)")
+    if args.probes:
+        probes = write_probes(Path(args.out) / "probes", per_label=args.probes,
+                              image_size=args.probe_size or args.image_size, seed=args.seed)
+        print(f"{len(probes)} probes (one finding each) written to {Path(args.out) / 'probes'}")
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from cxr_helpers.prepare import run_prepare
-
     return run_prepare(args) or 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cxr_helpers.distributed import distributed_session, is_main_process, world_size
-
     settings = _settings_from_args(args)
     with distributed_session() as distributed:  # a process group under torchrun (docs/scale.md), a no-op otherwise
         if distributed and is_main_process():
-            import torch
-
             print(f"torchrun: {world_size()} processes, {torch.distributed.get_backend()} backend", flush=True)
         if args.model == "image":
-            from cxr_helpers.training import train_image
+            from cxr_helpers.image_training import train_image
 
             train_image(settings)
         elif args.model == "text":
-            from cxr_helpers.text_model import train_text
+            from cxr_helpers.text.train import train_text
 
             train_text(settings)
         else:
-            from cxr_helpers.fusion import train_fusion
+            from cxr_helpers.fusion.train import train_fusion
 
             train_fusion(settings)
         if is_main_process():
@@ -72,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from cxr_helpers.explain import explain_study_to_files
+    from cxr_helpers.explain.export import explain_study_to_files
 
     settings = _settings_from_args(args, cam_method=args.cam_method)
     try:
@@ -89,10 +99,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def print_results(metrics_dir: Path) -> None:
     """Print the results table (all stages so far, with the paper's figures)."""
-    import pandas as pd
-
-    from cxr_helpers.results import results_table
-
     table = results_table(metrics_dir)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
@@ -133,8 +139,6 @@ def _local_kernel_config(sockets: Path):
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     if settings.profile == "phantom":
-        from cxr_helpers.prepare import ensure_phantom
-
         ensure_phantom(settings)
     os.environ.setdefault("CXR_ARTIFACTS_DIR", str(settings.artifacts_dir))
     executed = settings.artifacts_dir / "executed"
@@ -162,11 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--image-size", type=int, default=256, help="JPEG side in pixels")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    phantom.add_argument("--probes", type=int, default=0,
+                         help="also write this many probes per label to OUT/probes/ (one finding per image)")
+    phantom.add_argument("--probe-size", type=int, default=None, help="probe JPEG side (default: --image-size)")
+    phantom.add_argument("--shortcut", default=None, metavar="LABEL",
+                         help="plant a corner marker that goes with this finding in train/validate, not in test")
     phantom.set_defaults(run=cmd_phantom)
 
     prepare = commands.add_parser("prepare", help="cohort table + image cache (notebook 01's work)")
-    from cxr_helpers.prepare import add_prepare_arguments
-
     add_prepare_arguments(prepare)
     prepare.set_defaults(run=cmd_prepare)
 
@@ -191,8 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=cmd_explain)
 
     label = commands.add_parser("label", help="CheXpert-style labels from report text (docs/labeler.md)")
-    from cxr_helpers.labeler.cli import add_label_arguments, run_label
-
     add_label_arguments(label)
     label.set_defaults(run=run_label)
 

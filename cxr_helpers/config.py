@@ -14,11 +14,18 @@ their source: set an environment variable or pass overrides to ``load_settings``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxr_helpers.labels import UNCERTAINTY_POLICIES
 
 PROFILES = ("phantom", "mimic", "openi")
 CXR_BERT = "microsoft/BiomedVLP-CXR-BERT-general"
@@ -177,8 +184,6 @@ def load_settings(**overrides) -> Settings:
 
 
 def _validate(s: Settings) -> None:
-    from cxr_helpers.labels import UNCERTAINTY_POLICIES
-
     checks = [
         (s.views in ("frontal", "all"), f"views must be 'frontal' or 'all', got {s.views!r}"),
         (s.split in ("random", "official"), f"split must be 'random' or 'official', got {s.split!r}"),
@@ -197,19 +202,28 @@ def _validate(s: Settings) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) so runs repeat."""
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
 
 
+@contextlib.contextmanager
+def seeded_numpy(seed: int = 0) -> Iterator[None]:
+    """Seed NumPy's global random state for a block, then put the caller's state back.
+
+    shap (tie-breaking) and RandomCAM (channel weights) draw from the global state.
+    """
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def pick_device(prefer: str | None = None):
     """The best available torch device: cuda, then mps, then cpu (or ``prefer`` if given)."""
-    import torch
-
     if prefer:
         return torch.device(prefer)
     if torch.cuda.is_available():

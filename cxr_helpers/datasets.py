@@ -23,8 +23,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 from torch.utils.data.dataloader import default_collate
 from torch.utils.data.distributed import DistributedSampler
 
+from cxr_helpers.artifacts import MADE_BY
 from cxr_helpers.distributed import is_initialized
+from cxr_helpers.images import open_image_cache
 from cxr_helpers.labels import CHEXPERT_LABELS, VALID_CODES
+from cxr_helpers.prepare import load_cohort
 
 SPLITS = ("train", "validate", "test")
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -220,17 +223,12 @@ def load_split_datasets(
 
     Raises FileNotFoundError naming notebook 01 (or the prepare command) when they are missing.
     """
-    from cxr_helpers.images import open_image_cache
-    from cxr_helpers.prepare import load_cohort
-
     artifacts = Path(settings.artifacts_dir)
     needed = [artifacts / "cohort.csv", artifacts / f"images_{settings.image_size}.npy"]
     missing = [str(path) for path in needed if not path.exists()]
     if missing:
-        raise FileNotFoundError(
-            f"{', '.join(missing)} missing. Run notebook 01_data_prep.ipynb (or `python -m cxr_helpers prepare "
-            f"--out {artifacts} ...`) with the same CXR_IMAGE_SIZE={settings.image_size} first."
-        )
+        raise FileNotFoundError(f"{', '.join(missing)} missing. They are made by {MADE_BY['cohort']}; run that "
+                                f"first with the same CXR_IMAGE_SIZE={settings.image_size}.")
     cohort = load_cohort(artifacts)
     images = open_image_cache(artifacts, settings.image_size)
     return {split: CohortImageDataset(cohort, images, split, text_features, tokens) for split in splits}

@@ -2,9 +2,10 @@
 
 ``torchrun`` starts one process per GPU (or per CPU slot) and sets RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR and MASTER_PORT. ``init_distributed`` turns those into a process group
-(NCCL on CUDA, Gloo on the CPU) and pins each process to its own GPU; everything else
-(DistributedDataParallel, DistributedSampler, gathering predictions, rank-0-only writes) lives in
-``training.fit`` and ``datasets.make_loader``, which switch on when a group is initialised.
+(NCCL on CUDA, Gloo on the CPU) and pins each process to its own GPU. The DDP pieces ``fit``
+uses live here too (wrapping with SyncBatchNorm, one copy of BatchNorm statistics, a dropout
+stream per rank); ``training.fit`` and ``datasets.make_loader`` switch them on when a group is
+initialised (DistributedSampler, gathered predictions, rank-0-only writes).
 Outside torchrun every function here is a harmless no-op, so the same command runs both ways.
 """
 
@@ -17,6 +18,7 @@ from datetime import timedelta
 
 import numpy as np
 import torch
+from torch import nn
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 # How long a rank waits at a barrier. Rank 0 alone builds the shared caches (report embeddings of the
@@ -128,6 +130,54 @@ def sum_across_ranks(array: np.ndarray) -> np.ndarray:
         torch.distributed.all_reduce(tensor)
         array[...] = tensor.cpu().numpy()
     return array
+
+
+# ----------------------------------------------------------------------------- DDP and per-rank random streams
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (the model itself when not wrapped)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def ddp_device(device: torch.device) -> torch.device:
+    """Under torchrun on CUDA, "cuda" means this rank's GPU (set by distributed.init_distributed)."""
+    if device.type == "cuda" and device.index is None and is_initialized():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel, with SyncBatchNorm on CUDA so BatchNorm sees the global batch.
+
+    ``convert_sync_batchnorm`` swaps the BatchNorm modules inside ``model`` in place and keeps the
+    same Parameter objects (the optimizer is unaffected, state_dict keys are unchanged). Gloo on the
+    CPU has no SyncBatchNorm kernel: there each rank normalises with its own batch's statistics.
+    """
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics) before evaluating.
+
+    DDP broadcasts them at the start of each training forward, but the last step leaves each
+    rank's statistics updated by its own shard; evaluation and the saved checkpoint need one copy.
+    """
+    if is_initialized():
+        for buffer in unwrap(model).buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
+def seed_rank_epoch(seed: int, epoch: int) -> None:
+    """Under torchrun, a torch RNG stream per (seed, epoch, rank).
+
+    Without it every rank would draw the same dropout masks (the same seed everywhere), and a
+    resumed job repeats an uninterrupted one exactly because the stream depends on the epoch only.
+    """
+    entropy = np.random.SeedSequence([int(seed), int(epoch), rank()]).generate_state(1)[0]
+    torch.manual_seed(int(entropy))
+
 
 
 @contextmanager

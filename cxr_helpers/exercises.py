@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from cxr_helpers import solutions
-from cxr_helpers.explain import TextExplanation
+from cxr_helpers.explain.shap_text import TextExplanation
 from cxr_helpers.labels import NUM_LABELS, label_index
 from cxr_helpers.metrics import masked_accuracy
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
-from torchvision.models import ResNet, resnet18
+from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from cxr_helpers.labels import NUM_LABELS
 
@@ -21,6 +22,15 @@ STAGES = ("conv1", "bn1", "layer1", "layer2", "layer3")
 FREEZE_CHOICES = ("none", "layer1", "layer2", "layer3")
 CONV1_INITS = ("rgb_sum", "random")
 FEATURE_DIM = 512
+# Stages a Grad-CAM can target, from fine (layer2: stride 8) to coarse (layer4: stride 32, the usual choice).
+CAM_LAYERS = ("layer2", "layer3", "layer4")
+
+
+def cam_layer(backbone: ResNet, name: str = "layer4") -> nn.Module:
+    """The ResNet stage ``name`` (one of ``CAM_LAYERS``), a clear error for any other."""
+    if name not in CAM_LAYERS:
+        raise ValueError(f"Grad-CAM layer must be one of {CAM_LAYERS}, got {name!r}")
+    return getattr(backbone, name)
 
 
 def _frozen_stage_names(freeze_through: str) -> tuple[str, ...]:
@@ -64,10 +74,9 @@ class ImageClassifier(nn.Module):
             getattr(self.backbone, name).eval()
         return self
 
-    @property
-    def target_layer(self) -> nn.Module:
-        """The last convolutional stage, the usual Grad-CAM target."""
-        return self.backbone.layer4
+    def cam_layer(self, name: str = "layer4") -> nn.Module:
+        """A ResNet stage to compute Grad-CAM on (``CAM_LAYERS``; layer4, the last one, is the usual target)."""
+        return cam_layer(self.backbone, name)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """The 512-d pooled feature vector (B, 512) before dropout and the linear head."""
@@ -90,8 +99,6 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 
 def parameter_table(model: ImageClassifier):
     """One row per backbone stage: parameters and whether they train (a pandas DataFrame)."""
-    import pandas as pd
-
     rows = []
     for name, module in model.backbone.named_children():
         count = sum(p.numel() for p in module.parameters())
@@ -103,8 +110,6 @@ def parameter_table(model: ImageClassifier):
 
 def imagenet_state_dict(progress: bool = True) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet ResNet-18 weights (downloaded once into the torch hub cache)."""
-    from torchvision.models import ResNet18_Weights
-
     try:
         return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=progress)
     except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError

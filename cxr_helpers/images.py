@@ -13,21 +13,19 @@ killed run resumes where it stopped and a half-written cache never looks finishe
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.format import open_memmap
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from cxr_helpers.artifacts import MADE_BY, read_json, sha256_hex, write_json
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-MISSING_CACHE_HINT = (
-    "It is written by notebook 01 (notebooks/01_data_prep.ipynb) or "
-    "`python -m cxr_helpers prepare --data DIR --reports DIR --out ARTIFACTS`; run one of them first."
-)
+MISSING_CACHE_HINT = f"It is written by {MADE_BY['cohort']}; run one of them first."
 
 
 class ImageReadError(OSError):
@@ -139,25 +137,17 @@ def cache_paths(artifacts_dir: Path, size: int) -> tuple[Path, Path]:
 
 def fingerprint(paths: list[str], size: int) -> str:
     """A hash of the ordered image paths and size: a resumed cache must be for the same list."""
-    digest = hashlib.sha256(str(size).encode())
-    for path in paths:
-        digest.update(b"\0" + str(path).encode())
-    return digest.hexdigest()[:16]
+    return sha256_hex([str(size), *(str(path) for path in paths)])[:16]
 
 
 def _write_marker(marker: Path, state: dict) -> None:
     """Write the progress marker atomically (a crash leaves the old or the new one, never half)."""
-    tmp = marker.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, marker)
+    write_json(marker, state, indent=1)
 
 
 def _read_marker(marker: Path) -> dict | None:
     """The progress marker, or None if absent or unreadable."""
-    try:
-        return json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(marker)
 
 
 def _decode_chunk(task: tuple[str, int, list[str], int]) -> tuple[int, list[dict]]:
@@ -204,9 +194,6 @@ def build_image_cache(
     Parallel over ``workers`` processes in chunks; resumable (finished chunks are never decoded
     again); unreadable images leave a zero row and are returned in ``failed`` with a reason.
     """
-    from numpy.lib.format import open_memmap
-    from tqdm.auto import tqdm
-
     paths = [str(p) for p in image_paths]
     count = len(paths)
     workers = max(1, int(workers))

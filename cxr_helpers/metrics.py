@@ -8,21 +8,17 @@ what the paper's ``torch.clamp(targets, 0, 1)`` does), "ones" (U-Ones) or "ignor
 from __future__ import annotations
 
 import json
-import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import f1_score, roc_auc_score
 
+from cxr_helpers.artifacts import json_ready, write_json
 from cxr_helpers.labels import (
     CHEXPERT_LABELS,
-    NOT_MENTIONED,
-    POSITIVE,
-    UNCERTAIN,
-    UNCERTAINTY_POLICIES,
     apply_uncertainty_policy,
 )
 
@@ -49,19 +45,6 @@ def _check_shapes(predictions, targets) -> None:
         )
 
 
-def _policy_torch(targets: torch.Tensor, policy: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Torch twin of ``labels.apply_uncertainty_policy``: binary targets and a float validity mask."""
-    if policy not in UNCERTAINTY_POLICIES:
-        raise ValueError(f"uncertainty_policy must be one of {UNCERTAINTY_POLICIES}, got {policy!r}")
-    valid = targets != NOT_MENTIONED
-    positive = targets == POSITIVE
-    if policy == "ones":
-        positive = positive | (targets == UNCERTAIN)
-    elif policy == "ignore":
-        valid = valid & (targets != UNCERTAIN)
-    return positive.to(targets.dtype), valid.to(targets.dtype)
-
-
 def masked_bce(logits, targets, uncertainty_policy: str = "zeros"):
     """Binary cross-entropy over the valid entries only: sum(loss * mask) / sum(mask).
 
@@ -78,7 +61,8 @@ def masked_bce(logits, targets, uncertainty_policy: str = "zeros"):
     else:
         targets_t = torch.as_tensor(np.asarray(targets), dtype=logits_t.dtype, device=logits_t.device)
     _check_shapes(logits_t, targets_t)
-    binary, mask = _policy_torch(targets_t, uncertainty_policy)  # (N, 14) each
+    binary, valid = apply_uncertainty_policy(targets_t, uncertainty_policy)  # (N, 14) each
+    mask = valid.to(logits_t.dtype)
     loss = F.binary_cross_entropy_with_logits(logits_t, binary, reduction="none")  # (N, 14)
     total = (loss * mask).sum() / mask.sum().clamp_min(1.0)
     return float(total) if as_float else total
@@ -110,8 +94,6 @@ def per_label_auroc(scores, targets, uncertainty_policy: str = "zeros") -> dict[
 
     ``scores`` may be logits or probabilities: AUROC depends only on their order.
     """
-    from sklearn.metrics import roc_auc_score
-
     scores, targets = _to_numpy(scores), _to_numpy(targets)
     _check_shapes(scores, targets)
     binary, mask = apply_uncertainty_policy(targets, uncertainty_policy)
@@ -134,8 +116,6 @@ def macro_f1(probabilities, targets, threshold: float = 0.5, uncertainty_policy:
     Labels without a positive target are left out (their F1 is 0 or undefined whatever the model
     does); None if no label has one.
     """
-    from sklearn.metrics import f1_score
-
     probabilities, targets = _to_numpy(probabilities), _to_numpy(targets)
     _check_shapes(probabilities, targets)
     binary, mask = apply_uncertainty_policy(targets, uncertainty_policy)
@@ -203,19 +183,6 @@ def trivial_baselines(train_targets, eval_targets, uncertainty_policy: str = "ze
     return {name: results[name] for name in BASELINE_NAMES}
 
 
-def _json_ready(value):
-    """Plain JSON values: NaN and infinities become null, NumPy scalars become Python numbers."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def read_metrics(path: Path) -> dict:
     """The metrics JSON at ``path`` ({"models": {}} if the file does not exist yet)."""
     path = Path(path)
@@ -234,12 +201,8 @@ def write_metrics(path: Path, model_name: str, split_results: Mapping[str, Mappi
     """Merge one model's per-split figures into ``path`` (metrics/<stage>.json), keeping other models."""
     path = Path(path)
     data = read_metrics(path)
-    data["models"].setdefault(model_name, {}).update(_json_ready(split_results))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, allow_nan=False))
-    os.replace(temporary, path)  # atomic: a reader never sees half a file
-    return path
+    data["models"].setdefault(model_name, {}).update(json_ready(split_results))
+    return write_json(path, data)  # atomic: a reader never sees half a file
 
 
 def write_baselines(path: Path, train_targets, split_targets: Mapping[str, np.ndarray], policy: str = "zeros") -> Path:

@@ -96,13 +96,3 @@ def setup_notebook(title: str, **overrides) -> Settings:
     print("\n".join(check_environment().values()))
     print(settings.describe())
     return settings
-
-
-def require(path: Path, made_by: str) -> Path:
-    """Return ``path`` if it exists, else stop with a message naming what makes it."""
-    if not Path(path).exists():
-        raise FileNotFoundError(
-            f"{path} is missing. It is made by {made_by}; run that first "
-            "(or set CXR_ARTIFACTS_DIR to the folder that holds it)."
-        )
-    return Path(path)

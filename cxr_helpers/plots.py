@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -20,7 +21,6 @@ CODE_NAMES = {1: "positive (1)", 0: "negative (0)", -1: "uncertain (-1)", -2: "n
 
 def _axes(ax, figsize: tuple[float, float]):
     """The given axes and its figure, or a new figure with one axes."""
-    import matplotlib.pyplot as plt
 
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
@@ -87,7 +87,6 @@ def positive_labels(row: pd.Series) -> list[str]:
 
 def plot_image_grid(cohort: pd.DataFrame, images: np.ndarray, n: int = 8, seed: int = 0, columns: int = 4):
     """A grid of ``n`` random cohort images (from the cache, via cache_index) titled with their labels."""
-    import matplotlib.pyplot as plt
 
     rows = cohort.sample(n=min(n, len(cohort)), random_state=seed)
     n_rows = int(np.ceil(len(rows) / columns))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -25,7 +26,6 @@ def plot_history(history, title: str = "Training curves", paper: str | None = No
     ``history`` is a training.History (or its dict); ``paper`` names a row of ``results.PAPER``
     whose final train/validation figures are drawn as dotted lines for comparison.
     """
-    import matplotlib.pyplot as plt
 
     data = history.to_dict() if hasattr(history, "to_dict") else dict(history)
     epochs = data["epoch"]
@@ -55,7 +55,6 @@ def plot_label_auroc(aurocs: Mapping[str, Mapping[str, float | None]], title: st
     A missing bar with "n/a" means the split holds only one class for that label (AUROC undefined);
     the dashed line at 0.5 is what a model that ignores the image gets.
     """
-    import matplotlib.pyplot as plt
 
     models = list(aurocs)
     labels = list(next(iter(aurocs.values()))) if aurocs else list(CHEXPERT_LABELS)

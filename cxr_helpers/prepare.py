@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cxr_helpers.artifacts import MADE_BY, require, write_csv, write_json
+from cxr_helpers.cohort import select_cohort
 from cxr_helpers.config import PROFILES, Settings, load_settings
 from cxr_helpers.images import build_image_cache, open_image_cache
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.mimic import (
-    CHEXPERT_CSV,
-    SPLITS,
-    find_csv,
-    read_layout,
-    select_cohort,
-    skipped_table,
-)
+from cxr_helpers.mimic import CHEXPERT_CSV, SPLITS, find_csv, read_layout, skipped_table
+from cxr_helpers.phantom import write_phantom
 from cxr_helpers.reports import extract_sections, find_headers, text_for_setting
 
 __all__ = [
@@ -57,7 +52,6 @@ COHORT_COLUMNS = (
     + TEXT_COLUMNS
     + CHEXPERT_LABELS
 )
-MADE_BY = "notebook 01 (notebooks/01_data_prep.ipynb) or `python -m cxr_helpers prepare`"
 
 
 @dataclass
@@ -82,8 +76,6 @@ def ensure_phantom(settings: Settings, progress: bool = True) -> bool:
             "`python -m cxr_helpers phantom --out DIR` and point CXR_DATA_DIR / CXR_REPORTS_DIR at "
             "DIR/mimic-cxr-jpg and DIR/mimic-cxr-reports."
         )
-    from cxr_helpers.phantom import write_phantom
-
     n_studies = PHANTOM_STUDIES[settings.fast]
     print(f"Building the phantom dataset ({n_studies} studies) in {root} ...")
     write_phantom(root, n_studies=n_studies, image_size=PHANTOM_JPEG_SIZE[settings.fast], seed=settings.seed,
@@ -174,7 +166,7 @@ def patients_in_several_splits(cohort: pd.DataFrame) -> int:
     return int((cohort.groupby("subject_id")["split"].nunique() > 1).sum())
 
 
-def summarize(cohort, sections, reports, layout, selection, skipped, settings, cache) -> dict:
+def summarise(cohort, sections, reports, layout, selection, skipped, settings, cache) -> dict:
     """The cohort_summary.json content (see docs/design.md)."""
     kept = set(cohort["study_id"].astype(int))
     sections = {s: v for s, v in sections.items() if s in kept}
@@ -222,7 +214,7 @@ def prepare_cohort(settings: Settings, progress: bool = True) -> PrepareResult:
                               settings.split_fractions, settings.n_studies, settings.seed, progress)
     if selection.cohort.empty:
         skipped = pd.concat([layout.skipped, selection.skipped], ignore_index=True)
-        _atomic_csv(skipped, artifacts / "skipped.csv")
+        write_csv(artifacts / "skipped.csv", skipped)
         raise RuntimeError(f"No usable study in {settings.data_dir} (views={settings.views!r}): "
                            f"{len(skipped)} input rows skipped, see {artifacts / 'skipped.csv'} for why.")
     cohort, sections = add_text_columns(selection.cohort, selection.reports)
@@ -232,7 +224,7 @@ def prepare_cohort(settings: Settings, progress: bool = True) -> PrepareResult:
     cohort, image_skips = drop_unreadable(cohort, cache.failed)
     parts = [t for t in (layout.skipped, selection.skipped, image_skips) if len(t)]
     skipped = pd.concat(parts, ignore_index=True) if parts else skipped_table()
-    summary = summarize(cohort, sections, selection.reports, layout, selection, skipped, settings, cache)
+    summary = summarise(cohort, sections, selection.reports, layout, selection, skipped, settings, cache)
     paths = write_artifacts(artifacts, cohort, skipped, summary)
     paths.update({"images": cache.path, "images_marker": cache.marker})
     if cohort.empty:
@@ -255,50 +247,34 @@ def write_artifacts(artifacts: Path, cohort: pd.DataFrame, skipped: pd.DataFrame
     """cohort.csv, skipped.csv and (if given) cohort_summary.json; returns their paths."""
     paths = {"cohort": artifacts / "cohort.csv", "skipped": artifacts / "skipped.csv",
              "summary": artifacts / "cohort_summary.json"}
-    _atomic_csv(cohort[list(COHORT_COLUMNS)], paths["cohort"])
-    _atomic_csv(skipped, paths["skipped"])
+    write_csv(paths["cohort"], cohort[list(COHORT_COLUMNS)])
+    write_csv(paths["skipped"], skipped)
     if summary is not None:
-        tmp = paths["summary"].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, paths["summary"])
+        write_json(paths["summary"], summary)
     return paths
-
-
-def _atomic_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV via a temporary file, so a crash never leaves a half-written table."""
-    tmp = path.with_suffix(".csv.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def load_cohort(artifacts_dir: Path) -> pd.DataFrame:
     """cohort.csv with its dtypes (ids int, texts str with "" for none, labels int); clear error if missing."""
     path = Path(artifacts_dir) / "cohort.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing. It is made by {MADE_BY}; run that first "
-                                "(or set CXR_ARTIFACTS_DIR to the folder that holds it).")
+    require(path, "cohort")
     text_columns = ("dicom_id", "view_position", "split", "image_path", "report_path") + SECTION_COLUMNS + TEXT_COLUMNS
     cohort = pd.read_csv(path, dtype={name: str for name in text_columns}, keep_default_na=False)
     missing = [column for column in COHORT_COLUMNS if column not in cohort.columns]
     if missing:
-        raise ValueError(f"{path} lacks columns {missing}; rebuild it with {MADE_BY}.")
+        raise ValueError(f"{path} lacks columns {missing}; rebuild it with {MADE_BY['cohort']}.")
     integer_columns = ("subject_id", "study_id", "cache_index") + CHEXPERT_LABELS
     return cohort.astype({name: np.int64 for name in integer_columns})
 
 
 def load_summary(artifacts_dir: Path) -> dict:
     """cohort_summary.json as a dict; clear error if missing."""
-    path = Path(artifacts_dir) / "cohort_summary.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing. It is made by {MADE_BY}; run that first.")
-    return json.loads(path.read_text())
+    return json.loads(require(Path(artifacts_dir) / "cohort_summary.json", "cohort").read_text())
 
 
 def load_skipped(artifacts_dir: Path) -> pd.DataFrame:
     """skipped.csv (file, row, subject_id, study_id, dicom_id, reason)."""
-    path = Path(artifacts_dir) / "skipped.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing. It is made by {MADE_BY}; run that first.")
+    path = require(Path(artifacts_dir) / "skipped.csv", "cohort")
     return pd.read_csv(path, dtype={"file": str, "dicom_id": str, "reason": str})
 
 

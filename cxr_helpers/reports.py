@@ -245,6 +245,13 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def text_column(setting: str) -> str:
+    """The cohort column holding the cleaned text of a text setting: ``text_<setting>``."""
+    if setting not in TEXT_SETTINGS:
+        raise ValueError(f"text setting must be one of {TEXT_SETTINGS}, got {setting!r}")
+    return f"text_{setting}"
+
+
 def text_for_setting(sections: dict[str, str], setting: str, clean: bool = True) -> str:
     """The text a model reads under a text setting, cleaned unless ``clean=False``.
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cxr_helpers.config import TEXT_SETTINGS
-from cxr_helpers.explain import TextExplanation
+from cxr_helpers.explain.shap_text import TextExplanation
 from cxr_helpers.labels import NUM_LABELS, UNCERTAIN, label_index
 
 

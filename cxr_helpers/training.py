@@ -1,27 +1,20 @@
-"""The one training loop for every model (image, text head, fusion), checkpoints, prediction.
+"""The one training loop for every model (image, text head, fusion), and prediction.
 
 ``fit`` only relies on the model's ``input_keys`` and on batches being dicts (see datasets.py):
 AdamW over the trainable parameters, the paper's masked BCE, per-epoch train/validation loss,
 masked accuracy and validation macro AUROC, the best checkpoint by validation loss, and a
-last-epoch checkpoint that lets an interrupted run continue to exactly the same result.
-
-Files in ``checkpoint_dir`` for a run called ``name``:
-``<name>.pt`` best epoch {"state_dict", "meta"}; ``<name>_last.pt`` the same plus "optimizer",
-"scaler", "epoch", "history", "rng" (for resuming); ``<name>_history.json`` the curves.
-All hold tensors and plain Python values only, so ``torch.load(..., weights_only=True)`` reads them.
+last-epoch checkpoint that lets an interrupted run continue to exactly the same result
+(file formats in ``checkpoints``).
 
 torchrun: when a process group is initialised, ``fit`` wraps the model in DistributedDataParallel,
 loaders from ``datasets.make_loader`` shard with a DistributedSampler, predictions are gathered
-from all ranks before metrics, and only rank 0 writes files (SyncBatchNorm on CUDA, per-rank
-dropout streams, rank 0's BatchNorm buffers broadcast before evaluation: see docs/scale.md).
+from all ranks before metrics, and only rank 0 writes files (see ``distributed`` and docs/scale.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import random
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,28 +26,26 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
+from cxr_helpers.artifacts import save_checkpoint, write_json
+from cxr_helpers.checkpoints import cpu_state_dict, load_checkpoint, rng_state, run_fingerprint, set_rng_state
 from cxr_helpers.config import pick_device
-from cxr_helpers.datasets import make_loader, set_loader_epoch
+from cxr_helpers.datasets import set_loader_epoch
 from cxr_helpers.distributed import (
     barrier,
+    broadcast_buffers,
+    ddp_device,
     gather_arrays,
     gather_rows,
     is_initialized,
     is_main_process,
-    rank,
-    world_size,
+    seed_rank_epoch,
+    unwrap,
+    wrap_ddp,
 )
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.metrics import (
-    evaluate,
-    macro_auroc,
-    masked_accuracy,
-    masked_bce,
-    sigmoid,
-    write_baselines,
-    write_metrics,
-)
+from cxr_helpers.metrics import macro_auroc, masked_accuracy, masked_bce, sigmoid
 
 
 @dataclass
@@ -95,130 +86,6 @@ class History:
         return len(self.epoch)
 
 
-# ----------------------------------------------------------------------------- process group helpers
-
-
-def _seed_rank_epoch(seed: int, epoch: int) -> None:
-    """Under torchrun, a torch RNG stream per (seed, epoch, rank).
-
-    Without it every rank would draw the same dropout masks (the same seed everywhere), and a
-    resumed job repeats an uninterrupted one exactly because the stream depends on the epoch only.
-    """
-    entropy = np.random.SeedSequence([int(seed), int(epoch), rank()]).generate_state(1)[0]
-    torch.manual_seed(int(entropy))
-
-
-def _ddp_device(device: torch.device) -> torch.device:
-    """Under torchrun on CUDA, "cuda" means this rank's GPU (set by distributed.init_distributed)."""
-    if device.type == "cuda" and device.index is None and is_initialized():
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
-    """DistributedDataParallel, with SyncBatchNorm on CUDA so BatchNorm sees the global batch.
-
-    ``convert_sync_batchnorm`` swaps the BatchNorm modules inside ``model`` in place and keeps the
-    same Parameter objects (the optimizer is unaffected, state_dict keys are unchanged). Gloo on the
-    CPU has no SyncBatchNorm kernel: there each rank normalises with its own batch's statistics.
-    """
-    if device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def _broadcast_buffers(model: nn.Module) -> None:
-    """Give every rank rank 0's buffers (BatchNorm running statistics) before evaluating.
-
-    DDP broadcasts them at the start of each training forward, but the last step leaves each
-    rank's statistics updated by its own shard; evaluation and the saved checkpoint need one copy.
-    """
-    if is_initialized():
-        for buffer in _unwrap(model).buffers():
-            torch.distributed.broadcast(buffer, src=0)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _resolve_device(device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    return pick_device(device)
-
-
-# ----------------------------------------------------------------------------- random state
-
-
-def _rng_state() -> dict:
-    """Torch (CPU, CUDA), NumPy and Python random states as tensors and plain values."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
-        "python": [version, list(internal), gauss_next],
-    }
-
-
-def _set_rng_state(state: Mapping) -> None:
-    """Inverse of ``_rng_state``."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(state["cuda"]))
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _atomic_save(payload: dict, path: Path) -> None:
-    """torch.save through a temporary file, so a crash never leaves half a checkpoint."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
-def run_fingerprint(model: nn.Module, settings, train_size: int) -> dict:
-    """What must match for a saved run to be resumed (epochs may grow: that just trains on)."""
-    trainable = sum(p.numel() for p in _unwrap(model).parameters() if p.requires_grad)
-    return {
-        "model": type(_unwrap(model)).__name__,
-        "trainable_parameters": int(trainable),
-        "lr": float(settings.lr),
-        "weight_decay": float(settings.weight_decay),
-        "batch_size": int(settings.batch_size),
-        "dropout": float(settings.dropout),
-        "seed": int(settings.seed),
-        "uncertainty_policy": settings.uncertainty_policy,
-        "image_size": int(settings.image_size),
-        "train_size": int(train_size),
-    } | ({"world_size": world_size()} if world_size() > 1 else {})  # per-rank batch: the global batch needs both
-
-
-def load_checkpoint(path: str | Path, model: nn.Module, device=None) -> dict:
-    """Load a checkpoint's weights into ``model`` (weights_only=True); returns its meta dict."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found; train the model first (notebooks 02-04)")
-    checkpoint = torch.load(path, map_location=device or "cpu", weights_only=True)
-    _unwrap(model).load_state_dict(checkpoint["state_dict"])
-    return checkpoint["meta"]
-
-
-def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}
-
-
-# ----------------------------------------------------------------------------- loop
-
-
 def _to_device(batch: Mapping[str, torch.Tensor], keys, device: torch.device) -> dict[str, torch.Tensor]:
     missing = [k for k in keys if k not in batch]
     if missing:
@@ -230,17 +97,10 @@ def _autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _make_scaler(enabled: bool):
-    if hasattr(torch.amp, "GradScaler"):
-        return torch.amp.GradScaler("cuda", enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3
-
-
-def _train_epoch(model, loader, optimizer, scaler, settings, device, use_amp, progress, description):
+def _train_epoch(model, loader, optimizer, scaler, settings, device, progress, description):
     """One pass over the training data; returns the epoch's logits and targets (all ranks)."""
-    from tqdm.auto import tqdm
-
-    keys = _unwrap(model).input_keys
+    keys = unwrap(model).input_keys
+    use_amp = _use_amp(settings, device)
     model.train()
     all_logits, all_targets = [], []
     bar = tqdm(loader, desc=description, leave=False, disable=not progress or not is_main_process())
@@ -269,8 +129,8 @@ def predict(model: nn.Module, loader: DataLoader, device=None) -> tuple[np.ndarr
     Under torchrun the shards of all ranks are gathered (and the DistributedSampler's padding
     duplicates dropped), so every rank gets the whole split.
     """
-    module = _unwrap(model)
-    device = _resolve_device(device) if device is not None else next(module.parameters()).device
+    module = unwrap(model)
+    device = (device if isinstance(device, torch.device) else pick_device(device)) if device is not None else next(module.parameters()).device
     was_training = module.training
     module.eval()
     logits, targets, indices = [], [], []
@@ -282,6 +142,26 @@ def predict(model: nn.Module, loader: DataLoader, device=None) -> tuple[np.ndarr
     rows, logits_np, targets_np = gather_rows(torch.cat(indices).numpy(), torch.cat(logits).numpy(),
                                               torch.cat(targets).numpy())
     return logits_np, targets_np, rows
+
+
+@dataclass
+class RunFiles:
+    """The files of one run called ``name`` in ``folder``: best and last checkpoint, curves."""
+
+    folder: Path
+    name: str
+
+    @property
+    def best(self) -> Path:
+        return self.folder / f"{self.name}.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.folder / f"{self.name}_last.pt"
+
+    @property
+    def history(self) -> Path:
+        return self.folder / f"{self.name}_history.json"
 
 
 def fit(
@@ -299,103 +179,116 @@ def fit(
 ) -> History:
     """Train ``model`` for ``settings.epochs`` epochs (resuming a saved run) and return its History.
 
-    AdamW(lr, weight_decay) over parameters with requires_grad; loss ``masked_bce`` with
-    ``settings.uncertainty_policy``; mixed precision on CUDA when ``settings.mixed_precision``.
+    AdamW(lr, weight_decay) over parameters with requires_grad; loss ``masked_bce`` with the
+    settings' uncertainty policy; mixed precision on CUDA when ``settings.mixed_precision``.
     With ``resume`` and a matching ``<name>_last.pt``, training continues after its last epoch
     (a finished run trains no more: this is how a notebook skips training). At the end the model
     holds the best epoch's weights (lowest validation loss) unless ``restore_best`` is False.
     """
-    device = _ddp_device(_resolve_device(device))
-    checkpoint_dir = Path(checkpoint_dir)
-    best_path, last_path = checkpoint_dir / f"{name}.pt", checkpoint_dir / f"{name}_last.pt"
-    history_path = checkpoint_dir / f"{name}_history.json"
+    device = ddp_device(device if isinstance(device, torch.device) else pick_device(device))
+    files = RunFiles(Path(checkpoint_dir), name)
     model.to(device)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if not parameters:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters (everything frozen?)")
-    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
-    use_amp = bool(settings.mixed_precision) and device.type == "cuda"
-    scaler = _make_scaler(use_amp and _autocast_dtype(device) == torch.float16)
+    optimizer, scaler = _optimizer(model, settings), _scaler(settings, device)
     fingerprint = run_fingerprint(model, settings, len(train_loader.dataset))
-    history, start, best_val = History(), 0, None
-
-    if resume and last_path.exists():
-        saved = torch.load(last_path, map_location="cpu", weights_only=True)
-        if saved["meta"].get("fingerprint") == fingerprint:
-            _unwrap(model).load_state_dict(saved["state_dict"])
-            optimizer.load_state_dict(saved["optimizer"])
-            if saved.get("scaler"):
-                scaler.load_state_dict(saved["scaler"])
-            history, start, best_val = History.from_dict(saved["history"]), int(saved["epoch"]), saved["best_val_loss"]
-            _set_rng_state(saved["rng"])
-            if progress and is_main_process():
-                done = "finished" if start >= settings.epochs else "interrupted"
-                print(f"Resuming {done} run {last_path} after epoch {start} (resume=False retrains from scratch).")
-        else:
-            warnings.warn(
-                f"{last_path} was trained with other settings ({saved['meta'].get('fingerprint')}); "
-                "training from scratch and overwriting it.",
-                stacklevel=2,
-            )
-
-    trained = model
-    if is_initialized() and start < settings.epochs:
-        trained = _wrap_ddp(model, device)
-    if is_main_process():
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-
-    for epoch in range(start, settings.epochs):
+    history, best_loss = History(), None
+    if resume and files.last.exists():
+        history, best_loss = _resume(files, model, optimizer, scaler, fingerprint, settings.epochs, progress)
+    trained = wrap_ddp(model, device) if is_initialized() and len(history) < settings.epochs else model
+    for epoch in range(len(history), settings.epochs):
         began = time.perf_counter()
         set_loader_epoch(train_loader, epoch)
         if is_initialized():
-            _seed_rank_epoch(settings.seed, epoch)
-        label = f"{name} epoch {epoch + 1}/{settings.epochs}"
-        train_logits, train_targets = _train_epoch(
-            trained, train_loader, optimizer, scaler, settings, device, use_amp, progress, label
-        )
-        _broadcast_buffers(model)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": masked_bce(train_logits, train_targets, settings.uncertainty_policy),
-            "train_accuracy": masked_accuracy(sigmoid(train_logits), train_targets, 0.5, settings.uncertainty_policy),
-            "val_loss": None,
-            "val_accuracy": None,
-            "val_macro_auroc": None,
-        }
-        if val_loader is not None:
-            val_logits, val_targets, _ = predict(model, val_loader, device)
-            row["val_loss"] = masked_bce(val_logits, val_targets, settings.uncertainty_policy)
-            row["val_accuracy"] = masked_accuracy(sigmoid(val_logits), val_targets, 0.5, settings.uncertainty_policy)
-            row["val_macro_auroc"] = macro_auroc(val_logits, val_targets, settings.uncertainty_policy)
-        row["seconds"] = time.perf_counter() - began
-        history.append(**row)
+            seed_rank_epoch(settings.seed, epoch)
+        train_logits, train_targets = _train_epoch(trained, train_loader, optimizer, scaler, settings, device,
+                                                   progress, f"{name} epoch {epoch + 1}/{settings.epochs}")
+        broadcast_buffers(model)  # one copy of the BatchNorm statistics before evaluating
+        row = _epoch_figures(model, train_logits, train_targets, val_loader, settings, device)
+        history.append(epoch=epoch + 1, seconds=time.perf_counter() - began, **row)
         score = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
-        improved = best_val is None or score < best_val
+        improved = best_loss is None or score < best_loss
         if improved:
-            best_val, history.best_epoch = score, epoch + 1
+            best_loss, history.best_epoch = score, epoch + 1
         if is_main_process():
-            meta = {"name": name, "epoch": epoch + 1, "fingerprint": fingerprint, "labels": list(CHEXPERT_LABELS),
-                    "input_keys": list(_unwrap(model).input_keys), "history": history.to_dict()}
-            state_dict = _cpu_state_dict(model)
-            if improved:
-                _atomic_save({"state_dict": state_dict, "meta": {**meta, "val_loss": score}}, best_path)
-            _atomic_save(
-                {"state_dict": state_dict, "meta": meta, "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history.to_dict(),
-                 "best_val_loss": best_val, "rng": _rng_state()},
-                last_path,
-            )
-            history_path.write_text(json.dumps(history.to_dict(), indent=2))
+            _save_epoch(files, model, optimizer, scaler, history, fingerprint, best_loss, improved, score)
             if progress:
                 print(_epoch_line(history))
         barrier()  # the other ranks may read these files next (restore_best, a resumed job)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
-
-    if restore_best and best_path.exists():
-        load_checkpoint(best_path, model, device)
+    if restore_best and files.best.exists():
+        load_checkpoint(files.best, model, device)
     model.eval()
     return history
+
+
+def _optimizer(model: nn.Module, settings) -> torch.optim.Optimizer:
+    """AdamW over the parameters that train (a clear error when everything is frozen)."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters (everything frozen?)")
+    return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def _use_amp(settings, device: torch.device) -> bool:
+    """Mixed precision: only on CUDA, only when the settings ask for it."""
+    return bool(settings.mixed_precision) and device.type == "cuda"
+
+
+def _scaler(settings, device: torch.device):
+    """A gradient scaler, active only for float16 autocast (bfloat16 needs none)."""
+    enabled = _use_amp(settings, device) and _autocast_dtype(device) == torch.float16
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3
+
+
+def _resume(files: RunFiles, model: nn.Module, optimizer, scaler, fingerprint: dict, epochs: int,
+            progress: bool) -> tuple[History, float | None]:
+    """Continue a saved run whose fingerprint matches: weights, optimizer, scaler, RNG states, history."""
+    saved = torch.load(files.last, map_location="cpu", weights_only=True)
+    if saved["meta"].get("fingerprint") != fingerprint:
+        warnings.warn(f"{files.last} was trained with other settings ({saved['meta'].get('fingerprint')}); "
+                      "training from scratch and overwriting it.", stacklevel=3)
+        return History(), None
+    unwrap(model).load_state_dict(saved["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    set_rng_state(saved["rng"])
+    history = History.from_dict(saved["history"])
+    if progress and is_main_process():
+        done = "finished" if len(history) >= epochs else "interrupted"
+        print(f"Resuming {done} run {files.last} after epoch {len(history)} (resume=False retrains from scratch).")
+    return history, saved["best_val_loss"]
+
+
+def _epoch_figures(model: nn.Module, train_logits: np.ndarray, train_targets: np.ndarray,
+                   val_loader: DataLoader | None, settings, device: torch.device) -> dict:
+    """The epoch's train loss and accuracy (measured during the epoch) and the validation figures."""
+    policy = settings.uncertainty_policy
+    row = {"train_loss": masked_bce(train_logits, train_targets, policy),
+           "train_accuracy": masked_accuracy(sigmoid(train_logits), train_targets, 0.5, policy),
+           "val_loss": None, "val_accuracy": None, "val_macro_auroc": None}
+    if val_loader is not None:
+        val_logits, val_targets, _ = predict(model, val_loader, device)
+        row["val_loss"] = masked_bce(val_logits, val_targets, policy)
+        row["val_accuracy"] = masked_accuracy(sigmoid(val_logits), val_targets, 0.5, policy)
+        row["val_macro_auroc"] = macro_auroc(val_logits, val_targets, policy)
+    return row
+
+
+def _save_epoch(files: RunFiles, model: nn.Module, optimizer, scaler, history: History, fingerprint: dict,
+                best_loss: float, improved: bool, score: float) -> None:
+    """Write the best checkpoint (if this epoch is the best), the resume state and the curves."""
+    meta = {"name": files.name, "epoch": history.epoch[-1], "fingerprint": fingerprint, "labels": list(CHEXPERT_LABELS),
+            "input_keys": list(unwrap(model).input_keys), "history": history.to_dict()}
+    state_dict = cpu_state_dict(model)
+    if improved:
+        save_checkpoint({"state_dict": state_dict, "meta": {**meta, "val_loss": score}}, files.best)
+    save_checkpoint({"state_dict": state_dict, "meta": meta, "optimizer": optimizer.state_dict(),
+                     "scaler": scaler.state_dict(), "epoch": history.epoch[-1], "history": history.to_dict(),
+                     "best_val_loss": best_loss, "rng": rng_state()}, files.last)
+    write_json(files.history, history.to_dict())
 
 
 def _epoch_line(history: History) -> str:
@@ -417,89 +310,3 @@ def load_history(checkpoint_dir: str | Path, name: str) -> History:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; train the model first")
     return History.from_dict(json.loads(path.read_text()))
-
-
-# ----------------------------------------------------------------------------- predictions and results
-
-
-def save_predictions(path: str | Path, cohort_rows: pd.DataFrame, probabilities: np.ndarray, targets: np.ndarray) -> Path:
-    """Write predictions/<name>_test.csv: study_id, dicom_id, prob_<label> x14, the 14 coded targets."""
-    probabilities, targets = np.asarray(probabilities), np.asarray(targets)
-    if not (len(cohort_rows) == len(probabilities) == len(targets)):
-        raise ValueError(
-            f"cohort_rows ({len(cohort_rows)}), probabilities ({len(probabilities)}) and targets ({len(targets)}) "
-            "must have one row per image"
-        )
-    table = pd.DataFrame({"study_id": cohort_rows["study_id"].to_numpy(), "dicom_id": cohort_rows["dicom_id"].to_numpy()})
-    for column, name in enumerate(CHEXPERT_LABELS):
-        table[f"prob_{name}"] = probabilities[:, column].astype(np.float64)
-    for column, name in enumerate(CHEXPERT_LABELS):
-        table[name] = targets[:, column].astype(np.int64)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format="%.6f")
-    return path
-
-
-def record_results(
-    model: nn.Module,
-    loaders: Mapping[str, DataLoader],
-    settings,
-    stage: str,
-    model_name: str,
-    device=None,
-    baselines: bool = True,
-) -> dict[str, dict]:
-    """Evaluate ``model`` on each split, write metrics/<stage>.json and predictions/<model_name>_test.csv.
-
-    ``loaders`` maps split names to unshuffled loaders over CohortImageDataset-like datasets
-    (with a ``cohort`` and ``targets``). With ``baselines``, the trivial baselines (fit on the train
-    split's targets) are stored beside the model. Returns {split: figures}.
-    """
-    results, test = {}, None
-    for split, loader in loaders.items():
-        logits, targets, indices = predict(model, loader, device)
-        results[split] = evaluate(logits, targets, settings.uncertainty_policy)
-        if split == "test":
-            test = (logits, targets, indices, loader.dataset)
-    if is_main_process():
-        metrics_path = Path(settings.artifacts_dir) / "metrics" / f"{stage}.json"
-        write_metrics(metrics_path, model_name, results)
-        if baselines and "train" in loaders:
-            split_targets = {split: loader.dataset.targets for split, loader in loaders.items()}
-            write_baselines(metrics_path, split_targets["train"], split_targets, settings.uncertainty_policy)
-        if test is not None:
-            logits, targets, indices, dataset = test
-            path = Path(settings.artifacts_dir) / "predictions" / f"{model_name}_test.csv"
-            save_predictions(path, dataset.cohort.iloc[indices], sigmoid(logits), targets)
-    return results
-
-
-def image_loaders(settings, datasets: Mapping) -> dict[str, DataLoader]:
-    """Training loader (shuffled by seed and epoch) and unshuffled evaluation loaders per split."""
-    loaders = {"fit": make_loader(datasets["train"], settings.batch_size, True, settings.seed,
-                                  num_workers=settings.num_workers)}
-    for split, dataset in datasets.items():
-        loaders[split] = make_loader(dataset, settings.batch_size, False, settings.seed, num_workers=settings.num_workers)
-    return loaders
-
-
-def train_image(settings, progress: bool = True, resume: bool = True) -> dict:
-    """Notebook 02's whole job: train the image model, then write metrics, baselines and test predictions.
-
-    Reads cohort.csv + images_<S>.npy from ``settings.artifacts_dir``; writes checkpoints/image*.pt,
-    metrics/image.json (model "image" + trivial baselines) and predictions/image_test.csv.
-    """
-    from cxr_helpers.config import seed_everything
-    from cxr_helpers.datasets import load_split_datasets
-    from cxr_helpers.image_model import build_image_model
-
-    datasets = load_split_datasets(settings)
-    loaders = image_loaders(settings, datasets)
-    seed_everything(settings.seed)
-    model = build_image_model(settings)
-    checkpoint_dir = Path(settings.artifacts_dir) / "checkpoints"
-    history = fit(model, loaders["fit"], loaders["validate"], settings, checkpoint_dir, "image", resume, progress)
-    evaluation = {split: loaders[split] for split in ("train", "validate", "test")}
-    results = record_results(model, evaluation, settings, "image", "image")
-    return {"model": model, "history": history, "metrics": results, "checkpoint": checkpoint_dir / "image.pt"}

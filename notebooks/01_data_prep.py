@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,7 +54,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
 import pandas as pd
 
 from cxr_helpers import plots
-from cxr_helpers.browser import cohort_browser
+from cxr_helpers.cohort_browser import cohort_browser
 from cxr_helpers.exercises import check_count_uncertain
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.mimic import layout_tree, read_layout, read_report

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -55,10 +56,13 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
 import numpy as np
 import torch
 
-from cxr_helpers import exercises, image_model, metrics, plots_training, training
+from cxr_helpers import exercises, image_model, metrics, plots_training
 from cxr_helpers.config import pick_device
 from cxr_helpers.datasets import load_split_datasets
+from cxr_helpers.evaluation import record_results
+from cxr_helpers.image_training import image_loaders
 from cxr_helpers.notebook import setup_notebook
+from cxr_helpers.training import fit
 
 settings = setup_notebook("02 · Image baseline")
 device = pick_device()
@@ -74,7 +78,7 @@ print("device:", device)
 
 # %%
 splits = load_split_datasets(settings)
-loaders = training.image_loaders(settings, splits)
+loaders = image_loaders(settings, splits)
 for split, dataset in splits.items():
     print(f"{split:>9}: {len(dataset):5d} images of {dataset.image_size} x {dataset.image_size} px")
 batch = next(iter(loaders["fit"]))
@@ -162,7 +166,7 @@ for policy in ("zeros", "ones", "ignore"):
 # %% [markdown]
 # ## 5. Training with the shared loop
 #
-# `training.fit` is the one loop that notebooks 03 and 04 use too: AdamW over the trainable
+# `fit` is the one loop that notebooks 03 and 04 use too: AdamW over the trainable
 # parameters, masked BCE, and after each epoch the validation loss, masked accuracy and macro
 # AUROC. It keeps the best epoch (lowest validation loss) in `checkpoints/image.pt` and the last
 # epoch, with optimizer and random states, in `image_last.pt`.
@@ -173,7 +177,7 @@ for policy in ("zeros", "ones", "ignore"):
 
 # %%
 checkpoint_dir = settings.artifacts_dir / "checkpoints"
-history = training.fit(model, loaders["fit"], loaders["validate"], settings, checkpoint_dir, "image", device=device)
+history = fit(model, loaders["fit"], loaders["validate"], settings, checkpoint_dir, "image", device=device)
 history.to_frame().round(4)
 
 # %% [markdown]
@@ -201,7 +205,7 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_cu
 
 # %%
 evaluation = {split: loaders[split] for split in ("train", "validate", "test")}
-results = training.record_results(model, evaluation, settings, "image", "image", device=device)
+results = record_results(model, evaluation, settings, "image", "image", device=device)
 table = plots_training.results_vs_paper(settings.metrics_dir / "image.json")
 table.round(4)
 
@@ -260,7 +264,7 @@ if all_negative_accuracy(validation_targets) is not None:
 # - The paper's image model is a ResNet-18 with a 1-channel `conv1`, a dropout + linear head for 14
 #   labels, and frozen layers through `layer2`; it outputs logits and the loss applies the sigmoid.
 # - Loss and accuracy are *masked*: "not mentioned" labels do not count, uncertain ones count as
-#   negative (U-Zeros). One loop, `training.fit`, trains every model of the workbook and resumes exactly.
+#   negative (U-Zeros). One loop, `fit`, trains every model of the workbook and resumes exactly.
 # - Masked accuracy is high even for constant predictors; per-label and macro AUROC show what the
 #   model actually learned from the pixels.
 #

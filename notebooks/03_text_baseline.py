@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -60,11 +61,17 @@ import time
 import pandas as pd
 import torch
 
-from cxr_helpers import exercises, metrics, plots_training, text_model, training
+from cxr_helpers import exercises, metrics, plots_training
 from cxr_helpers.config import seed_everything
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.notebook import setup_notebook
 from cxr_helpers.prepare import load_cohort
+from cxr_helpers.text.embeddings import cached_embeddings, load_text_encoder, resolve_text_model
+from cxr_helpers.text.encoder import pool_hidden, text_pooling
+from cxr_helpers.text.heads import TextHead, text_probabilities
+from cxr_helpers.text.tiny_bert import TINY_BERT, tiny_bert_dir
+from cxr_helpers.text.train import head_settings, leakage_table, model_names, text_loaders, train_text
+from cxr_helpers.training import fit, predict
 
 settings = setup_notebook("03 · Text baseline")
 
@@ -95,12 +102,12 @@ print("labels              :", {label: int(example[label]) for label in CHEXPERT
 # call builds it (about a minute on a laptop CPU), later calls load the saved folder.
 
 # %%
-tokenizer, encoder = text_model.load_text_encoder(settings.text_model, settings)
-print("encoder:", settings.text_model, "->", text_model.resolve_text_model(settings.text_model, settings))
+tokenizer, encoder = load_text_encoder(settings.text_model, settings)
+print("encoder:", settings.text_model, "->", resolve_text_model(settings.text_model, settings))
 print(f"{type(encoder).__name__}: {encoder.config.num_hidden_layers} layers, hidden size {encoder.config.hidden_size}, "
       f"{sum(p.numel() for p in encoder.parameters()):,} weights; vocabulary {len(tokenizer):,} tokens")
-pretraining = text_model.tiny_bert_dir(settings) / "pretraining.json"
-if settings.text_model == text_model.TINY_BERT and pretraining.exists():
+pretraining = tiny_bert_dir(settings) / "pretraining.json"
+if settings.text_model == TINY_BERT and pretraining.exists():
     print("tiny BERT pretraining:", pretraining.read_text())
 
 # %% [markdown]
@@ -145,10 +152,10 @@ with torch.no_grad():
     batch = tokenizer([example["text_findings_impression"]], truncation=True,
                       max_length=settings.max_text_length, return_tensors="pt")
     hidden = encoder(**batch).last_hidden_state  # (1, L, H)
-cls_vector = text_model.pool_hidden(hidden, batch["attention_mask"], "cls")  # (1, H)
-mean_vector = text_model.pool_hidden(hidden, batch["attention_mask"], "mean")  # (1, H)
+cls_vector = pool_hidden(hidden, batch["attention_mask"], "cls")  # (1, H)
+mean_vector = pool_hidden(hidden, batch["attention_mask"], "mean")  # (1, H)
 print("last_hidden_state", tuple(hidden.shape), "| [CLS]", tuple(cls_vector.shape), "| mean", tuple(mean_vector.shape))
-print("this run pools with:", text_model.text_pooling(settings))
+print("this run pools with:", text_pooling(settings))
 
 # %% [markdown]
 # We measured both on the phantom (1,000 studies, a head trained on frozen tiny-BERT embeddings of
@@ -168,10 +175,10 @@ print("this run pools with:", text_model.text_pooling(settings))
 embeddings = {}
 for setting in ("findings_impression", "indication"):
     began = time.perf_counter()
-    embeddings[setting] = text_model.cached_embeddings(settings, cohort, setting, encoder=(tokenizer, encoder))
+    embeddings[setting] = cached_embeddings(settings, cohort, setting, encoder=(tokenizer, encoder))
     print(f"{setting:>20}: {embeddings[setting].shape} in {time.perf_counter() - began:.1f} s")
 began = time.perf_counter()
-text_model.cached_embeddings(settings, cohort, "findings_impression")
+cached_embeddings(settings, cohort, "findings_impression")
 print(f"second call (cache): {time.perf_counter() - began:.2f} s")
 
 # %% [markdown]
@@ -182,10 +189,10 @@ print(f"second call (cache): {time.perf_counter() - began:.2f} s")
 # a random function. Look at its validation AUROC.
 
 # %%
-loaders = text_model.text_loaders(settings, cohort, embeddings["findings_impression"])
+loaders = text_loaders(settings, cohort, embeddings["findings_impression"])
 torch.manual_seed(settings.seed)
-untrained = text_model.TextHead(embeddings["findings_impression"].shape[1], dropout=settings.dropout)
-logits, targets, _ = training.predict(untrained, loaders["validate"], "cpu")
+untrained = TextHead(embeddings["findings_impression"].shape[1], dropout=settings.dropout)
+logits, targets, _ = predict(untrained, loaders["validate"], "cpu")
 print("untrained head, validation macro AUROC:", round(metrics.evaluate(logits, targets)["macro_auroc"], 3))
 
 # %% [markdown]
@@ -197,16 +204,16 @@ print("untrained head, validation macro AUROC:", round(metrics.evaluate(logits, 
 
 # %%
 seed_everything(settings.seed)  # the same start as `train_text` below, so both give the same head
-head = text_model.TextHead(embeddings["findings_impression"].shape[1], dropout=settings.dropout)
+head = TextHead(embeddings["findings_impression"].shape[1], dropout=settings.dropout)
 head.set_feature_stats(embeddings["findings_impression"][loaders["fit"].dataset.rows])
 checkpoint_dir = settings.artifacts_dir / "checkpoints"
-history = training.fit(head, loaders["fit"], loaders["validate"], text_model.head_settings(settings),
+history = fit(head, loaders["fit"], loaders["validate"], head_settings(settings),
                        checkpoint_dir, "text_head_findings_impression", device="cpu")
 fig = plots_training.plot_history(history, "Text head on frozen embeddings (findings+impression)")
 print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "text_curves"))
 
 # %% [markdown]
-# **Fine-tuning is an option.** `text_model.TextClassifier(encoder, head)` puts encoder and head in
+# **Fine-tuning is an option.** `TextClassifier(encoder, head)` puts encoder and head in
 # one module (`input_keys = ("input_ids", "attention_mask")`) that `fit` can train end to end.
 # It usually reads better, at a price: every epoch runs the whole encoder forwards *and* backwards,
 # and a 110M-weight CXR-BERT wants a GPU. On the phantom with a 2-core CPU, an epoch of the head
@@ -223,7 +230,7 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "text_cur
 # `predictions/`.
 
 # %%
-outcome = text_model.train_text(settings)
+outcome = train_text(settings)
 plots_training.results_vs_paper(settings.metrics_dir / "text.json", paper=None).round(3)
 
 # %% [markdown]
@@ -237,7 +244,7 @@ plots_training.results_vs_paper(settings.metrics_dir / "text.json", paper=None).
 # The same two text models, once on findings+impression and once on the indication alone:
 
 # %%
-text_model.leakage_table(settings, "test").round(3)
+leakage_table(settings, "test").round(3)
 
 # %% [markdown]
 # Why is findings+impression near perfect? MIMIC-CXR's labels were not made by doctors looking
@@ -265,7 +272,7 @@ text_model.leakage_table(settings, "test").round(3)
 # %%
 text_metrics = metrics.read_metrics(settings.metrics_dir / "text.json")["models"]
 aurocs = {name: text_metrics[name]["test"]["auroc"]
-          for setting in ("findings_impression", "indication") for name in text_model.model_names(settings, setting).values()}
+          for setting in ("findings_impression", "indication") for name in model_names(settings, setting).values()}
 fig = plots_training.plot_label_auroc(aurocs, "Text models: test AUROC per label")
 print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "text_label_auroc"))
 
@@ -281,7 +288,7 @@ sentences = ["small left pleural effusion", "no pleural effusion or pneumothorax
              "possible right lower lobe pneumonia", "heart size is normal lungs are clear"]
 shown = ["Pleural Effusion", "Pneumonia", "No Finding"]
 columns = [CHEXPERT_LABELS.index(label) for label in shown]
-by_head = text_model.text_probabilities(outcome["findings_impression"]["head"]["model"], encoder, tokenizer,
+by_head = text_probabilities(outcome["findings_impression"]["head"]["model"], encoder, tokenizer,
                                         sentences, settings)
 by_tfidf = outcome["findings_impression"]["tfidf_model"].probabilities(sentences)
 pd.concat({"frozen BERT + head": pd.DataFrame(by_head[:, columns], index=sentences, columns=shown),

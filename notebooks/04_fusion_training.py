@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -59,11 +60,26 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
 
 import numpy as np
 import torch
+from IPython.display import display
 
-from cxr_helpers import exercises, fusion, plots_training, training
-from cxr_helpers.notebook import require, setup_notebook
+from cxr_helpers import exercises, plots_training
+from cxr_helpers.fusion.build import build_fusion_model
+from cxr_helpers.fusion.model import STRATEGIES, fusion_name
+from cxr_helpers.fusion.tables import (
+    comparison_table,
+    epoch_seconds_table,
+    label_aurocs,
+    leakage_table,
+    paper_comparison,
+    plot_reliance,
+    reliance_table,
+)
+from cxr_helpers.fusion.train import train_fusion
+from cxr_helpers.artifacts import require
+from cxr_helpers.notebook import setup_notebook
 from cxr_helpers.prepare import load_cohort
-from cxr_helpers.text_model import embeddings_paths
+from cxr_helpers.text.embeddings import embeddings_paths
+from cxr_helpers.training import load_history
 
 settings = setup_notebook("04 · Fusion training")
 
@@ -75,11 +91,11 @@ settings = setup_notebook("04 · Fusion training")
 # each text setting). If a file is missing, the error names the notebook that makes it.
 
 # %%
-require(settings.artifacts_dir / "checkpoints" / "image.pt", "notebook 02 (02_image_baseline.ipynb)")
+require(settings.artifacts_dir / "checkpoints" / "image.pt", "image")
 cohort = load_cohort(settings.artifacts_dir)
 embeddings = {}
 for text_setting in ("findings_impression", "indication"):
-    path = require(embeddings_paths(settings, text_setting)[0], "notebook 03 (03_text_baseline.ipynb)")
+    path = require(embeddings_paths(settings, text_setting)[0], "text")
     embeddings[text_setting] = np.load(path, mmap_mode="r")
     print(f"{text_setting:>20}: embeddings {embeddings[text_setting].shape} (rows = cohort rows)")
 text_dim = embeddings["findings_impression"].shape[1]
@@ -104,7 +120,7 @@ print("cohort:", cohort["split"].value_counts().to_dict(), "| text encoder:", se
 # the same lr, batch size and epochs as the image model).
 
 # %%
-model = fusion.build_fusion_model(settings, "concat", text_dim)
+model = build_fusion_model(settings, "concat", text_dim)
 parts = {"image encoder (ResNet-18)": model.image_model, "fusion head (MLP)": model.head}
 for part, module in parts.items():
     print(f"{part:<28} {sum(p.numel() for p in module.parameters()):>12,} parameters")
@@ -112,7 +128,7 @@ print("input keys:", model.input_keys)
 print(model.head)
 
 # %% [markdown]
-# `input_keys` tells the shared `training.fit` loop which batch entries the model reads. With a
+# `input_keys` tells the shared `fit` loop which batch entries the model reads. With a
 # frozen text encoder those are the cached embeddings (`text_features`); end to end they are the
 # tokens (`input_ids`, `attention_mask`) and the encoder is part of the model.
 
@@ -120,7 +136,7 @@ print(model.head)
 # ## 3. Three ways to fuse
 #
 # The paper's conclusion proposes "different fusion strategies" as future work. All three below
-# sit behind the same interface (`fusion.FusionModel`), so they train, evaluate and explain alike:
+# sit behind the same interface (`FusionModel`), so they train, evaluate and explain alike:
 #
 # ```
 #  concat    image feats (512) ─┐
@@ -138,7 +154,7 @@ print(model.head)
 # the check below compares their logits.
 
 # %%
-models = {strategy: fusion.build_fusion_model(settings, strategy, text_dim, freeze_image=True) for strategy in fusion.STRATEGIES}
+models = {strategy: build_fusion_model(settings, strategy, text_dim, freeze_image=True) for strategy in STRATEGIES}
 for strategy, candidate in models.items():
     trainable = sum(p.numel() for p in candidate.parameters() if p.requires_grad)
     print(f"{strategy:>8}: {trainable:>9,} trainable parameters with both encoders frozen")
@@ -172,13 +188,13 @@ print(f"FiLM at initialisation vs the image model: largest logit difference {gap
 # %% [markdown]
 # ## 5. Train every fusion model
 #
-# One call does notebook 04's whole job: for each model it trains with `training.fit` (best epoch by
+# One call does notebook 04's whole job: for each model it trains with `fit` (best epoch by
 # validation loss, resumable), scores train / validation / test into `metrics/fusion.json`, writes
 # the test predictions, and scores the test split again with one modality removed. A finished run
 # is loaded instead of retrained (pass `resume=False` to train again).
 
 # %%
-outcome = fusion.train_fusion(settings)
+outcome = train_fusion(settings)
 print(f"\n{len(outcome['models'])} fusion models ready in {outcome['seconds']:.0f} s")
 
 # %% [markdown]
@@ -189,10 +205,10 @@ print(f"\n{len(outcome['models'])} fusion models ready in {outcome['seconds']:.0
 
 # %%
 checkpoints = settings.artifacts_dir / "checkpoints"
-paper_model = fusion.fusion_name("concat", "findings_impression", end_to_end=True)
+paper_model = fusion_name("concat", "findings_impression", end_to_end=True)
 for name in [paper_model, "fusion_concat_findings_impression"]:
     if (checkpoints / f"{name}_history.json").exists():
-        fig = plots_training.plot_history(training.load_history(checkpoints, name), name, paper="paper: late fusion")
+        fig = plots_training.plot_history(load_history(checkpoints, name), name, paper="paper: late fusion")
         plots_training.save_figure(fig, settings.artifacts_dir, f"{name}_curves")
 
 # %% [markdown]
@@ -211,7 +227,7 @@ for name in [paper_model, "fusion_concat_findings_impression"]:
 for name in [paper_model, "fusion_concat_findings_impression"]:
     if (checkpoints / f"{name}.pt").exists():
         print(name)
-        display(fusion.paper_comparison(settings.metrics_dir, name).round(4))
+        display(paper_comparison(settings.metrics_dir, name).round(4))
 
 # %% [markdown]
 # ## 8. Every model in one table
@@ -220,7 +236,7 @@ for name in [paper_model, "fusion_concat_findings_impression"]:
 # fusion model, on the test split. `training` says how each fusion model was trained.
 
 # %%
-table = fusion.comparison_table(settings.metrics_dir)
+table = comparison_table(settings.metrics_dir)
 table.round(4)
 
 # %% [markdown]
@@ -229,7 +245,7 @@ table.round(4)
 
 # %%
 text_head = next((m for m in table["model"] if m.endswith("_head_findings_impression")), None)
-aurocs = fusion.label_aurocs(settings.metrics_dir, ["image", text_head, paper_model])
+aurocs = label_aurocs(settings.metrics_dir, ["image", text_head, paper_model])
 fig = plots_training.plot_label_auroc(aurocs, "Test AUROC per label")
 plots_training.save_figure(fig, settings.artifacts_dir, "fusion_label_auroc");
 
@@ -244,7 +260,7 @@ plots_training.save_figure(fig, settings.artifacts_dir, "fusion_label_auroc");
 # CXR-BERT (110 million parameters) the text encoder weighs in too.
 
 # %%
-fusion.epoch_seconds_table(settings.metrics_dir).round(2)
+epoch_seconds_table(settings.metrics_dir).round(2)
 
 # %% [markdown]
 # ## 10. How much of the gain is leakage?
@@ -256,7 +272,7 @@ fusion.epoch_seconds_table(settings.metrics_dir).round(2)
 # share of the findings+impression gain that the indication alone does not give.
 
 # %%
-leakage = fusion.leakage_table(settings.metrics_dir)
+leakage = leakage_table(settings.metrics_dir)
 leakage.round(3)
 
 # %% [markdown]
@@ -283,8 +299,8 @@ leakage.round(3)
 # not carry over from the training studies to new ones.
 
 # %%
-reliance = fusion.reliance_table(settings.metrics_dir)
-fig = fusion.plot_reliance(reliance)
+reliance = reliance_table(settings.metrics_dir)
+fig = plot_reliance(reliance)
 plots_training.save_figure(fig, settings.artifacts_dir, "fusion_modality_reliance")
 reliance.round(3)
 
@@ -367,12 +383,12 @@ exercises.check_gated_fusion(GatedFusionHead)
 # 3. Why is an empty report a better stand-in for "no report" than a zero vector? When would the
 #    mean training embedding be better still?
 # 4. Which fusion figure would you quote for a system that only sees the indication at prediction time?
-# 5. Further research: fine-tune the image encoder (`fusion.train_fusion(settings, freeze_encoders=False)`)
+# 5. Further research: fine-tune the image encoder (`train_fusion(settings, freeze_encoders=False)`)
 #    or the text encoder (`train_text_encoder=True`) in the strategy table and compare the tables;
-#    try a zero-vector report in `fusion.modality_ablation(..., text_removal="zeros")`.
+#    try a zero-vector report in `modality_ablation(..., text_removal="zeros")`.
 #
 # ## Next
 #
-# Notebook **05_interpretation** opens the fusion models again (`fusion.load_fusion_model`) and asks
+# Notebook **05_interpretation** opens the fusion models again (`load_fusion_model`) and asks
 # *why* they decide: Grad-CAM on the X-ray with the report held fixed, SHAP on the report's words
 # with the image held fixed, checked against the phantom's ground truth.

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -61,16 +62,22 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, display
 
-from cxr_helpers import exercises, faithfulness, plots_training
-from cxr_helpers.explain import (
-    CAM_METHODS,
-    StudyExplainer,
-    cam_figure,
-    explain_study_to_files,
-    reliance_on_report,
-    shap_report_html,
+from cxr_helpers import exercises, plots_training
+from cxr_helpers.explain.browser import explanation_browser
+from cxr_helpers.explain.export import explain_study_to_files
+from cxr_helpers.explain.faithfulness.report import (
+    negation_table,
+    per_label_table,
+    plot_checks,
+    plot_randomisation,
+    run_faithfulness,
+    summary_table,
 )
-from cxr_helpers.explain_browser import explanation_browser
+from cxr_helpers.explain.figures import cam_figure
+from cxr_helpers.explain.gradcam import CAM_METHODS
+from cxr_helpers.explain.shap_text import shap_report_html
+from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.fusion.ablation import reliance_on_report
 from cxr_helpers.labels import label_index
 from cxr_helpers.notebook import setup_notebook
 
@@ -222,12 +229,12 @@ display(browser.widget)
 # - **model randomisation**: randomise the trained weights from the top down; the explanation must change.
 
 # %%
-result = faithfulness.run_faithfulness(settings, explainer)
+result = run_faithfulness(settings, explainer)
 print("written to", result.path)
-faithfulness.summary_table(result.summary).round(3)
+summary_table(result.summary).round(3)
 
 # %%
-figure = faithfulness.plot_checks(result.summary)
+figure = plot_checks(result.summary)
 _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_faithfulness")
 
 # %% [markdown]
@@ -235,7 +242,7 @@ _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_faithfulness"
 # studies a label seen 3 times can swing from 0 to 1 by chance.
 
 # %%
-faithfulness.per_label_table(result.summary, "pointing_game").round(3)
+per_label_table(result.summary, "pointing_game").round(3)
 
 # %% [markdown]
 # Negation per label: the mean SHAP sum over positive mentions ("small apical pneumothorax": the
@@ -244,7 +251,7 @@ faithfulness.per_label_table(result.summary, "pointing_game").round(3)
 # Pneumothorax mentions one by one.
 
 # %%
-negation = faithfulness.negation_table(result.summary)
+negation = negation_table(result.summary)
 display(negation.round(3))
 mentions = result.mentions.get("fusion", pd.DataFrame())
 mentions[mentions["label"] == "Pneumothorax"].head(6) if not mentions.empty else mentions
@@ -256,7 +263,7 @@ mentions[mentions["label"] == "Pneumothorax"].head(6) if not mentions.empty else
 # point is the fusion (or text) head randomised at once.
 
 # %%
-figure = faithfulness.plot_randomisation(result.randomisation)
+figure = plot_randomisation(result.randomisation)
 _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_randomisation")
 
 # %% [markdown]
@@ -305,7 +312,7 @@ exercises.check_pointing_game_with_tolerance(pointing_game_with_tolerance)
 # %% [markdown]
 # Stretch: recompute the pointing game of section 7 with a tolerance of one `layer4` cell
 # (`settings.image_size // 32` px) from `result.cam["fusion"]` and the masks
-# (`faithfulness.load_ground_truth(...)`). How much of the gap to RandomCAM is resolution?
+# (`load_ground_truth(...)`). How much of the gap to RandomCAM is resolution?
 
 # %% [markdown]
 # ## Your turn 2: the words that argue against a label

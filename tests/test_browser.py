@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cxr_helpers.browser import cohort_browser, labels_html, report_html, report_text
+from cxr_helpers.cohort_browser import cohort_browser, labels_html, report_html, report_text
 from cxr_helpers.labels import CHEXPERT_LABELS
 
 REPORT = "FINAL REPORT\nINDICATION: cough <2 days>\n\nFINDINGS: Small effusion.\n\nIMPRESSION: Effusion.\n"

@@ -49,10 +49,10 @@ def built_artifacts():
 
     settings = load_settings()
     if not list((settings.artifacts_dir / "checkpoints").glob("fusion_*.pt")):
-        from cxr_helpers.fusion import train_fusion
+        from cxr_helpers.fusion.train import train_fusion
+        from cxr_helpers.image_training import train_image
         from cxr_helpers.prepare import ensure_phantom, prepare_cohort
-        from cxr_helpers.text_model import train_text
-        from cxr_helpers.training import train_image
+        from cxr_helpers.text.train import train_text
 
         ensure_phantom(settings)
         prepare_cohort(settings, progress=False)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
+from cohort_factory import TinyConvModel
 from torch.utils.data.distributed import DistributedSampler
 
 from cxr_helpers.config import load_settings, seed_everything
@@ -41,20 +41,6 @@ RANKS = 2
 # ----------------------------------------------------------------------------- exact-equivalence worker
 
 
-class NoNormModel(nn.Module):
-    """No BatchNorm and no dropout: the two things whose results depend on how a batch is split."""
-
-    input_keys = ("image",)
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, stride=2)
-        self.head = nn.Linear(4, 14)
-
-    def forward(self, image):
-        return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))  # (B, 14)
-
-
 def every_label_valid_cohort(n: int = 36) -> tuple[pd.DataFrame, np.ndarray]:
     """24 train / 12 validate rows with no blank label, so every rank's loss averages as many entries."""
     rng = np.random.default_rng(0)
@@ -68,7 +54,7 @@ def every_label_valid_cohort(n: int = 36) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def run_equivalence_worker(folder: Path) -> None:
-    """Fit NoNormModel: under torchrun with the per-rank batch, alone with the global batch and the same order."""
+    """Fit a dropout-free TinyConvModel: under torchrun with the per-rank batch, alone with the global batch."""
     with distributed_session():
         ranks = world_size()
         settings = load_settings(profile="phantom", fast=True, artifacts_dir=folder, image_size=SIZE, epochs=2,
@@ -82,13 +68,14 @@ def run_equivalence_worker(folder: Path) -> None:
         train_loader = make_loader(train, settings.batch_size, True, settings.seed, sampler=sampler)
         val_loader = make_loader(val, settings.batch_size, False)
         seed_everything(settings.seed)
-        fit(NoNormModel(), train_loader, val_loader, settings, folder, "nonorm", progress=False)
+        fit(TinyConvModel(stride=2, dropout=0.0), train_loader, val_loader, settings, folder, "nonorm", progress=False)
 
 
 def run_trunks_worker(folder: Path) -> None:
     """Rank 0 saves the image-trunk cache that the ranks built together from ``folder``'s artifacts."""
     from cxr_helpers.distributed import is_main_process
-    from cxr_helpers.fusion import cache_image_trunks, load_image_encoder
+    from cxr_helpers.fusion.build import load_image_encoder
+    from cxr_helpers.fusion.trunk_cache import cache_image_trunks
     from cxr_helpers.prepare import load_cohort, open_image_cache
 
     with distributed_session():
@@ -163,8 +150,8 @@ def test_two_ranks_train_exactly_like_one_process_with_the_global_batch(tmp_path
     assert ddp["meta"]["fingerprint"]["world_size"] == RANKS
     assert "world_size" not in single["meta"]["fingerprint"]
     seed_everything(42)
-    initial = NoNormModel().state_dict()
-    assert not torch.allclose(single["state_dict"]["head.weight"], initial["head.weight"])  # it did train
+    initial = TinyConvModel(stride=2, dropout=0.0).state_dict()
+    assert not torch.allclose(single["state_dict"]["head.1.weight"], initial["head.1.weight"])  # it did train
     for key, value in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][key], value, rtol=1e-4, atol=1e-6)
     ddp_history, single_history = without_times(ddp["history"]), without_times(single["history"])
@@ -224,7 +211,7 @@ def test_cli_under_torchrun_resumes_a_killed_job_and_scores_the_whole_validation
 @pytest.fixture(scope="module")
 def image_artifacts(phantom_artifacts, tmp_path_factory) -> Path:
     """The phantom cohort plus an image model trained for one epoch in one process (notebook 02's output)."""
-    from cxr_helpers.training import train_image
+    from cxr_helpers.image_training import train_image
 
     folder = copy_artifacts(phantom_artifacts, tmp_path_factory.mktemp("image") / "artifacts")
     train_image(load_settings(profile="phantom", fast=True, artifacts_dir=folder, epochs=1), progress=False)
@@ -242,7 +229,8 @@ def test_ranks_split_the_image_trunk_cache_and_every_rank_gets_all_of_it(tmp_pat
 
 
 def test_text_and_fusion_train_under_torchrun_with_shared_caches_built_once(tmp_path, image_artifacts):
-    from cxr_helpers.text_model import TEXT_SETTINGS, embeddings_paths
+    from cxr_helpers.config import TEXT_SETTINGS
+    from cxr_helpers.text.embeddings import embeddings_paths
 
     env = subprocess_env() | {"CXR_EPOCHS": "2", "CXR_FUSION_E2E_EPOCHS": "1"}
     ddp, single = copy_artifacts(image_artifacts, tmp_path / "ddp"), copy_artifacts(image_artifacts, tmp_path / "single")

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from test_explain import build_artifacts
 
-from cxr_helpers.explain import StudyExplainer
-from cxr_helpers.explain_browser import TOP_K, ExplanationBrowser, explanation_browser
-from cxr_helpers.faithfulness import load_ground_truth, phantom_root
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.mktemp("browser"))
+from cxr_helpers.explain.browser import TOP_K, ExplanationBrowser, explanation_browser
+from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
+from cxr_helpers.explain.study import StudyExplainer
 
 
 @pytest.fixture(scope="module")
-def explainer(settings):
-    return StudyExplainer.from_settings(settings, cache=False)  # in-memory cache shared by the tests
+def explainer(explain_settings):
+    return StudyExplainer.from_settings(explain_settings, cache=False)  # in-memory cache shared by the tests
 
 
 @pytest.fixture()
-def browser(settings, explainer):
-    return ExplanationBrowser(explainer, truth=load_ground_truth(phantom_root(settings)))
+def browser(explain_settings, explainer):
+    return ExplanationBrowser(explainer, truth=load_ground_truth(phantom_root(explain_settings)))
 
 
 def shown(browser) -> tuple[bytes, str, str]:
@@ -99,7 +93,7 @@ def test_an_error_is_shown_in_the_status_and_controls_come_back(browser, monkeyp
     assert "no heatmap today" in browser.status.value and not browser.label_dropdown.disabled
 
 
-def test_explanation_browser_from_settings(settings):
-    browser = explanation_browser(settings=settings)
+def test_explanation_browser_from_settings(explain_settings):
+    browser = explanation_browser(settings=explain_settings)
     assert browser.studies == browser.explainer.study_ids("test") and browser.truth is not None
     assert browser.image.value

@@ -9,38 +9,32 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_explain import REPORT, build_artifacts, split_head_image_model, tiny_fusion, tiny_text_tools, xray
+from explain_factory import REPORT, split_head_image_model, tiny_fusion, tiny_text_tools, xray
 
-from cxr_helpers.explain import (
-    StudyExplainer,
-    TextExplanation,
-    cams_for_labels,
-    explain_text,
-    text_head_logit_fn,
-)
-from cxr_helpers.faithfulness import (
-    cam_checks,
-    cascading_stages,
-    cleaned_word_offsets,
-    energy_inside_mask,
-    head_stages,
-    load_ground_truth,
-    mask_area_share,
-    mask_auroc,
+from cxr_helpers.explain.faithfulness.checks import cam_checks, shap_checks
+from cxr_helpers.explain.faithfulness.randomisation import cascading_stages, head_stages, randomise_modules
+from cxr_helpers.explain.faithfulness.report import (
     negation_table,
-    phantom_root,
     plot_checks,
     plot_randomisation,
+    run_faithfulness,
+    summary_table,
+)
+from cxr_helpers.explain.faithfulness.scores import (
+    energy_inside_mask,
+    mask_area_share,
+    mask_auroc,
     pointing_game_hit,
     random_top_k_hit,
-    randomize_modules,
     rank_correlation,
-    run_faithfulness,
-    shap_checks,
-    span_word_indices,
-    summary_table,
     top_k_hit,
 )
+from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, span_word_indices
+from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
+from cxr_helpers.explain.gradcam import cams_for_labels
+from cxr_helpers.explain.models import text_head_logit_fn
+from cxr_helpers.explain.shap_text import TextExplanation, explain_text
+from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.reports import extract_sections, text_for_setting
 
@@ -132,13 +126,13 @@ def test_rank_correlation():
     assert np.isnan(rank_correlation(a, np.ones(10)))
 
 
-def test_randomize_modules_changes_only_the_named_stages_of_a_copy():
+def test_randomise_modules_changes_only_the_named_stages_of_a_copy():
     model = split_head_image_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     stages = cascading_stages(model)
     assert [name for name, _ in stages] == ["head", "layer4", "layer3", "layer2", "layer1", "conv1"]
     assert stages[0][1] == ["backbone.fc"] and stages[-1][1] == ["backbone.conv1"]
-    randomised = randomize_modules(model, ["backbone.fc", "backbone.layer4"], seed=0)
+    randomised = randomise_modules(model, ["backbone.fc", "backbone.layer4"], seed=0)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key])  # the original is untouched
     after = randomised.state_dict()
@@ -146,7 +140,7 @@ def test_randomize_modules_changes_only_the_named_stages_of_a_copy():
     assert not torch.equal(after["backbone.layer4.0.conv1.weight"], before["backbone.layer4.0.conv1.weight"])
     assert torch.equal(after["backbone.layer3.0.conv1.weight"], before["backbone.layer3.0.conv1.weight"])
     with pytest.raises(KeyError, match="no submodule"):
-        randomize_modules(model, ["backbone.layer9"])
+        randomise_modules(model, ["backbone.layer9"])
 
 
 def test_fusion_heads_are_randomised_first():
@@ -154,7 +148,7 @@ def test_fusion_heads_are_randomised_first():
     assert cascading_stages(concat)[0] == ("head", ["head"])
     assert head_stages(film) == ["film4", "film3", "image_model.backbone.fc"]
     assert cascading_stages(film)[1] == ("layer4", ["image_model.backbone.layer4"])
-    randomised = randomize_modules(film, head_stages(film))
+    randomised = randomise_modules(film, head_stages(film))
     assert randomised._text_tools[1] is film._text_tools[1]
     assert not torch.equal(randomised.film4.project.weight, film.film4.project.weight)
 
@@ -162,15 +156,15 @@ def test_fusion_heads_are_randomised_first():
 def test_randomisation_changes_grad_cam_and_shap():
     model = split_head_image_model()
     image = xray(128, seed=5)
-    original = cams_for_labels(model, model.target_layer, image, ["Cardiomegaly"])["Cardiomegaly"]
-    again = cams_for_labels(model, model.target_layer, image, ["Cardiomegaly"])["Cardiomegaly"]
+    original = cams_for_labels(model, model.cam_layer(), image, ["Cardiomegaly"])["Cardiomegaly"]
+    again = cams_for_labels(model, model.cam_layer(), image, ["Cardiomegaly"])["Cardiomegaly"]
     assert rank_correlation(original, again) == pytest.approx(1.0)
-    randomised = randomize_modules(model, ["backbone.fc", "backbone.layer4"], seed=0)
-    changed = cams_for_labels(randomised, randomised.target_layer, image, ["Cardiomegaly"])["Cardiomegaly"]
+    randomised = randomise_modules(model, ["backbone.fc", "backbone.layer4"], seed=0)
+    changed = cams_for_labels(randomised, randomised.cam_layer(), image, ["Cardiomegaly"])["Cardiomegaly"]
     assert not np.allclose(changed, original, atol=1e-3)
     assert rank_correlation(original, changed) < 0.9
 
-    from cxr_helpers.text_model import TextHead
+    from cxr_helpers.text.heads import TextHead
 
     tokenizer, encoder = tiny_text_tools()
     torch.manual_seed(3)
@@ -178,7 +172,7 @@ def test_randomisation_changes_grad_cam_and_shap():
     assert head_stages(head) == ["mlp.3", "mlp.0"]
     text = "there is mild cardiomegaly there is no pneumothorax small left pleural effusion"
     values = explain_text(text_head_logit_fn(head, tokenizer, encoder, 64), text, ["Edema"], 30)["Edema"].values
-    shuffled = randomize_modules(head, head_stages(head), seed=1)
+    shuffled = randomise_modules(head, head_stages(head), seed=1)
     new = explain_text(text_head_logit_fn(shuffled, tokenizer, encoder, 64), text, ["Edema"], 30)["Edema"].values
     assert rank_correlation(values, new) < 0.9
 
@@ -223,17 +217,12 @@ class OracleExplainer:
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory):
-    return build_artifacts(tmp_path_factory.mktemp("faithfulness"))
+def truth(explain_settings):
+    return load_ground_truth(phantom_root(explain_settings))
 
 
-@pytest.fixture(scope="module")
-def truth(settings):
-    return load_ground_truth(phantom_root(settings))
-
-
-def test_ground_truth_masks_in_cache_geometry(settings, truth):
-    cohort = pd.read_csv(settings.artifacts_dir / "cohort.csv", dtype={"dicom_id": str})
+def test_ground_truth_masks_in_cache_geometry(explain_settings, truth):
+    cohort = pd.read_csv(explain_settings.artifacts_dir / "cohort.csv", dtype={"dicom_id": str})
     dicom_id, study_id = cohort.loc[0, "dicom_id"], int(cohort.loc[0, "study_id"])
     raw = truth.raw_mask(dicom_id, "Cardiomegaly")
     assert raw.shape == (96, 80)
@@ -244,11 +233,11 @@ def test_ground_truth_masks_in_cache_geometry(settings, truth):
     assert truth.present(study_id, "Cardiomegaly") and not truth.present(study_id, "Edema")
     assert truth.image_visibility(dicom_id, "Pleural Effusion") == "clear"
     with pytest.raises(FileNotFoundError, match="Only the phantom"):
-        load_ground_truth(settings.artifacts_dir)
+        load_ground_truth(explain_settings.artifacts_dir)
 
 
-def test_checks_score_an_oracle_explanation_as_right(settings, truth):
-    cohort = pd.read_csv(settings.artifacts_dir / "cohort.csv", dtype={"dicom_id": str})
+def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth):
+    cohort = pd.read_csv(explain_settings.artifacts_dir / "cohort.csv", dtype={"dicom_id": str})
     row = cohort.iloc[0]
     oracle = OracleExplainer(truth, int(row["study_id"]), row["dicom_id"], 64, row["report_path"],
                              row["text_findings_impression"])
@@ -269,10 +258,10 @@ def test_checks_score_an_oracle_explanation_as_right(settings, truth):
     assert negation["mention_value"] == -1.0 and negation["sign_agrees"] == 1.0
 
 
-def test_run_faithfulness_writes_every_check_with_its_baseline(settings):
-    explainer = StudyExplainer.from_settings(settings, cache=False)
-    result = run_faithfulness(settings, explainer, road_percentiles=(50,), randomisation_studies=1, progress=False)
-    saved = json.loads((settings.artifacts_dir / "metrics" / "faithfulness.json").read_text())
+def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings):
+    explainer = StudyExplainer.from_settings(explain_settings, cache=False)
+    result = run_faithfulness(explain_settings, explainer, road_percentiles=(50,), randomisation_studies=1, progress=False)
+    saved = json.loads((explain_settings.artifacts_dir / "metrics" / "faithfulness.json").read_text())
     assert saved == json.loads(json.dumps(result.summary))
     assert saved["n_studies"] == 4 and saved["cam_method"] == "gradcam"
     for name in ("pointing_game", "energy_inside_mask", "mask_auroc", "road", "shap_top_k", "negation"):

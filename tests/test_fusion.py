@@ -11,13 +11,27 @@ import torch
 from cohort_factory import toy_cohort_frame
 from transformers import BertConfig, BertModel
 
-from cxr_helpers import fusion, text_model
+import cxr_helpers.fusion.build as fusion_build
+import cxr_helpers.fusion.train as fusion_train
 from cxr_helpers.config import load_settings
 from cxr_helpers.datasets import CohortImageDataset, make_loader
-from cxr_helpers.fusion import STRATEGIES, FusionModel, build_fusion_model, modality_ablation
+from cxr_helpers.fusion.ablation import ABLATION_CONDITIONS, empty_text_embedding, modality_ablation
+from cxr_helpers.fusion.build import META_KEYS, build_fusion_model, load_fusion_model
+from cxr_helpers.fusion.model import STRATEGIES, FusionModel, fusion_name
+from cxr_helpers.fusion.tables import (
+    comparison_table,
+    label_aurocs,
+    leakage_table,
+    per_label_table,
+    reliance_table,
+)
+from cxr_helpers.fusion.train import train_fusion
+from cxr_helpers.fusion.trunk_cache import CachedImageDataset, cache_image_trunks
 from cxr_helpers.image_model import ImageClassifier
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import masked_bce
+from cxr_helpers.text.encoder import compute_embeddings
+from cxr_helpers.text.tiny_bert import wordpiece_vocabulary, wrap_tokenizer
 
 SIZE = 64
 TEXT_DIM = 24
@@ -35,7 +49,7 @@ def tiny_bert() -> BertModel:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return text_model.wrap_tokenizer(text_model.wordpiece_vocabulary(REPORTS, vocab_size=120))
+    return wrap_tokenizer(wordpiece_vocabulary(REPORTS, vocab_size=120))
 
 
 def make_model(strategy, text_encoder=None, freeze_image=False, dropout=0.0, seed=0, text_dim=None):
@@ -65,7 +79,7 @@ def test_shapes_and_input_keys(strategy, tokenizer):
     assert model(image=image, text_features=text).shape == (4, 14)
     assert model.forward_features(image, text).shape == (4, 14)
     assert model.encode_text(text_features=text) is text  # cached features pass through untouched
-    assert model.image_target_layer() is model.image_model.backbone.layer4
+    assert model.cam_layer() is model.image_model.backbone.layer4
     e2e = make_model(strategy, text_encoder=tiny_bert()).eval()
     assert e2e.input_keys == ("image", "input_ids", "attention_mask")
     tokens = tokenizer(REPORTS[:4], padding=True, return_tensors="pt")
@@ -197,12 +211,12 @@ def test_cached_image_features_give_the_same_logits_as_images(strategy):
     model = make_model(strategy, freeze_image=True, dropout=0.5).eval()
     with torch.no_grad():
         model.film3.project.weight.normal_(std=0.1) if strategy == "film" else None
-    trunks = fusion.cache_image_trunks(model.image_model, cohort, images, [model.trunk_kind], batch_size=8,
+    trunks = cache_image_trunks(model.image_model, cohort, images, [model.trunk_kind], batch_size=8,
                                        device="cpu", progress=False)
     text = np.random.default_rng(1).normal(size=(len(cohort), TEXT_DIM)).astype(np.float32)
     base = CohortImageDataset(cohort, images, "test", text_features=text)
     batch = base.__getitems__(list(range(len(base))))
-    cached = fusion.CachedImageDataset(base, trunks[model.trunk_kind]).__getitems__(list(range(len(base))))
+    cached = CachedImageDataset(base, trunks[model.trunk_kind]).__getitems__(list(range(len(base))))
     assert "image" not in cached and torch.equal(cached["index"], batch["index"])
     with torch.no_grad():
         from_images = model(image=batch["image"], text_features=batch["text_features"])
@@ -215,17 +229,17 @@ def test_cached_image_features_give_the_same_logits_as_images(strategy):
 def test_modality_ablation_changes_outputs_and_uses_the_empty_report(tokenizer):
     cohort, images = toy_cohort()
     encoder = tiny_bert()
-    features = text_model.compute_embeddings(cohort["text_findings_impression"], tokenizer, encoder, device="cpu",
+    features = compute_embeddings(cohort["text_findings_impression"], tokenizer, encoder, device="cpu",
                                              progress=False)
     loader = make_loader(CohortImageDataset(cohort, images, "test", text_features=features), 8, False)
     model = make_model("concat", dropout=0.5, text_dim=BERT_HIDDEN)
     model.attach_text_tools(tokenizer, encoder, max_length=32)
     result = modality_ablation(model, loader)
-    assert set(fusion.ABLATION_CONDITIONS) <= set(result)
-    losses = {c: result[c]["loss"] for c in fusion.ABLATION_CONDITIONS}
+    assert set(ABLATION_CONDITIONS) <= set(result)
+    losses = {c: result[c]["loss"] for c in ABLATION_CONDITIONS}
     assert len({round(v, 9) for v in losses.values()}) == 3, losses  # each ablation changes the outputs
-    expected = text_model.compute_embeddings([""], tokenizer, encoder, device="cpu", progress=False)[0]
-    assert np.allclose(fusion.empty_text_embedding(model).numpy(), expected, atol=1e-6)
+    expected = compute_embeddings([""], tokenizer, encoder, device="cpu", progress=False)[0]
+    assert np.allclose(empty_text_embedding(model).numpy(), expected, atol=1e-6)
     zeros = modality_ablation(model, loader, text_removal="zeros")
     assert zeros["text_removed"]["loss"] != result["text_removed"]["loss"]
     assert result["full"] == zeros["full"]
@@ -274,16 +288,17 @@ def fake_text_side(monkeypatch, tokenizer):
     def cached(settings, cohort, setting, progress=True, encoder=None):
         return np.load(settings.artifacts_dir / "text" / f"embeddings_{setting}.npy")
 
-    monkeypatch.setattr(text_model, "load_text_encoder", load)
-    monkeypatch.setattr(text_model, "cached_embeddings", cached)
+    monkeypatch.setattr(fusion_train, "load_text_encoder", load)
+    monkeypatch.setattr(fusion_build, "load_text_encoder", load)
+    monkeypatch.setattr(fusion_train, "cached_embeddings", cached)
     return made
 
 
 def test_train_fusion_frozen_text_reads_cached_embeddings_only(tmp_path, fake_text_side):
     cohort, embeddings = write_artifacts(tmp_path)
     settings = settings_for(tmp_path)
-    out = fusion.train_fusion(settings, progress=False, end_to_end=False)
-    names = [fusion.fusion_name(s, t) for t in ("findings_impression", "indication") for s in STRATEGIES]
+    out = train_fusion(settings, progress=False, end_to_end=False)
+    names = [fusion_name(s, t) for t in ("findings_impression", "indication") for s in STRATEGIES]
     assert sorted(out["models"]) == sorted(names)
     # The frozen encoder met only the empty report (one text per model, for the ablation), never the reports.
     assert fake_text_side and all(set(e.calls) <= {1} for e in fake_text_side)
@@ -294,10 +309,10 @@ def test_train_fusion_frozen_text_reads_cached_embeddings_only(tmp_path, fake_te
         assert set(data["models"][name]) == {"train", "validate", "test"}
         assert data["runs"][name]["freeze_image"] and not data["runs"][name]["end_to_end"]
         meta = torch.load(tmp_path / "checkpoints" / f"{name}.pt", weights_only=True)["meta"]
-        assert all(key in meta for key in fusion.META_KEYS) and meta["text_dim"] == BERT_HIDDEN
+        assert all(key in meta for key in META_KEYS) and meta["text_dim"] == BERT_HIDDEN
     # Rebuilt from its checkpoint, a model reproduces its saved test predictions from images + cached text.
     name = "fusion_film_indication"
-    model = fusion.load_fusion_model(tmp_path, name, device="cpu")
+    model = load_fusion_model(tmp_path, name, device="cpu")
     test = CohortImageDataset(cohort, np.load(tmp_path / f"images_{SIZE}.npy"), "test",
                               text_features=embeddings["indication"])
     batch = test.__getitems__(list(range(len(test))))
@@ -307,32 +322,32 @@ def test_train_fusion_frozen_text_reads_cached_embeddings_only(tmp_path, fake_te
     order = np.argsort(batch["index"].numpy())
     assert np.allclose(saved[[f"prob_{label}" for label in CHEXPERT_LABELS]].to_numpy(), probabilities[order], atol=1e-4)
     assert model.embed_texts(["no pleural effusion"]).shape == (1, BERT_HIDDEN)
-    tables = fusion.comparison_table(tmp_path / "metrics"), fusion.leakage_table(tmp_path / "metrics")
+    tables = comparison_table(tmp_path / "metrics"), leakage_table(tmp_path / "metrics")
     assert len(tables[0]) == len(names) and list(tables[1].index) == list(STRATEGIES)
-    assert set(fusion.reliance_table(tmp_path / "metrics").index) == set(names)
-    aurocs = fusion.label_aurocs(tmp_path / "metrics", ["image", name, "no such model"])
+    assert set(reliance_table(tmp_path / "metrics").index) == set(names)
+    aurocs = label_aurocs(tmp_path / "metrics", ["image", name, "no such model"])
     assert list(aurocs) == [name] and set(aurocs[name]) == set(CHEXPERT_LABELS)
-    assert list(fusion.per_label_table(tmp_path / "metrics").columns) == names
+    assert list(per_label_table(tmp_path / "metrics").columns) == names
 
 
 def test_train_fusion_end_to_end_trains_the_text_encoder(tmp_path, fake_text_side):
     cohort, _ = write_artifacts(tmp_path)
     settings = settings_for(tmp_path, batch_size=6)
-    out = fusion.train_fusion(settings, strategies=("film",), text_settings=("findings_impression",), progress=False,
+    out = train_fusion(settings, strategies=("film",), text_settings=("findings_impression",), progress=False,
                               end_to_end=True, end_to_end_epochs=1, train_text_encoder=True)
     name = "fusion_concat_findings_impression_end_to_end"
     assert name in out["models"] and out["models"][name]["run"]["end_to_end"]
     # The table option: a text encoder trained inside the model, the image encoder frozen and cached.
     film = out["models"]["fusion_film_findings_impression"]["run"]
     assert film["end_to_end"] and film["freeze_image"] and film["cached_image"]
-    table = fusion.comparison_table(tmp_path / "metrics").set_index("model")["training"]
+    table = comparison_table(tmp_path / "metrics").set_index("model")["training"]
     assert table["fusion_film_findings_impression"] == "text encoder trained, image frozen"
     assert table[name] == "end to end"
     checkpoint = torch.load(tmp_path / "checkpoints" / f"{name}.pt", weights_only=True)
     assert checkpoint["meta"]["end_to_end"] and not checkpoint["meta"]["freeze_image"]
     encoder_keys = [k for k in checkpoint["state_dict"] if k.startswith("text_encoder.")]
     assert encoder_keys
-    model = fusion.load_fusion_model(tmp_path, name, device="cpu")
+    model = load_fusion_model(tmp_path, name, device="cpu")
     assert model.end_to_end and model.input_keys == ("image", "input_ids", "attention_mask")
     trained = checkpoint["state_dict"]["text_encoder.inner.embeddings.word_embeddings.weight"]
     initial = tiny_bert().embeddings.word_embeddings.weight
@@ -344,10 +359,10 @@ def test_missing_inputs_name_the_notebook_that_makes_them(tmp_path, fake_text_si
     write_artifacts(tmp_path)
     (tmp_path / "text" / "embeddings_indication.npy").unlink()
     with pytest.raises(FileNotFoundError, match="notebook 03"):
-        fusion.train_fusion(settings_for(tmp_path), progress=False)
+        train_fusion(settings_for(tmp_path), progress=False)
     (tmp_path / "checkpoints" / "image.pt").unlink()
     with pytest.raises(FileNotFoundError, match="notebook 02"):
-        fusion.train_fusion(settings_for(tmp_path), progress=False)
+        train_fusion(settings_for(tmp_path), progress=False)
 
 
 def test_exercise_checks_accept_the_solutions_and_reject_stubs(capsys):
@@ -384,7 +399,7 @@ def test_a_finished_run_is_reused_until_its_inputs_change(tmp_path, fake_text_si
     last = tmp_path / "checkpoints" / "fusion_concat_indication_last.pt"
 
     def run(**overrides):
-        fusion.train_fusion(settings_for(tmp_path, **overrides), strategies=("concat",), text_settings=("indication",),
+        train_fusion(settings_for(tmp_path, **overrides), strategies=("concat",), text_settings=("indication",),
                             progress=False, end_to_end=False)
         return last.stat().st_mtime_ns
 

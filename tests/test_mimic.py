@@ -7,16 +7,9 @@ import pandas as pd
 import pytest
 from layout_factory import make_layout
 
+from cxr_helpers.cohort import filter_views, random_split_by_patient, select_cohort
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.mimic import (
-    MimicLayoutError,
-    filter_views,
-    image_path,
-    random_split_by_patient,
-    read_layout,
-    report_path,
-    select_cohort,
-)
+from cxr_helpers.mimic import MimicLayoutError, image_path, read_layout, report_path
 
 
 @pytest.fixture

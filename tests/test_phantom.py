@@ -12,28 +12,17 @@ import pytest
 from PIL import Image
 
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.phantom import (
-    CHEXPERT_CSV,
-    JPG_DIR,
-    METADATA_COLUMNS,
-    METADATA_CSV,
-    REPORTS_DIR,
-    SPLIT_CSV,
-    TRUTH_DIR,
-    plan_studies,
-    write_phantom,
-)
-from cxr_helpers.phantom_anatomy import DRAWERS, STRUCTURAL, FindingSpec, render, sample_anatomy
-from cxr_helpers.phantom_reports import (
-    FINDING_LABELS,
-    LABEL_KEYWORDS,
-    Span,
-    derive_labels,
-    indication_text,
-    sample_case,
-    wrap_paragraph,
-    write_report,
-)
+from cxr_helpers.phantom import write_phantom
+from cxr_helpers.phantom.anatomy import sample_anatomy
+from cxr_helpers.phantom.case import FINDING_LABELS, sample_case
+from cxr_helpers.phantom.findings import DRAWERS, STRUCTURAL, FindingSpec
+from cxr_helpers.phantom.layout import CHEXPERT_CSV, JPG_DIR, METADATA_CSV, REPORTS_DIR, SPLIT_CSV, TRUTH_DIR
+from cxr_helpers.phantom.phrases import LABEL_KEYWORDS
+from cxr_helpers.phantom.plan import plan_studies
+from cxr_helpers.phantom.render import render
+from cxr_helpers.phantom.reports import derive_labels, indication_text, write_report
+from cxr_helpers.phantom.spans import Span, wrap_paragraph
+from cxr_helpers.phantom.writer import METADATA_COLUMNS
 
 N_STUDIES, SIZE, SEED = 16, 64, 3
 

@@ -234,7 +234,7 @@ def test_phantom_ground_truth_spans_fall_in_the_extracted_sections(phantom):
 
 
 def test_phantom_indication_text_is_leak_free(phantom, tmp_path):
-    from cxr_helpers.phantom_reports import LABEL_KEYWORDS
+    from cxr_helpers.phantom.phrases import LABEL_KEYWORDS
 
     cohort = prepare_cohort(phantom_settings(phantom, tmp_path), progress=False).cohort
     keywords = [word for words in LABEL_KEYWORDS.values() for word in words]

@@ -12,23 +12,24 @@ import torch
 from transformers import BertModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from cxr_helpers import text_model
+import cxr_helpers.text.embeddings as text_embeddings
+import cxr_helpers.text.tiny_bert as tiny_bert
 from cxr_helpers.config import load_settings
 from cxr_helpers.labels import CHEXPERT_LABELS, NOT_MENTIONED, label_index
 from cxr_helpers.metrics import macro_auroc, per_label_auroc
 from cxr_helpers.prepare import COHORT_COLUMNS
-from cxr_helpers.text_model import (
-    TextClassifier,
-    TextHead,
+from cxr_helpers.text.embeddings import cached_embeddings, embeddings_paths, load_text_encoder
+from cxr_helpers.text.encoder import compute_embeddings, pool_hidden, text_pooling
+from cxr_helpers.text.heads import TextClassifier, TextHead, fit_tfidf, text_probabilities, tfidf_baseline
+from cxr_helpers.text.tiny_bert import (
+    SPECIAL_TOKENS,
     build_tiny_bert,
-    cached_embeddings,
-    compute_embeddings,
-    fit_tfidf,
-    load_text_encoder,
-    pool_hidden,
-    text_probabilities,
-    tfidf_baseline,
+    tiny_bert_dir,
+    training_reports,
+    wordpiece_vocabulary,
+    wrap_tokenizer,
 )
+from cxr_helpers.text.train import leakage_table, train_text
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
@@ -69,7 +70,7 @@ def tiny_folder(tmp_path_factory):
     """A tiny BERT built from the toy cohort's training reports, in an artifacts folder's text/tiny-bert."""
     artifacts = tmp_path_factory.mktemp("artifacts")
     cohort = toy_cohort()
-    folder = build_tiny_bert(text_model.training_reports(cohort), text_model.tiny_bert_dir(
+    folder = build_tiny_bert(training_reports(cohort), tiny_bert_dir(
         load_settings(artifacts_dir=artifacts)), seed=0, progress=False, **SMALL_BERT)
     return folder
 
@@ -116,12 +117,12 @@ def test_tokenizer_round_trip_and_special_tokens(settings):
 
 def test_wordpiece_vocabulary_is_frequent_words_over_characters_and_spells_unseen_words():
     reports = ["No pleural effusion.", "Small pleural effusion.", "Pleural effusion, no pneumothorax."]
-    vocabulary = text_model.wordpiece_vocabulary(reports)
-    assert vocabulary[: len(text_model.SPECIAL_TOKENS)] == list(text_model.SPECIAL_TOKENS)
+    vocabulary = wordpiece_vocabulary(reports)
+    assert vocabulary[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
     assert vocabulary.index("effusion") < vocabulary.index("pleural") < vocabulary.index("no")  # seen 3, 3, 2 times
     assert "pneumothorax" not in vocabulary and "small" not in vocabulary  # seen once only
-    assert vocabulary == text_model.wordpiece_vocabulary(list(reversed(reports)))  # order-free, the same every run
-    tokenizer = text_model.wrap_tokenizer(vocabulary)
+    assert vocabulary == wordpiece_vocabulary(list(reversed(reports)))  # order-free, the same every run
+    tokenizer = wrap_tokenizer(vocabulary)
     assert tokenizer.tokenize("Pleural effusions") == ["pleural", "effusion", "##s"]  # longest known pieces
     assert "[UNK]" not in tokenizer.tokenize("pneumothorax")  # spelled from characters
 
@@ -166,13 +167,13 @@ def test_mean_pooling_ignores_padding():
 def counted(monkeypatch):
     """Count the texts cached_embeddings sends to the encoder."""
     calls = []
-    original = text_model.compute_embeddings
+    original = compute_embeddings
 
     def counting(texts, *args, **kwargs):
         calls.append(len(texts))
         return original(texts, *args, **kwargs)
 
-    monkeypatch.setattr(text_model, "compute_embeddings", counting)
+    monkeypatch.setattr(text_embeddings, "compute_embeddings", counting)
     return calls
 
 
@@ -182,7 +183,7 @@ def test_cached_embeddings_reuse_and_recompute(settings, counted):
     assert features.shape == (len(cohort), 32)
     unique = cohort["text_findings_impression"].nunique()
     assert sum(counted) == unique  # identical reports are encoded once
-    array_path, sidecar_path = text_model.embeddings_paths(settings, "findings_impression")
+    array_path, sidecar_path = embeddings_paths(settings, "findings_impression")
     sidecar = json.loads(sidecar_path.read_text())
     assert sidecar["complete"] and sidecar["key"]["setting"] == "findings_impression"
     assert sidecar["key"]["n_rows"] == len(cohort) and sidecar["key"]["max_length"] == 32
@@ -196,7 +197,7 @@ def test_cached_embeddings_reuse_and_recompute(settings, counted):
 
     cached_embeddings(settings, cohort, "indication", progress=False)
     assert sum(counted) == cohort["text_indication"].nunique()  # another setting: computed, own file
-    assert text_model.embeddings_paths(settings, "indication")[0].exists()
+    assert embeddings_paths(settings, "indication")[0].exists()
 
     counted.clear()
     changed = cohort.copy()
@@ -214,8 +215,8 @@ def test_an_interrupted_embedding_run_resumes(settings, monkeypatch):
     cohort = toy_cohort(20)
     cohort["text_findings_impression"] += [f" seen on day {i}" for i in range(len(cohort))]  # 20 distinct texts
     unique = cohort["text_findings_impression"].nunique()
-    monkeypatch.setattr(text_model, "EMBEDDING_CHUNK", 4)
-    original = text_model.compute_embeddings
+    monkeypatch.setattr(text_embeddings, "EMBEDDING_CHUNK", 4)
+    original = compute_embeddings
     calls = []
 
     def interrupted_after_two_chunks(texts, *args, **kwargs):
@@ -224,21 +225,21 @@ def test_an_interrupted_embedding_run_resumes(settings, monkeypatch):
         calls.append(len(texts))
         return original(texts, *args, **kwargs)
 
-    monkeypatch.setattr(text_model, "compute_embeddings", interrupted_after_two_chunks)
+    monkeypatch.setattr(text_embeddings, "compute_embeddings", interrupted_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
         cached_embeddings(settings, cohort, "findings_impression", progress=False)
     assert calls == [4, 4]
-    sidecar = json.loads(text_model.embeddings_paths(settings, "findings_impression")[1].read_text())
+    sidecar = json.loads(embeddings_paths(settings, "findings_impression")[1].read_text())
     assert sidecar["done"] == 8 and not sidecar["complete"]
 
     resumed_calls = []
-    monkeypatch.setattr(text_model, "compute_embeddings",
+    monkeypatch.setattr(text_embeddings, "compute_embeddings",
                         lambda texts, *a, **k: resumed_calls.append(len(texts)) or original(texts, *a, **k))
     resumed = cached_embeddings(settings, cohort, "findings_impression", progress=False)
     assert sum(resumed_calls) == unique - 8  # only what was left
     tokenizer, model = load_text_encoder("tiny-bert", settings)
     fresh = original(cohort["text_findings_impression"].tolist(), tokenizer, model, max_length=32, progress=False,
-                     pooling=text_model.text_pooling(settings), device="cpu")
+                     pooling=text_pooling(settings), device="cpu")
     np.testing.assert_allclose(resumed, fresh, atol=1e-5)
 
 
@@ -262,7 +263,7 @@ def test_classifier_and_head_give_the_same_probabilities(settings):
     head = TextHead(32, hidden=8).eval()
     texts = ["no pleural effusion", "mild pulmonary edema", "the heart is enlarged"]
     from_head = text_probabilities(head, encoder, tokenizer, texts, settings)
-    classifier = TextClassifier(encoder, head, tokenizer, pooling=text_model.text_pooling(settings), max_length=32)
+    classifier = TextClassifier(encoder, head, tokenizer, pooling=text_pooling(settings), max_length=32)
     assert classifier.input_keys == ("input_ids", "attention_mask")
     from_tokens = text_probabilities(classifier, None, tokenizer, np.array(texts), settings)
     assert from_head.shape == (3, 14) and ((from_head > 0) & (from_head < 1)).all()
@@ -316,7 +317,7 @@ def test_tfidf_one_class_label_predicts_the_prevalence_and_top_words():
 def test_train_text_writes_metrics_checkpoints_and_predictions(settings):
     cohort = toy_cohort(60)
     cohort.to_csv(settings.artifacts_dir / "cohort.csv", index=False)
-    outcome = text_model.train_text(settings, progress=False)
+    outcome = train_text(settings, progress=False)
     metrics = json.loads((settings.artifacts_dir / "metrics" / "text.json").read_text())["models"]
     for setting in ("findings_impression", "indication"):
         for name in (f"tfidf_{setting}", f"tiny_bert_head_{setting}"):
@@ -332,7 +333,7 @@ def test_train_text_writes_metrics_checkpoints_and_predictions(settings):
     leak_free = metrics["tfidf_indication"]["test"]["macro_auroc"]
     assert leaky > 0.95 and leaky > leak_free + 0.2
     assert outcome["indication"]["head"]["history"].epoch == [1, 2]
-    table = text_model.leakage_table(settings)
+    table = leakage_table(settings)
     assert table.loc["tfidf", ("macro AUROC", "findings_impression")] == leaky
 
 
@@ -342,7 +343,7 @@ def test_tiny_bert_is_built_from_the_training_reports_only(tmp_path, monkeypatch
     cohort.loc[train, "text_findings_impression"] += " xylophone"  # a word only training reports have
     cohort.loc[test, "text_findings_impression"] += " zebrafinch"  # and one only test reports have
     cohort.to_csv(tmp_path / "cohort.csv", index=False)
-    monkeypatch.setattr(text_model, "MLM_STEPS_FAST", 3)
+    monkeypatch.setattr(tiny_bert, "MLM_STEPS_FAST", 3)
     settings = load_settings(profile="phantom", artifacts_dir=tmp_path, fast=True, text_model="tiny-bert")
     tokenizer, model = load_text_encoder("tiny-bert", settings, progress=False)  # builds it: the folder is missing
     assert (tmp_path / "text" / "tiny-bert" / "config.json").exists()
@@ -354,7 +355,7 @@ def test_tiny_bert_is_built_from_the_training_reports_only(tmp_path, monkeypatch
 def test_missing_cohort_names_notebook_01(tmp_path):
     settings = load_settings(profile="phantom", artifacts_dir=tmp_path, fast=True, text_model="tiny-bert")
     with pytest.raises(FileNotFoundError, match="notebook 01"):
-        text_model.train_text(settings, progress=False)
+        train_text(settings, progress=False)
 
 
 def test_exercise_check_accepts_the_solution_and_not_the_stub(capsys):

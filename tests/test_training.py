@@ -6,29 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cohort_factory import toy_cohort_frame
-from torch import nn
+from cohort_factory import TinyConvModel, toy_cohort_frame
 
-from cxr_helpers import training
+from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import CohortImageDataset, make_loader
+from cxr_helpers.evaluation import save_predictions
+from cxr_helpers.image_training import train_image
 from cxr_helpers.labels import CHEXPERT_LABELS
+from cxr_helpers.training import History, fit, load_history, predict
 
 SIZE = 32
-
-
-class TinyModel(nn.Module):
-    """A few hundred parameters, with dropout, so RNG state matters and tests stay fast."""
-
-    input_keys = ("image",)
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, stride=4)
-        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 14))
-
-    def forward(self, image):
-        return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))
 
 
 def toy_cohort(n: int = 48, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -58,9 +46,9 @@ def loaders(settings):
 
 def run(settings, folder, model=None, **kwargs):
     seed_everything(settings.seed)
-    model = model or TinyModel()
+    model = model or TinyConvModel()
     train_loader, val_loader = loaders(settings)
-    history = training.fit(model, train_loader, val_loader, settings, folder, "tiny", progress=False, **kwargs)
+    history = fit(model, train_loader, val_loader, settings, folder, "tiny", progress=False, **kwargs)
     return model, history
 
 
@@ -81,9 +69,9 @@ def test_fit_writes_checkpoints_loadable_with_weights_only(tmp_path):
     assert last["epoch"] == 2 and "optimizer" in last and "rng" in last
     saved_history = json.loads((tmp_path / "ckpt" / "tiny_history.json").read_text())
     assert without_times(saved_history) == without_times(history.to_dict())
-    assert training.load_history(tmp_path / "ckpt", "tiny").val_loss == history.val_loss
-    fresh = TinyModel()
-    meta = training.load_checkpoint(tmp_path / "ckpt" / "tiny.pt", fresh)
+    assert load_history(tmp_path / "ckpt", "tiny").val_loss == history.val_loss
+    fresh = TinyConvModel()
+    meta = load_checkpoint(tmp_path / "ckpt" / "tiny.pt", fresh)
     assert meta["labels"] == list(CHEXPERT_LABELS) and meta["input_keys"] == ["image"]
 
 
@@ -118,7 +106,7 @@ def test_fit_gives_each_epoch_its_own_shuffle(tmp_path):
     def record(epoch, history):
         orders.append(list(iter(train_loader.sampler)))  # the order the epoch just trained on
 
-    training.fit(TinyModel(), train_loader, val_loader, settings, tmp_path, "tiny", progress=False, on_epoch_end=record)
+    fit(TinyConvModel(), train_loader, val_loader, settings, tmp_path, "tiny", progress=False, on_epoch_end=record)
     assert train_loader.sampler.epoch == 2
     assert orders[0] != orders[1] != orders[2]
 
@@ -148,7 +136,7 @@ def test_fit_learns_a_learnable_toy_label(tmp_path):
     model, history = run(settings, tmp_path / "ckpt", resume=False)
     assert history.train_loss[-1] < history.train_loss[0]
     _, val_loader = loaders(settings)
-    logits, targets, _ = training.predict(model, val_loader)
+    logits, targets, _ = predict(model, val_loader)
     from cxr_helpers.metrics import per_label_auroc
 
     assert per_label_auroc(logits, targets)["Atelectasis"] > 0.9
@@ -158,12 +146,12 @@ def test_predict_returns_rows_in_cohort_order_and_saves_the_design_csv(tmp_path)
     settings = settings_for(tmp_path)
     cohort, images = toy_cohort()
     test = CohortImageDataset(cohort, images, "test")
-    model = TinyModel()
-    logits, targets, indices = training.predict(model, make_loader(test, 5, shuffle=False))
+    model = TinyConvModel()
+    logits, targets, indices = predict(model, make_loader(test, 5, shuffle=False))
     assert logits.shape == (12, 14) and targets.shape == (12, 14)
     np.testing.assert_array_equal(indices, np.sort(test.rows))
     np.testing.assert_array_equal(targets, cohort[list(CHEXPERT_LABELS)].to_numpy()[indices])
-    path = training.save_predictions(settings.artifacts_dir / "predictions" / "tiny_test.csv", cohort.iloc[indices],
+    path = save_predictions(settings.artifacts_dir / "predictions" / "tiny_test.csv", cohort.iloc[indices],
                                      1 / (1 + np.exp(-logits)), targets)
     table = pd.read_csv(path)
     expected = ["study_id", "dicom_id"] + [f"prob_{n}" for n in CHEXPERT_LABELS] + list(CHEXPERT_LABELS)
@@ -171,7 +159,7 @@ def test_predict_returns_rows_in_cohort_order_and_saves_the_design_csv(tmp_path)
     np.testing.assert_array_equal(table["study_id"], cohort["study_id"].to_numpy()[indices])
     assert table[list(CHEXPERT_LABELS)].isin([1, 0, -1, -2]).all().all()
     with pytest.raises(ValueError, match="one row per image"):
-        training.save_predictions(tmp_path / "x.csv", cohort.iloc[:3], np.zeros((2, 14)), np.zeros((2, 14)))
+        save_predictions(tmp_path / "x.csv", cohort.iloc[:3], np.zeros((2, 14)), np.zeros((2, 14)))
 
 
 def write_artifacts(folder, size: int = SIZE):
@@ -189,7 +177,7 @@ def write_artifacts(folder, size: int = SIZE):
 def test_train_image_writes_metrics_baselines_and_test_predictions(tmp_path):
     cohort = write_artifacts(tmp_path)
     settings = load_settings(profile="phantom", fast=True, artifacts_dir=tmp_path, image_size=SIZE, epochs=1, batch_size=8)
-    result = training.train_image(settings, progress=False)
+    result = train_image(settings, progress=False)
     models = json.loads((tmp_path / "metrics" / "image.json").read_text())["models"]
     assert {"image", "baseline: all negative", "baseline: train prevalence"} <= set(models)
     assert set(models["image"]) == {"train", "validate", "test"}
@@ -234,7 +222,7 @@ def test_training_figures_draw_curves_and_mark_undefined_auroc():
     matplotlib.use("Agg")
     from cxr_helpers.plots_training import plot_history, plot_label_auroc
 
-    history = training.History(epoch=[1, 2], train_loss=[0.7, 0.6], train_accuracy=[0.6, 0.7],
+    history = History(epoch=[1, 2], train_loss=[0.7, 0.6], train_accuracy=[0.6, 0.7],
                                val_loss=[0.8, 0.7], val_accuracy=[0.5, 0.6], val_macro_auroc=[0.5, 0.6],
                                seconds=[1.0, 1.0], best_epoch=2)
     fig = plot_history(history, paper="paper: image-only ResNet-18")

@@ -16,9 +16,16 @@ import html
 import time
 from collections.abc import Sequence
 
+import ipywidgets as widgets
 import numpy as np
 
-from cxr_helpers.explain import CAM_METHODS, cam_panel_png, shap_report_html
+from cxr_helpers.config import load_settings
+from cxr_helpers.explain.faithfulness.truth import load_ground_truth, phantom_root
+from cxr_helpers.explain.figures import cam_panel_png
+from cxr_helpers.explain.gradcam import CAM_METHODS
+from cxr_helpers.explain.shap_text import shap_report_html
+from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.fusion.ablation import reliance_on_report
 from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 
 TOP_K = "__top_k__"  # the label dropdown's "the study's top-3" choice
@@ -56,8 +63,6 @@ def predictions_html(explainer, study_id: int, truth=None, highlight: Sequence[s
 
 def reliance_html(explainer, study_id: int, labels: Sequence[str]) -> str:
     """The fusion model's modality reliance for the shown labels, as a small HTML table."""
-    from cxr_helpers.explain import reliance_on_report
-
     if not explainer.has("fusion"):
         return ""
     table = explainer.modality_reliance(study_id, labels)
@@ -81,7 +86,6 @@ class ExplanationBrowser:
     """Slider over studies; label, CAM method, opacity and model controls; heatmaps, predictions, SHAP report."""
 
     def __init__(self, explainer, studies: Sequence[int] | None = None, truth=None, tile: int = 200):
-        import ipywidgets as widgets
 
         self.explainer = explainer
         self.studies = [int(s) for s in (studies if studies is not None else explainer.study_ids("test"))]
@@ -217,14 +221,9 @@ def explanation_browser(explainer=None, settings=None, studies: Sequence[int] | 
     On the phantom the predictions table also shows which findings are truly present.
     """
     if explainer is None:
-        from cxr_helpers.config import load_settings
-        from cxr_helpers.explain import StudyExplainer
-
         settings = settings or load_settings()
         explainer = StudyExplainer.from_settings(settings)
     if truth is None and settings is not None and settings.profile == "phantom":
-        from cxr_helpers.faithfulness import load_ground_truth, phantom_root
-
         try:
             truth = load_ground_truth(phantom_root(settings))
         except FileNotFoundError:

@@ -11,8 +11,10 @@ import html
 import io
 from pathlib import Path
 
+import ipywidgets as widgets
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.reports import LABEL_SOURCE_SECTIONS, extract_sections, find_headers, last_paragraph_span
@@ -69,8 +71,6 @@ def labels_html(row: pd.Series) -> str:
 
 def image_png(pixels: np.ndarray) -> bytes:
     """PNG bytes of a uint8 (S, S) image (for an ipywidgets.Image)."""
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -84,7 +84,6 @@ def study_title(row: pd.Series, position: int, total: int) -> str:
 
 def cohort_browser(cohort: pd.DataFrame, images: np.ndarray, image_width: int = 300):
     """A slider over cohort rows showing image, report (sections marked) and labels."""
-    import ipywidgets as widgets
 
     if cohort.empty:
         raise ValueError("the cohort is empty: nothing to browse")

@@ -1,0 +1,69 @@
+"""After training: every split scored into metrics/<stage>.json, and the test predictions as a CSV."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cxr_helpers.distributed import is_main_process
+from cxr_helpers.labels import CHEXPERT_LABELS
+from cxr_helpers.metrics import evaluate, sigmoid, write_baselines, write_metrics
+from cxr_helpers.training import predict
+
+
+def save_predictions(path: str | Path, cohort_rows: pd.DataFrame, probabilities: np.ndarray, targets: np.ndarray) -> Path:
+    """Write predictions/<name>_test.csv: study_id, dicom_id, prob_<label> x14, the 14 coded targets."""
+    probabilities, targets = np.asarray(probabilities), np.asarray(targets)
+    if not (len(cohort_rows) == len(probabilities) == len(targets)):
+        raise ValueError(
+            f"cohort_rows ({len(cohort_rows)}), probabilities ({len(probabilities)}) and targets ({len(targets)}) "
+            "must have one row per image"
+        )
+    table = pd.DataFrame({"study_id": cohort_rows["study_id"].to_numpy(), "dicom_id": cohort_rows["dicom_id"].to_numpy()})
+    for column, name in enumerate(CHEXPERT_LABELS):
+        table[f"prob_{name}"] = probabilities[:, column].astype(np.float64)
+    for column, name in enumerate(CHEXPERT_LABELS):
+        table[name] = targets[:, column].astype(np.int64)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
+def record_results(
+    model: nn.Module,
+    loaders: Mapping[str, DataLoader],
+    settings,
+    stage: str,
+    model_name: str,
+    device=None,
+    baselines: bool = True,
+) -> dict[str, dict]:
+    """Evaluate ``model`` on each split, write metrics/<stage>.json and predictions/<model_name>_test.csv.
+
+    ``loaders`` maps split names to unshuffled loaders over CohortImageDataset-like datasets
+    (with a ``cohort`` and ``targets``). With ``baselines``, the trivial baselines (fit on the train
+    split's targets) are stored beside the model. Returns {split: figures}.
+    """
+    results, test = {}, None
+    for split, loader in loaders.items():
+        logits, targets, indices = predict(model, loader, device)
+        results[split] = evaluate(logits, targets, settings.uncertainty_policy)
+        if split == "test":
+            test = (logits, targets, indices, loader.dataset)
+    if is_main_process():
+        metrics_path = Path(settings.artifacts_dir) / "metrics" / f"{stage}.json"
+        write_metrics(metrics_path, model_name, results)
+        if baselines and "train" in loaders:
+            split_targets = {split: loader.dataset.targets for split, loader in loaders.items()}
+            write_baselines(metrics_path, split_targets["train"], split_targets, settings.uncertainty_policy)
+        if test is not None:
+            logits, targets, indices, dataset = test
+            path = Path(settings.artifacts_dir) / "predictions" / f"{model_name}_test.csv"
+            save_predictions(path, dataset.cohort.iloc[indices], sigmoid(logits), targets)
+    return results

@@ -1,0 +1,71 @@
+"""Which words of the cleaned text a model read state a finding: the phantom's character spans, aligned."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from cxr_helpers.reports import find_headers
+
+TEXT_SECTIONS = {"findings_impression": ("findings", "impression", "last_paragraph"),
+                 "indication": ("indication", "history")}
+NEGATION_CUES = frozenset({"no", "not", "without", "negative", "free", "absent"})
+_RAW_WORD = re.compile(r"[A-Za-z0-9'\u2019]+")
+
+
+def cleaned_word_offsets(report: str, cleaned_text: str, start_at: int = 0) -> list[tuple[int, int]] | None:
+    """Raw-report character offsets of each word of the cleaned text (``reports.clean_text``), or None.
+
+    The cleaned findings+impression text is the report's words from the FINDINGS header on, with
+    headers and other sections left out; the words are matched in order (a greedy alignment).
+    """
+    raw = [(m.start(), m.end(), re.sub(r"['\u2019]", "", m.group().lower())) for m in _RAW_WORD.finditer(report)]
+    raw = [w for w in raw if w[0] >= start_at]
+    words = cleaned_text.split()
+    offsets, j = [], 0
+    for word in words:
+        while j < len(raw) and raw[j][2] != word:
+            j += 1
+        if j == len(raw):
+            return None
+        offsets.append((raw[j][0], raw[j][1]))
+        j += 1
+    return offsets
+
+
+def _text_start(report: str, sections: Sequence[str]) -> int:
+    """Where the first section a text setting reads begins in the raw report (0 if no header found)."""
+    starts = [h.content_start for h in find_headers(report) if h.name in sections]
+    return min(starts) if starts else 0
+
+
+def _sentence_start(report: str, position: int) -> int:
+    """Start of the sentence (or clause after a header colon) holding ``position``."""
+    cut = max(report.rfind(".", 0, position), report.rfind(":", 0, position), report.rfind("\n\n", 0, position))
+    return cut + 1
+
+
+def span_word_indices(report: str, cleaned_text: str, spans: Sequence[dict], label: str, codes: Sequence[int] = (1,),
+                      sections: Sequence[str] = TEXT_SECTIONS["findings_impression"],
+                      with_negation_cue: bool = False) -> set[int] | None:
+    """Indices of the cleaned text's words that state ``label`` (spans with one of ``codes``).
+
+    ``with_negation_cue`` adds the negation words ("no", "without", ...) that precede a span in
+    its sentence, so "there is no [[pneumothorax]]" gives {no, pneumothorax}; other findings
+    named in the same list ("no consolidation or pneumothorax") stay out. None if the cleaned text
+    cannot be aligned with the report.
+    """
+    offsets = cleaned_word_offsets(report, cleaned_text, _text_start(report, sections))
+    if offsets is None:
+        return None
+    words = cleaned_text.split()
+    chosen = set()
+    for span in spans:
+        if span["label"] != label or int(span["code"]) not in codes or span.get("section") not in sections:
+            continue
+        chosen |= {i for i, (a, b) in enumerate(offsets) if a < span["end"] and b > span["start"]}
+        if with_negation_cue:
+            start = _sentence_start(report, span["start"])
+            chosen |= {i for i, (a, b) in enumerate(offsets)
+                       if start <= a < span["start"] and words[i] in NEGATION_CUES}
+    return chosen

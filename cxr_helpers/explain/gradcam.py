@@ -1,0 +1,129 @@
+"""Grad-CAM and friends (pytorch-grad-cam) for one label's logit, one target per image.
+
+A CAM explains one label's *raw logit* (``ClassifierOutputTarget``) with respect to a
+convolutional block (``model.cam_layer(name)``: ResNet ``layer4`` by default). For the fusion
+model the study's report is held fixed: the CAM sees a module ``image -> logits`` that feeds the
+fusion model the study's text embedding (``FixedTextImageModel``). Maps come back min-max scaled
+to [0, 1] at the image's size, as pytorch-grad-cam returns them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import zlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytorch_grad_cam
+import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from cxr_helpers.config import seeded_numpy
+from cxr_helpers.labels import label_index
+
+# Names users pick (settings.cam_method, the browser's dropdown) -> pytorch_grad_cam classes.
+CAM_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+}
+RANDOM_CAM = "randomcam"  # pytorch_grad_cam.RandomCAM: the baseline of the faithfulness checks
+SCORECAM_BATCH = 64
+
+
+def cam_method_name(method: str) -> str:
+    """The canonical name of a CAM method ("GradCAM++" -> "gradcam++"); a clear error for unknown ones."""
+    key = method.lower().replace("_", "").replace("-", "")
+    if key != RANDOM_CAM and key not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)} (or {RANDOM_CAM!r})")
+    return key
+
+
+def cam_class(method: str) -> type:
+    """The pytorch_grad_cam class for a method name ("gradcam", "gradcam++", ..., or "randomcam")."""
+    key = cam_method_name(method)
+    return pytorch_grad_cam.RandomCAM if key == RANDOM_CAM else getattr(pytorch_grad_cam, CAM_METHODS[key])
+
+
+class FixedTextImageModel(nn.Module):
+    """The fusion model as a function of the image alone, with one study's report held fixed.
+
+    ``forward(image (B, 1, S, S)) -> logits (B, 14)`` calls
+    ``fusion.forward_features(image, text_embedding.expand(B, -1))``: what Grad-CAM needs.
+    """
+
+    def __init__(self, fusion: nn.Module, text_embedding: torch.Tensor):
+        super().__init__()
+        self.fusion = fusion
+        self.register_buffer("text_embedding", text_embedding.detach().reshape(1, -1))  # (1, H)
+        self.train(fusion.training)  # wrapping must not switch the fusion model's dropout on or off
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.fusion.forward_features(image, self.text_embedding.expand(image.shape[0], -1))  # (B, 14)
+
+
+@contextlib.contextmanager
+def gradients_only_through(model: nn.Module, target_layer: nn.Module) -> Iterator[None]:
+    """Temporarily make the target layer the only part of ``model`` that needs gradients.
+
+    A frozen target layer would give Grad-CAM no gradients; every other trainable weight would
+    make the backward pass compute weight gradients nobody reads. Flags are restored afterwards.
+    """
+    parameters = list(model.parameters())
+    before = [p.requires_grad for p in parameters]
+    target = {id(p) for p in target_layer.parameters()}
+    try:
+        for p in parameters:
+            p.requires_grad_(id(p) in target)
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, flag in zip(parameters, before, strict=True):
+            p.requires_grad_(flag)
+
+
+def compute_cams(
+    model: nn.Module,
+    target_layer: nn.Module,
+    images: torch.Tensor,
+    label_indices: Sequence[int],
+    method: str = "gradcam",
+) -> np.ndarray:
+    """CAMs (B, S, S) in [0, 1]: image i explained for label ``label_indices[i]`` (one target per image).
+
+    ``images`` float32 (B, 1, S, S) in [0, 1]; targets are the raw logits of the given labels.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, S, S), got shape {tuple(images.shape)}")
+    if len(label_indices) != images.shape[0]:
+        raise ValueError(f"one label per image: got {len(label_indices)} labels for {images.shape[0]} images")
+    method = cam_method_name(method)
+    device = next(model.parameters()).device
+    targets = [ClassifierOutputTarget(int(i)) for i in label_indices]
+    was_training = model.training
+    quiet = contextlib.redirect_stderr(io.StringIO()) if method == "scorecam" else contextlib.nullcontext()
+    try:
+        seed = zlib.crc32(images.detach().cpu().numpy().tobytes())  # RandomCAM: new weights per image, repeatably
+        with gradients_only_through(model, target_layer), quiet, seeded_numpy(seed):
+            with cam_class(method)(model=model, target_layers=[target_layer]) as cam:
+                if method == "scorecam":
+                    cam.batch_size = SCORECAM_BATCH  # ScoreCAM's forward passes per batch (default 16)
+                maps = cam(input_tensor=images.to(device), targets=targets)  # (B, S, S)
+    finally:
+        model.train(was_training)
+    return np.asarray(maps, dtype=np.float32)
+
+
+def cams_for_labels(
+    model: nn.Module, target_layer: nn.Module, image: np.ndarray | torch.Tensor, labels: Sequence[str],
+    method: str = "gradcam",
+) -> dict[str, np.ndarray]:
+    """One image (S, S) explained for several labels: {label: CAM (S, S)}; the image is repeated, one target each."""
+    tensor = torch.as_tensor(np.asarray(image, dtype=np.float32)).reshape(1, 1, *np.shape(image)[-2:])
+    batch = tensor.expand(len(labels), -1, -1, -1).contiguous()  # (K, 1, S, S)
+    maps = compute_cams(model, target_layer, batch, [label_index(name) for name in labels], method)
+    return {name: maps[i] for i, name in enumerate(labels)}

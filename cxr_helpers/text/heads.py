@@ -1,0 +1,206 @@
+"""Models that read a report: a head on frozen embeddings, encoder + head end to end, TF-IDF.
+
+``TextHead`` is the paper's text model as trained here: an MLP on the frozen encoder's pooled
+embedding (cached, so an epoch takes a fraction of a second). ``TextClassifier`` wraps encoder +
+head for end-to-end fine-tuning and for explaining raw text. ``TfidfBaseline`` is the classic
+bag of words: TF-IDF features and one logistic regression per label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from cxr_helpers.config import Settings
+from cxr_helpers.labels import NUM_LABELS, apply_uncertainty_policy, label_index
+from cxr_helpers.text.encoder import DEFAULT_POOLING, compute_embeddings, pool_hidden, text_pooling
+
+HEAD_HIDDEN = 256
+
+
+class TextHead(nn.Module):
+    """MLP on a frozen text embedding: (B, H) -> hidden -> 14 logits, dropout 0.5.
+
+    Inputs are first standardised with per-feature training statistics (buffers ``feature_mean`` and
+    ``feature_std``, identity until ``set_feature_stats`` is called): frozen embeddings have small,
+    uneven scales, and without this the head needs many more epochs to learn the same thing.
+    """
+
+    input_keys = ("text_features",)
+
+    def __init__(self, in_features: int, hidden: int = HEAD_HIDDEN, dropout: float = 0.5, num_labels: int = NUM_LABELS):
+        super().__init__()
+        self.in_features = in_features
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_std", torch.ones(in_features))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_labels),
+        )
+
+    def set_feature_stats(self, train_features: np.ndarray | torch.Tensor) -> TextHead:
+        """Standardise inputs with the mean and std of the TRAINING embeddings (N, H)."""
+        features = torch.as_tensor(np.asarray(train_features), dtype=torch.float32)
+        if features.ndim != 2 or features.shape[1] != self.in_features:
+            raise ValueError(f"train_features must be (N, {self.in_features}), got {tuple(features.shape)}")
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(features.std(0).clamp(min=1e-6))
+        return self
+
+    def forward(self, text_features: torch.Tensor) -> torch.Tensor:
+        standardised = (text_features - self.feature_mean) / self.feature_std  # (B, H)
+        return self.mlp(standardised)  # (B, 14) logits
+
+
+class TextClassifier(nn.Module):
+    """Encoder + pooling + ``TextHead`` end to end: for fine-tuning (an option) and for SHAP on raw text."""
+
+    input_keys = ("input_ids", "attention_mask")
+
+    def __init__(self, encoder: nn.Module, head: TextHead, tokenizer=None, pooling: str = DEFAULT_POOLING,
+                 max_length: int = 256, freeze_encoder: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.tokenizer = tokenizer  # not a module: used by predict_texts only
+        self.pooling = pooling
+        self.max_length = max_length
+        self.encoder_frozen = freeze_encoder
+        for parameter in encoder.parameters():
+            parameter.requires_grad = not freeze_encoder
+
+    def train(self, mode: bool = True) -> TextClassifier:
+        """Like ``nn.Module.train``, but a frozen encoder stays in eval mode (no dropout): used "as is"."""
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled text embedding (B, H)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
+        return pool_hidden(hidden, attention_mask, self.pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(input_ids, attention_mask))  # (B, 14) logits
+
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Probabilities (N, 14) for raw texts (needs the tokenizer given at construction)."""
+        if self.tokenizer is None:
+            raise ValueError("TextClassifier.predict_texts needs the tokenizer: pass tokenizer= when building it")
+        return _token_probabilities(self, self.tokenizer, texts, batch_size, self.max_length)
+
+
+def _token_probabilities(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> np.ndarray:
+    device = next(model.parameters()).device
+    texts = [str(t) for t in texts]
+    out = np.zeros((len(texts), NUM_LABELS), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+            out[start : start + len(logits)] = torch.sigmoid(logits).float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def text_probabilities(model_or_head: nn.Module, encoder: nn.Module | None, tokenizer, texts: Sequence[str],
+                       settings: Settings) -> np.ndarray:
+    """Probabilities (N, 14) for raw texts: the function SHAP explains.
+
+    A ``TextHead`` (input_keys ("text_features",)) gets the frozen ``encoder``'s pooled embeddings;
+    a ``TextClassifier`` (input_keys ("input_ids", "attention_mask")) takes tokens directly.
+    """
+    texts = [str(t) for t in (texts.tolist() if isinstance(texts, np.ndarray) else texts)]
+    keys = tuple(getattr(model_or_head, "input_keys", ()))
+    if keys == TextClassifier.input_keys:
+        return _token_probabilities(model_or_head, tokenizer, texts, settings.batch_size, settings.max_text_length)
+    if keys != TextHead.input_keys:
+        raise TypeError(f"text_probabilities needs a TextHead or TextClassifier, got input_keys {keys}")
+    if encoder is None:
+        raise ValueError("text_probabilities with a TextHead needs the frozen encoder that made its features")
+    device = next(model_or_head.parameters()).device
+    features = compute_embeddings(texts, tokenizer, encoder, batch_size=settings.batch_size,
+                                  max_length=settings.max_text_length, device=device, progress=False,
+                                  pooling=text_pooling(settings))
+    was_training = model_or_head.training
+    model_or_head.eval()
+    with torch.no_grad():
+        probabilities = torch.sigmoid(model_or_head(text_features=torch.from_numpy(features).to(device)))
+    model_or_head.train(was_training)
+    return probabilities.float().cpu().numpy()
+
+
+@dataclasses.dataclass
+class TfidfBaseline:
+    """TF-IDF features + one logistic regression per label (a constant prevalence where train has one class)."""
+
+    vectorizer: object
+    classifiers: list  # one LogisticRegression per label, or None
+    prevalence: np.ndarray  # (14,) training prevalence under the uncertainty policy
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits (N, 14) for raw texts."""
+        features = self.vectorizer.transform([str(t) for t in texts])
+        out = np.zeros((features.shape[0], len(self.classifiers)), dtype=np.float32)
+        for j, classifier in enumerate(self.classifiers):
+            if classifier is None:
+                p = float(np.clip(self.prevalence[j], 1e-4, 1 - 1e-4))
+                out[:, j] = np.log(p / (1 - p))
+            else:
+                out[:, j] = classifier.decision_function(features)
+        return out
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities (N, 14) for raw texts."""
+        return 1.0 / (1.0 + np.exp(-self.logits(texts)))
+
+    def top_words(self, label: str, k: int = 10) -> list[tuple[str, float]]:
+        """The k words (or word pairs) with the largest coefficients for ``label``."""
+        classifier = self.classifiers[label_index(label)]
+        if classifier is None:
+            return []
+        vocabulary = self.vectorizer.get_feature_names_out()
+        coefficients = classifier.coef_[0]
+        top = np.argsort(-coefficients, kind="stable")[:k]
+        return [(str(vocabulary[i]), float(coefficients[i])) for i in top]
+
+
+def fit_tfidf(train_texts: Sequence[str], train_targets: np.ndarray, policy: str = "zeros", seed: int = 0,
+              C: float = 4.0) -> TfidfBaseline:
+    """Fit TF-IDF (words and word pairs) + one-vs-rest logistic regression on coded targets (N, 14)."""
+    texts = [str(t) for t in train_texts]
+    targets = np.asarray(train_targets)
+    if targets.shape != (len(texts), NUM_LABELS):
+        raise ValueError(f"train_targets must have shape ({len(texts)}, {NUM_LABELS}), got {targets.shape}")
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(texts) >= 100 else 1, sublinear_tf=True)
+    features = vectorizer.fit_transform(texts)
+    binary, mask = apply_uncertainty_policy(targets, policy)
+    classifiers, prevalence = [], np.full(NUM_LABELS, 0.5)
+    for j in range(NUM_LABELS):
+        y = binary[mask[:, j], j]
+        prevalence[j] = y.mean() if len(y) else 0.5
+        if len(np.unique(y)) < 2:  # one class (or no labelled row) in train: predict the prevalence
+            classifiers.append(None)
+            continue
+        classifier = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+        classifiers.append(classifier.fit(features[mask[:, j]], y))
+    return TfidfBaseline(vectorizer, classifiers, prevalence)
+
+
+def tfidf_baseline(train_texts: Sequence[str], train_targets: np.ndarray, eval_texts: Sequence[str],
+                   policy: str = "zeros") -> np.ndarray:
+    """Logits (M, 14) for ``eval_texts`` from a TF-IDF + logistic regression model fit on the training texts."""
+    return fit_tfidf(train_texts, train_targets, policy).logits(eval_texts)

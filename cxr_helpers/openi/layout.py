@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.cohort import random_split_by_patient
+from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.mimic import CHEXPERT_CSV, METADATA_CSV, SPLIT_CSV, report_path
 from cxr_helpers.openi.records import OpenIError, OpenIReport, squash, study_id, subject_id
 from cxr_helpers.reports import extract_sections

@@ -32,7 +32,9 @@ COLLECTION_IMAGES = 7470
 
 def synthetic_pngs(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
     """n radiograph-sized grayscale PNGs drawn from phantom images (scaled up, with noise)."""
-    write_phantom(folder / "phantom", n_studies=max(2, n // 2), image_size=256, seed=0, workers=1, progress=False)
+    write_phantom(
+        folder / "phantom", n_studies=max(2, n // 2), image_size=256, seed=0, workers=1, progress=False
+    )
     sources = sorted((folder / "phantom").rglob("*.jpg"))
     rng = np.random.default_rng(0)
     paths = []
@@ -58,8 +60,10 @@ def pack(paths: list[Path], archive: Path) -> Path:
 def time_run(source: Path, out: Path, workers: int, max_side: int | None) -> tuple[float, int]:
     """Seconds to convert every PNG of a folder or archive, and how many were written."""
     start = time.perf_counter()
-    jobs = (ImageJob(m.name, m.name, str(out / f"{k}.jpg"), max_side, path=m.path, data=m.data)
-            for k, m in enumerate(iter_members(source, (".png",))))
+    jobs = (
+        ImageJob(m.name, m.name, str(out / f"{k}.jpg"), max_side, path=m.path, data=m.data)
+        for k, m in enumerate(iter_members(source, (".png",)))
+    )
     written = sum(result.ok for result in convert_all(jobs, workers))
     return time.perf_counter() - start, written
 
@@ -79,14 +83,20 @@ def main() -> None:
         megabytes = sum(p.stat().st_size for p in paths) / len(paths) / 2**20
         print(f"{len(paths)} PNGs of {size[0]} x {size[1]} px, {megabytes:.1f} MB each on average\n")
         print(f"{'source':<9}{'max side':>9}{'workers':>8}{'seconds':>9}{'images/s':>10}{'7,470 images':>14}")
-        runs = [(kind, side, workers) for kind in ("folder", "tgz") for side in (1024, None)
-                for workers in sorted({1, args.workers})]
+        runs = [
+            (kind, side, workers)
+            for kind in ("folder", "tgz")
+            for side in (1024, None)
+            for workers in sorted({1, args.workers})
+        ]
         for run, (kind, side, workers) in enumerate(runs):
             source = tmp / "png" if kind == "folder" else archive
             seconds, written = time_run(source, tmp / f"out{run}", workers, side)
             rate = written / seconds
-            print(f"{kind:<9}{side or 'full':>9}{workers:>8}{seconds:>9.2f}{rate:>10.2f}"
-                  f"{COLLECTION_IMAGES / rate / 60:>11.1f} min")
+            print(
+                f"{kind:<9}{side or 'full':>9}{workers:>8}{seconds:>9.2f}{rate:>10.2f}"
+                f"{COLLECTION_IMAGES / rate / 60:>11.1f} min"
+            )
 
 
 if __name__ == "__main__":

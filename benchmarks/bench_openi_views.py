@@ -57,12 +57,19 @@ def report(name: str, table: pd.DataFrame) -> None:
     """Score range and guesses per true view, accuracy on decided images, coverage."""
     decided = table[table["guess"] != "unknown"]
     accuracy = (decided["guess"] == decided["view"]).mean() if len(decided) else float("nan")
-    print(f"\n{name}: {len(table)} images, accuracy on decided {accuracy:.1%} "
-          f"({int((decided['guess'] == decided['view']).sum())}/{len(decided)}), coverage {len(decided) / len(table):.1%}")
+    right = int((decided["guess"] == decided["view"]).sum())
+    print(
+        f"\n{name}: {len(table)} images, accuracy on decided {accuracy:.1%} ({right}/{len(decided)}), "
+        f"coverage {len(decided) / len(table):.1%}"
+    )
     for view, part in table.groupby("view"):
         counts = part["guess"].value_counts().to_dict()
-        print(f"  true {view:<8} n={len(part):<5} score {part['score'].min():+.2f} .. {part['score'].max():+.2f} "
-              f"(5%-95%: {part['score'].quantile(0.05):+.2f} .. {part['score'].quantile(0.95):+.2f})  guesses {counts}")
+        low, high = part["score"].quantile(0.05), part["score"].quantile(0.95)
+        print(
+            f"  true {view:<8} n={len(part):<5} "
+            f"score {part['score'].min():+.2f} .. {part['score'].max():+.2f} "
+            f"(5%-95%: {low:+.2f} .. {high:+.2f})  guesses {counts}"
+        )
 
 
 def main() -> None:
@@ -74,11 +81,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"thresholds: frontal >= {FRONTAL_FROM}, lateral < {LATERAL_UNDER}, unknown between")
     with tempfile.TemporaryDirectory(prefix="openi-views-") as tmp:
-        for name, seed in (("tuning phantom (seed 0)", 0), (f"held-out phantom (seed {args.held_out_seed})",
-                                                              args.held_out_seed)):
+        for name, seed in (
+            ("tuning phantom (seed 0)", 0),
+            (f"held-out phantom (seed {args.held_out_seed})", args.held_out_seed),
+        ):
             root = Path(tmp) / f"seed{seed}"
-            write_phantom(root, n_studies=args.studies, image_size=args.image_size, seed=seed,
-                          workers=args.workers, progress=False)
+            write_phantom(
+                root,
+                n_studies=args.studies,
+                image_size=args.image_size,
+                seed=seed,
+                workers=args.workers,
+                progress=False,
+            )
             report(name, scores(root, perturbed=False, seed=seed))
             if seed != 0:
                 report(name + ", perturbed", scores(root, perturbed=True, seed=seed))

@@ -26,7 +26,7 @@ from PIL import Image
 @dataclass
 class FixtureImage:
     uid: int
-    tail: str  # "IM-0101-1001": NLM id CXR<uid>_IM-0101-1001 (or CXR<uid>_1_IM-...), Kaggle <uid>_IM-0101-1001.dcm.png
+    tail: str  # "IM-0101-1001": NLM CXR<uid>_IM-0101-1001 (or CXR<uid>_1_IM-...), Kaggle <uid>_IM-...dcm.png
     view: str  # "frontal" or "lateral"
     kind: str = "L"  # "L" (8-bit), "I;16" (16-bit), "RGB", "corrupt" (not an image), "truncated"
     present: bool = True  # False: listed by the report but not in the images
@@ -59,40 +59,116 @@ class FixtureReport:
 
 
 REPORTS = [
-    FixtureReport(1, "Xray Chest PA and Lateral", "Routine screening, XXXX-year-old male.", "None.",
-                  "Heart size is normal. The lungs are clear without focal airspace disease. No pleural effusion "
-                  "or pneumothorax.", "No acute cardiopulmonary abnormality.", ["normal"],
-                  images=[FixtureImage(1, "IM-0101-1001", "frontal", extra=True), FixtureImage(1, "IM-0101-2001", "lateral")]),
-    FixtureReport(2, "PA and lateral chest x-XXXX", "Shortness of breath", "XXXX",
-                  "The heart is mildly enlarged. Small left pleural effusion. No pneumothorax.",
-                  "Mild cardiomegaly with a small left pleural effusion.",
-                  ["Cardiomegaly/mild", "Pleural Effusion/left/small"],
-                  images=[FixtureImage(2, "IM-0102-1001", "frontal"), FixtureImage(2, "IM-0102-2001", "lateral")]),
-    FixtureReport(3, "Chest, 2 views, frontal and lateral", "Cough", "Chest radiograph XXXX.",
-                  "Streaky opacity at the left base. Heart size normal.", "Left basilar atelectasis.",
-                  ["Pulmonary Atelectasis/base/left"], ["Opacity/lung/base/left"],
-                  images=[FixtureImage(3, "IM-0103-1001", "frontal"), FixtureImage(3, "IM-0103-1002", "frontal"),
-                          FixtureImage(3, "IM-0103-2001", "lateral")]),
-    FixtureReport(4, "AP portable chest", "Chest pain", "", "", "No acute disease.", ["normal"],
-                  images=[FixtureImage(4, "IM-0104-1001", "frontal")]),
-    FixtureReport(5, "Xray Chest PA and Lateral", "Fever", "None.", "Lungs are clear.", "Normal chest.",
-                  ["normal"]),  # no images at all
-    FixtureReport(6, "Xray Chest PA and Lateral", "Follow-up XXXX", "XXXX", "", "", ["normal"],
-                  images=[FixtureImage(6, "IM-0106-1001", "frontal")]),  # nothing to label
-    FixtureReport(7, "PA and lateral views of the chest", "Chest pain after a fall", "None.",
-                  "Small right apical pneumothorax. No rib fracture seen.", "Small right pneumothorax.",
-                  ["Pneumothorax/apex/right/small"],
-                  images=[FixtureImage(7, "IM-0107-1001", "frontal"), FixtureImage(7, "IM-0107-2001", "lateral", "corrupt"),
-                          FixtureImage(7, "IM-0107-3001", "lateral", present=False)]),
-    FixtureReport(8, "Chest x-XXXX, 2 views", "Fever and cough", "",
-                  "Airspace consolidation in the right lower lobe.", "Right lower lobe pneumonia.",
-                  ["Pneumonia/lung/lower lobe/right", "Consolidation/lung/lower lobe/right"],
-                  images=[FixtureImage(8, "IM-0108-1001", "frontal", "I;16"), FixtureImage(8, "IM-0108-2001", "lateral", "RGB")]),
-    FixtureReport(9, "Xray Chest PA and Lateral", "Weakness", "None.", "No focal consolidation.", "No acute findings.",
-                  ["normal"], images=[FixtureImage(9, "IM-0109-1001", "frontal", "truncated")]),  # its only image is bad
+    FixtureReport(
+        1,
+        "Xray Chest PA and Lateral",
+        "Routine screening, XXXX-year-old male.",
+        "None.",
+        "Heart size is normal. The lungs are clear without focal airspace disease. No pleural effusion "
+        "or pneumothorax.",
+        "No acute cardiopulmonary abnormality.",
+        ["normal"],
+        images=[
+            FixtureImage(1, "IM-0101-1001", "frontal", extra=True),
+            FixtureImage(1, "IM-0101-2001", "lateral"),
+        ],
+    ),
+    FixtureReport(
+        2,
+        "PA and lateral chest x-XXXX",
+        "Shortness of breath",
+        "XXXX",
+        "The heart is mildly enlarged. Small left pleural effusion. No pneumothorax.",
+        "Mild cardiomegaly with a small left pleural effusion.",
+        ["Cardiomegaly/mild", "Pleural Effusion/left/small"],
+        images=[FixtureImage(2, "IM-0102-1001", "frontal"), FixtureImage(2, "IM-0102-2001", "lateral")],
+    ),
+    FixtureReport(
+        3,
+        "Chest, 2 views, frontal and lateral",
+        "Cough",
+        "Chest radiograph XXXX.",
+        "Streaky opacity at the left base. Heart size normal.",
+        "Left basilar atelectasis.",
+        ["Pulmonary Atelectasis/base/left"],
+        ["Opacity/lung/base/left"],
+        images=[
+            FixtureImage(3, "IM-0103-1001", "frontal"),
+            FixtureImage(3, "IM-0103-1002", "frontal"),
+            FixtureImage(3, "IM-0103-2001", "lateral"),
+        ],
+    ),
+    FixtureReport(
+        4,
+        "AP portable chest",
+        "Chest pain",
+        "",
+        "",
+        "No acute disease.",
+        ["normal"],
+        images=[FixtureImage(4, "IM-0104-1001", "frontal")],
+    ),
+    FixtureReport(
+        5, "Xray Chest PA and Lateral", "Fever", "None.", "Lungs are clear.", "Normal chest.", ["normal"]
+    ),  # no images at all
+    FixtureReport(
+        6,
+        "Xray Chest PA and Lateral",
+        "Follow-up XXXX",
+        "XXXX",
+        "",
+        "",
+        ["normal"],
+        images=[FixtureImage(6, "IM-0106-1001", "frontal")],
+    ),  # nothing to label
+    FixtureReport(
+        7,
+        "PA and lateral views of the chest",
+        "Chest pain after a fall",
+        "None.",
+        "Small right apical pneumothorax. No rib fracture seen.",
+        "Small right pneumothorax.",
+        ["Pneumothorax/apex/right/small"],
+        images=[
+            FixtureImage(7, "IM-0107-1001", "frontal"),
+            FixtureImage(7, "IM-0107-2001", "lateral", "corrupt"),
+            FixtureImage(7, "IM-0107-3001", "lateral", present=False),
+        ],
+    ),
+    FixtureReport(
+        8,
+        "Chest x-XXXX, 2 views",
+        "Fever and cough",
+        "",
+        "Airspace consolidation in the right lower lobe.",
+        "Right lower lobe pneumonia.",
+        ["Pneumonia/lung/lower lobe/right", "Consolidation/lung/lower lobe/right"],
+        images=[
+            FixtureImage(8, "IM-0108-1001", "frontal", "I;16"),
+            FixtureImage(8, "IM-0108-2001", "lateral", "RGB"),
+        ],
+    ),
+    FixtureReport(
+        9,
+        "Xray Chest PA and Lateral",
+        "Weakness",
+        "None.",
+        "No focal consolidation.",
+        "No acute findings.",
+        ["normal"],
+        images=[FixtureImage(9, "IM-0109-1001", "frontal", "truncated")],
+    ),  # its only image is bad
 ]
-DUPLICATE = FixtureReport(2, "Xray Chest PA", "Duplicate of report 2", "", "Clear lungs.", "Normal.", ["normal"],
-                          images=[FixtureImage(2, "IM-0102-1001", "frontal")])
+DUPLICATE = FixtureReport(
+    2,
+    "Xray Chest PA",
+    "Duplicate of report 2",
+    "",
+    "Clear lungs.",
+    "Normal.",
+    ["normal"],
+    images=[FixtureImage(2, "IM-0102-1001", "frontal")],
+)
 ORPHAN = FixtureImage(99, "IM-0999-1001", "frontal")  # an image without report
 WRITTEN_UIDS = (1, 2, 3, 4, 7, 8)  # the reports a correct import writes
 SIZE = (72, 88)  # (width, height): small, portrait
@@ -123,7 +199,9 @@ def png_bytes(image: FixtureImage) -> bytes:
         return b"this is not a PNG file"
     buffer = io.BytesIO()
     if image.kind == "I;16":
-        Image.fromarray(pixels.astype(np.uint16) * 200 + 1000).save(buffer, format="PNG")  # 16-bit, not 0-65535
+        Image.fromarray(pixels.astype(np.uint16) * 200 + 1000).save(
+            buffer, format="PNG"
+        )  # 16-bit, not 0-65535
     elif image.kind == "RGB":
         Image.fromarray(pixels).convert("RGB").save(buffer, format="PNG")
     else:
@@ -134,17 +212,30 @@ def png_bytes(image: FixtureImage) -> bytes:
 
 def nlm_xml(report: FixtureReport) -> bytes:
     """An NLM report file as the collection writes them."""
-    def section(label: str, text: str) -> str:
-        return f'<AbstractText Label="{label}">{escape(text)}</AbstractText>' if text else f'<AbstractText Label="{label}"/>'
 
-    sections = "\n".join(section(label, getattr(report, label.lower()))
-                         for label in ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION"))
-    mesh = "".join(f"<major>{escape(t)}</major>" for t in report.major) + \
-        "".join(f"<minor>{escape(t)}</minor>" for t in report.minor) + "<automatic>chest</automatic>"
+    def section(label: str, text: str) -> str:
+        return (
+            f'<AbstractText Label="{label}">{escape(text)}</AbstractText>'
+            if text
+            else f'<AbstractText Label="{label}"/>'
+        )
+
+    sections = "\n".join(
+        section(label, getattr(report, label.lower()))
+        for label in ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
+    )
+    mesh = (
+        "".join(f"<major>{escape(t)}</major>" for t in report.major)
+        + "".join(f"<minor>{escape(t)}</minor>" for t in report.minor)
+        + "<automatic>chest</automatic>"
+    )
     images = "\n".join(
-        f'<parentImage id="{image.nlm_id}"><figureId>F{k + 1}</figureId><caption>{escape(report.caption)}</caption>'
-        f'<panel type="single"><url>/hadoop/storage/radiology/extract/{image.nlm_id}.jpg</url></panel></parentImage>'
-        for k, image in enumerate(report.images))
+        f'<parentImage id="{image.nlm_id}"><figureId>F{k + 1}</figureId>'
+        f"<caption>{escape(report.caption)}</caption>"
+        f'<panel type="single"><url>/hadoop/storage/radiology/extract/{image.nlm_id}.jpg</url></panel>'
+        "</parentImage>"
+        for k, image in enumerate(report.images)
+    )
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <eCitation>
   <meta type="rr"/>
@@ -183,9 +274,11 @@ def write_nlm(root: Path, archive: bool, reports: list[FixtureReport] = REPORTS)
     """NLM's form under ``root``: (reports, images) as .tgz files or as folders."""
     root.mkdir(parents=True, exist_ok=True)
     xml = [(f"ecgen-radiology/{r.uid}.xml", nlm_xml(r)) for r in reports]
-    xml += [("ecgen-radiology/9999.xml", nlm_xml(DUPLICATE)),
-            ("ecgen-radiology/broken.xml", b"<eCitation><uId id='CXR77'/><MeSH>"),
-            ("ecgen-radiology/readme.txt", b"not a report")]
+    xml += [
+        ("ecgen-radiology/9999.xml", nlm_xml(DUPLICATE)),
+        ("ecgen-radiology/broken.xml", b"<eCitation><uId id='CXR77'/><MeSH>"),
+        ("ecgen-radiology/readme.txt", b"not a report"),
+    ]
     png = [(f"NLMCXR_png/{image.nlm_id}.png", png_bytes(image)) for image in _images(reports)]
     png.append((f"NLMCXR_png/copy/{reports[0].images[0].nlm_id}.png", png_bytes(reports[0].images[0])))
     if archive:
@@ -198,11 +291,24 @@ def write_nlm(root: Path, archive: bool, reports: list[FixtureReport] = REPORTS)
 
 def kaggle_tables(reports: list[FixtureReport]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """indiana_reports.csv and indiana_projections.csv of the reports (plus the duplicate uid)."""
-    rows = [{"uid": r.uid, "MeSH": r.mesh, "Problems": ";".join(t.split("/")[0] for t in r.major), "image": r.caption,
-             "indication": r.indication, "comparison": r.comparison, "findings": r.findings,
-             "impression": r.impression} for r in [*reports, DUPLICATE]]
-    projections = [{"uid": r.uid, "filename": i.kaggle_file, "projection": i.view.capitalize()}
-                   for r in reports for i in r.images]
+    rows = [
+        {
+            "uid": r.uid,
+            "MeSH": r.mesh,
+            "Problems": ";".join(t.split("/")[0] for t in r.major),
+            "image": r.caption,
+            "indication": r.indication,
+            "comparison": r.comparison,
+            "findings": r.findings,
+            "impression": r.impression,
+        }
+        for r in [*reports, DUPLICATE]
+    ]
+    projections = [
+        {"uid": r.uid, "filename": i.kaggle_file, "projection": i.view.capitalize()}
+        for r in reports
+        for i in r.images
+    ]
     return pd.DataFrame(rows), pd.DataFrame(projections)
 
 

@@ -27,8 +27,16 @@ from cxr_helpers.phantom import write_phantom
 from cxr_helpers.prepare import load_cohort, prepare_cohort
 from cxr_helpers.reports import extract_sections
 
-MESH_LABELS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "No Finding", "Pleural Effusion", "Pneumonia",
-               "Pneumothorax")
+MESH_LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "No Finding",
+    "Pleural Effusion",
+    "Pneumonia",
+    "Pneumothorax",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +57,12 @@ def read_gz(path):
 
 def layout_files(out):
     """Every file of the MIMIC layout under out, as {relative path: bytes}."""
-    return {str(p.relative_to(out)): p.read_bytes() for folder in ("mimic-cxr-jpg", "mimic-cxr-reports")
-            for p in sorted((out / folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for folder in ("mimic-cxr-jpg", "mimic-cxr-reports")
+        for p in sorted((out / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +78,9 @@ def nlm_import(tmp_path_factory):
 def test_ids_map_back_and_nlm_ids_meet_kaggle_file_names():
     assert image_key("CXR1_1_IM-0001-3001") == image_key("1_IM-0001-3001.dcm.png") == "1_IM-0001-3001"
     assert image_key("NLMCXR_png/CXR1000_IM-0003-1001.png") == image_key("1000_IM-0003-1001.dcm.png")
-    assert image_key("CXR1_1_IM-0001-3001") != image_key("CXR11_IM-0001-3001")  # the extra "_1" is not the uid
+    assert image_key("CXR1_1_IM-0001-3001") != image_key(
+        "CXR11_IM-0001-3001"
+    )  # the extra "_1" is not the uid
     assert parse_uid("CXR12") == parse_uid("12") == parse_uid(" 0012 ") == 12 and parse_uid("CXR") is None
     assert (subject_id(12), study_id(12)) == (10000012, 50000012)
     assert str(subject_id(3999)).startswith("1") and len(str(study_id(3999))) == 8
@@ -74,10 +88,16 @@ def test_ids_map_back_and_nlm_ids_meet_kaggle_file_names():
 
 def test_nlm_xml_sections_mesh_images_and_caption():
     report = parse_report_xml(nlm_xml(REPORTS[3]), "4.xml")  # empty <AbstractText Label="FINDINGS"/>
-    assert report.uid == 4 and report.sections["findings"] == "" and report.sections["impression"] == "No acute disease."
+    assert (
+        report.uid == 4
+        and report.sections["findings"] == ""
+        and report.sections["impression"] == "No acute disease."
+    )
     assert report.examination == "AP portable chest" and report.image_ids == ["CXR4_IM-0104-1001"]
     three = parse_report_xml(nlm_xml(REPORTS[2]), "3.xml")
-    assert three.mesh == "Pulmonary Atelectasis/base/left;Opacity/lung/base/left"  # major + minor, no <automatic>
+    assert (
+        three.mesh == "Pulmonary Atelectasis/base/left;Opacity/lung/base/left"
+    )  # major + minor, no <automatic>
     assert len(three.image_ids) == 3
     with pytest.raises(ValueError, match="DOCTYPE"):
         parse_report_xml(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><eCitation/>', "evil.xml")
@@ -92,9 +112,17 @@ def test_report_text_is_mimic_style_and_parses_back_to_its_sections():
         assert text.lstrip().startswith("FINAL REPORT") and "IMPRESSION:" in text
         assert extract_sections(text) == written_sections(report)
     assert "COMPARISON:  XXXX" in report_text(parse_report_xml(nlm_xml(REPORTS[1]), "2.xml"))  # XXXX kept
-    tricky = OpenIReport(5, "x", "CHEST 2V FRONTAL/LATERAL XXXX", {
-        "indication": "XXXX-year-old female.\nHISTORY: cough", "comparison": "",
-        "findings": "IMPRESSION: see below. Heart: normal.\n\nLungs:\nclear", "impression": "XXXX. No acute disease."})
+    tricky = OpenIReport(
+        5,
+        "x",
+        "CHEST 2V FRONTAL/LATERAL XXXX",
+        {
+            "indication": "XXXX-year-old female.\nHISTORY: cough",
+            "comparison": "",
+            "findings": "IMPRESSION: see below. Heart: normal.\n\nLungs:\nclear",
+            "impression": "XXXX. No acute disease.",
+        },
+    )
     assert extract_sections(report_text(tricky)) == written_sections(tricky)
     assert "comparison" not in written_sections(tricky)  # empty sections are not written
 
@@ -109,35 +137,62 @@ def test_nlm_import_reads_back_through_the_workbook(nlm_import, tmp_path):
     ids = pd.read_csv(out / "openi-ids.csv", dtype={"dicom_id": str})
     assert set(ids["dicom_id"]) == set(layout.images["dicom_id"])
     assert "CXR1_1_IM-0101-1001" in set(ids["dicom_id"])  # the NLM id, kept as the dicom_id
-    assert (ids["subject_id"] == ids["uid"] + 10_000_000).all() and (ids["study_id"] == ids["uid"] + 50_000_000).all()
-    settings = config.load_settings(profile="openi", fast=True, data_dir=out / "mimic-cxr-jpg",
-                                    reports_dir=out / "mimic-cxr-reports", artifacts_dir=tmp_path / "artifacts",
-                                    image_size=32, prepare_workers=1)
+    assert (ids["subject_id"] == ids["uid"] + 10_000_000).all() and (
+        ids["study_id"] == ids["uid"] + 50_000_000
+    ).all()
+    settings = config.load_settings(
+        profile="openi",
+        fast=True,
+        data_dir=out / "mimic-cxr-jpg",
+        reports_dir=out / "mimic-cxr-reports",
+        artifacts_dir=tmp_path / "artifacts",
+        image_size=32,
+        prepare_workers=1,
+    )
     prepared = prepare_cohort(settings, progress=False)
     cohort = load_cohort(settings.artifacts_dir)
     assert sorted(cohort["study_id"]) == [study_id(u) for u in WRITTEN_UIDS] and prepared.skipped.empty
     assert set(cohort["view_position"]) <= {"PA", "AP"}  # the frontal image of each study
     two = cohort.set_index("study_id").loc[study_id(2)]
     assert two["impression"] == "Mild cardiomegaly with a small left pleural effusion."
-    assert two["findings"].startswith("The heart is mildly enlarged") and two["indication"] == "Shortness of breath"
+    assert (
+        two["findings"].startswith("The heart is mildly enlarged")
+        and two["indication"] == "Shortness of breath"
+    )
     assert cohort.set_index("study_id").loc[study_id(4), "view_position"] == "AP"  # "AP portable chest"
 
 
 def test_nlm_import_counts_every_skip_and_names_the_file(nlm_import):
     root, result = nlm_import
     summary = result.summary
-    assert summary["reports"] == {"read": len(REPORTS) + 2, "parsed": len(REPORTS) + 1, "written": len(WRITTEN_UIDS)}
-    expected = {"report XML unreadable": 1, "duplicate report uid (first kept)": 1, "report without images": 1,
-                "report without findings or impression": 1, "image of a skipped report": 1,
-                "image without report": 1, "duplicate image file (first kept)": 1, "image unreadable": 2,
-                "report's image not in the images": 1, "report without a readable image": 1}
+    assert summary["reports"] == {
+        "read": len(REPORTS) + 2,
+        "parsed": len(REPORTS) + 1,
+        "written": len(WRITTEN_UIDS),
+    }
+    expected = {
+        "report XML unreadable": 1,
+        "duplicate report uid (first kept)": 1,
+        "report without images": 1,
+        "report without findings or impression": 1,
+        "image of a skipped report": 1,
+        "image without report": 1,
+        "duplicate image file (first kept)": 1,
+        "image unreadable": 2,
+        "report's image not in the images": 1,
+        "report without a readable image": 1,
+    }
     assert summary["skipped"]["by_reason"] == expected
     skipped = pd.read_csv(root / "out" / "openi-skipped.csv", dtype=str, keep_default_na=False)
     by_reason = skipped.groupby("reason")["file"].apply(list).to_dict()
-    assert by_reason["report XML unreadable"] == [f"{root / 'download' / 'NLMCXR_reports.tgz'}:ecgen-radiology/broken.xml"]
+    assert by_reason["report XML unreadable"] == [
+        f"{root / 'download' / 'NLMCXR_reports.tgz'}:ecgen-radiology/broken.xml"
+    ]
     assert by_reason["image without report"][0].endswith("CXR99_IM-0999-1001.png")
-    assert sorted(f.rsplit("/", 1)[-1] for f in by_reason["image unreadable"]) == \
-        ["CXR7_IM-0107-2001.png", "CXR9_IM-0109-1001.png"]
+    assert sorted(f.rsplit("/", 1)[-1] for f in by_reason["image unreadable"]) == [
+        "CXR7_IM-0107-2001.png",
+        "CXR9_IM-0109-1001.png",
+    ]
     assert by_reason["report without a readable image"][0].endswith("9.xml")
     assert skipped.loc[skipped["reason"] == "report without images", "uid"].tolist() == ["5"]
     details = skipped.set_index("image_id")["detail"]
@@ -150,7 +205,9 @@ def test_views_are_guessed_without_a_projections_csv_and_warned_about(nlm_import
     root, result = nlm_import
     ids = pd.read_csv(root / "out" / "openi-ids.csv")
     truth = {i.nlm_id: i.view for r in REPORTS for i in r.images}
-    assert (ids["projection"] == ids["dicom_id"].map(truth)).all()  # the schematic views, 16-bit and RGB included
+    assert (
+        ids["projection"] == ids["dicom_id"].map(truth)
+    ).all()  # the schematic views, 16-bit and RGB included
     assert set(ids["view_source"]) == {"image guess"}
     assert any("VIEWS GUESSED" in w and "--projections" in w for w in result.warnings)
 
@@ -161,19 +218,28 @@ def test_labels_from_the_labeler_and_from_mesh_are_both_written(nlm_import):
     chexpert = read_gz(out / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-chexpert.csv.gz")
     labeler = read_gz(out / "openi-labels-labeler.csv.gz").set_index("uid")
     mesh = read_gz(out / "openi-labels-mesh.csv.gz").set_index("uid")
-    assert chexpert.drop(columns=["subject_id", "study_id"]).equals(labeler[list(CHEXPERT_LABELS)].reset_index(drop=True))
+    assert chexpert.drop(columns=["subject_id", "study_id"]).equals(
+        labeler[list(CHEXPERT_LABELS)].reset_index(drop=True)
+    )
     for uid in WRITTEN_UIDS:  # the labeler read the text as the layout holds it
-        text = (out / "mimic-cxr-reports" / "files" / "p10" / f"p{subject_id(uid)}" / f"s{study_id(uid)}.txt").read_text()
+        text = (
+            out / "mimic-cxr-reports" / "files" / "p10" / f"p{subject_id(uid)}" / f"s{study_id(uid)}.txt"
+        ).read_text()
         expected = label_sections(extract_sections(text), read="findings_impression").labels  # the default
-        assert [labeler.loc[str(uid), n] for n in CHEXPERT_LABELS] == \
-            ["" if expected.get(n) is None else str(float(expected[n])) for n in CHEXPERT_LABELS]
+        assert [labeler.loc[str(uid), n] for n in CHEXPERT_LABELS] == [
+            "" if expected.get(n) is None else str(float(expected[n])) for n in CHEXPERT_LABELS
+        ]
     assert labeler.loc["7", "Pneumothorax"] == "1.0" and labeler.loc["1", "No Finding"] == "1.0"
     assert (mesh.loc["2", ["Cardiomegaly", "Pleural Effusion", "No Finding"]] == ["1.0", "1.0", "0.0"]).all()
     assert mesh.loc["1", "No Finding"] == "1.0" and mesh.loc["3", "Atelectasis"] == "1.0"
-    assert (mesh[[n for n in CHEXPERT_LABELS if n not in MESH_LABELS]] == "").all().all()  # no MeSH counterpart
+    assert (
+        (mesh[[n for n in CHEXPERT_LABELS if n not in MESH_LABELS]] == "").all().all()
+    )  # no MeSH counterpart
     agreement = pd.DataFrame(result.summary["labels"]["agreement_with_mesh"])
     assert tuple(agreement["label"]) == MESH_LABELS
-    assert agreement.set_index("label").loc["Pneumothorax", ["mesh positive", "labeler positive"]].tolist() == [1, 1]
+    assert agreement.set_index("label").loc[
+        "Pneumothorax", ["mesh positive", "labeler positive"]
+    ].tolist() == [1, 1]
 
 
 def test_mesh_labels_can_make_the_chexpert_csv_and_sections_reach_the_labeler(tmp_path, monkeypatch):
@@ -209,8 +275,12 @@ def test_kaggle_form_takes_views_from_its_projections_csv(tmp_path):
     ids = pd.read_csv(tmp_path / "out" / "openi-ids.csv")
     assert sorted(ids["uid"].unique()) == list(WRITTEN_UIDS)
     assert set(ids["view_source"]) == {"projections csv"} and "CXR1_IM-0101-1001" in set(ids["dicom_id"])
-    assert result.summary["views"]["guess_vs_projections_csv"] == {"compared": 11, "agree": 11, "unsure": 0,
-                                                                   "disagree": 0}
+    assert result.summary["views"]["guess_vs_projections_csv"] == {
+        "compared": 11,
+        "agree": 11,
+        "unsure": 0,
+        "disagree": 0,
+    }
     reasons = result.summary["skipped"]["by_reason"]
     assert reasons["duplicate report uid (first kept)"] == 1 and reasons["report without images"] == 1
     assert reasons["report's image not in the images"] == 1 and reasons["image without report"] == 1
@@ -246,12 +316,18 @@ def test_without_projections_and_guess_views_are_blank_and_prepare_needs_all_vie
     result = run_import(reports, images, tmp_path / "out", guess_views=False)
     assert any("--views all" in w for w in result.warnings)
     out = tmp_path / "out"
-    values = dict(profile="openi", data_dir=out / "mimic-cxr-jpg", reports_dir=out / "mimic-cxr-reports",
-                  image_size=32, prepare_workers=1)
+    values = dict(
+        profile="openi",
+        data_dir=out / "mimic-cxr-jpg",
+        reports_dir=out / "mimic-cxr-reports",
+        image_size=32,
+        prepare_workers=1,
+    )
     with pytest.raises(RuntimeError, match="No usable study"):
         prepare_cohort(config.load_settings(artifacts_dir=tmp_path / "a1", **values), progress=False)
-    cohort = prepare_cohort(config.load_settings(artifacts_dir=tmp_path / "a2", views="all", **values),
-                            progress=False).cohort
+    cohort = prepare_cohort(
+        config.load_settings(artifacts_dir=tmp_path / "a2", views="all", **values), progress=False
+    ).cohort
     assert len(cohort) == len(WRITTEN_UIDS) and set(cohort["view_position"]) == {""}
 
 
@@ -299,9 +375,12 @@ def test_missing_inputs_and_wrong_kinds_are_clear_errors(tmp_path):
     with pytest.raises(OpenIError, match="no XML reports"):
         run_import(empty, images, tmp_path / "out")
     (tmp_path / "kaggle").mkdir()
-    pd.DataFrame({"uid": [1], "findings": ["x"]}).to_csv(tmp_path / "kaggle" / "indiana_reports.csv", index=False)
+    pd.DataFrame({"uid": [1], "findings": ["x"]}).to_csv(
+        tmp_path / "kaggle" / "indiana_reports.csv", index=False
+    )
     pd.DataFrame({"uid": [1], "filename": ["1_IM-0001-1001.dcm.png"], "projection": ["Frontal"]}).to_csv(
-        tmp_path / "kaggle" / "indiana_projections.csv", index=False)
+        tmp_path / "kaggle" / "indiana_projections.csv", index=False
+    )
     with pytest.raises(OpenIError, match="missing column"):
         run_import(tmp_path / "kaggle", images, tmp_path / "out")
 
@@ -328,7 +407,10 @@ def test_view_guess_on_phantom_frontal_and_lateral_images(tmp_path):
     decided = [(g, t) for g, t in zip(guesses, truth, strict=True) if g != "unknown"]
     assert len(decided) >= 0.9 * len(truth) and {t for t in truth} == {"frontal", "lateral"}
     assert all(g == t for g, t in decided)
-    assert view_position("frontal", "AP portable chest") == "AP" and view_position("frontal", "PA and AP") == "PA"
+    assert (
+        view_position("frontal", "AP portable chest") == "AP"
+        and view_position("frontal", "PA and AP") == "PA"
+    )
     assert view_position("unknown") == "" and view_position("lateral", "AP") == "LATERAL"
 
 
@@ -338,13 +420,29 @@ def test_cli_states_licence_and_citation_and_refuses_with_a_clear_error(tmp_path
     args = ["openi", "--reports", str(reports), "--images", str(images), "--workers", "1", "--no-progress"]
     assert cli.main([*args, "--out", str(tmp_path / "out"), "--max-side", "64"]) == 0
     printed = capsys.readouterr().out
-    assert "CC BY-NC-ND 4.0" in printed and "Demner-Fushman D" in printed and "J Am Med Inform Assoc" in printed
+    assert (
+        "CC BY-NC-ND 4.0" in printed and "Demner-Fushman D" in printed and "J Am Med Inform Assoc" in printed
+    )
     assert "image without report" in printed and "CXR_PROFILE=openi" in printed
+    assert "labeler positives on the labels MeSH does not code: Enlarged Cardiomediastinum" in printed
     assert max(Image.open(p).size[1] for p in (tmp_path / "out").rglob("*.jpg")) == 64
     assert cli.main([*args, "--out", str(tmp_path / "download" / "x")]) == 0  # beside the archives is fine
     folder_reports, folder_images = write_nlm(tmp_path / "unpacked", archive=False)
-    assert cli.main(["openi", "--reports", str(folder_reports), "--images", str(folder_images),
-                     "--out", str(folder_images / "converted"), "--no-progress"]) == 2
+    assert (
+        cli.main(
+            [
+                "openi",
+                "--reports",
+                str(folder_reports),
+                "--images",
+                str(folder_images),
+                "--out",
+                str(folder_images / "converted"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "inside the download" in capsys.readouterr().out
 
 

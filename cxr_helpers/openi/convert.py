@@ -35,12 +35,20 @@ DEFAULT_MAX_SIDE = 1024
 # twice as fast as Lanczos alone (benchmarks/bench_openi.py), no visible difference at 128-1,024 px.
 REDUCING_GAP = 1.1
 IN_FLIGHT_PER_WORKER = 4  # images read ahead per worker: bounds memory when streaming an archive
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, Image.DecompressionBombError)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    zlib.error,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One PNG to convert: its NLM id, where it came from (for messages), its bytes or path, the JPEG to write."""
+    """One PNG to convert: its id, where it came from (for messages), its bytes or path, the JPEG to write."""
 
     image_id: str
     name: str
@@ -65,7 +73,7 @@ class Converted:
 
 
 def to_gray8(image: Image.Image) -> Image.Image:
-    """An 8-bit grayscale copy: 16-bit, 32-bit and float images scaled by their min-max range, colour to luma."""
+    """An 8-bit gray copy: 16-bit, 32-bit and float images scaled by their min-max range, colour to luma."""
     if image.mode == "L":
         return image
     if image.mode.startswith("I") or image.mode == "F":
@@ -109,12 +117,18 @@ def convert_image(job: ImageJob) -> Converted:
         score = mediastinum_contrast(small)
         write_jpeg(small, Path(job.out_path))
     except DECODE_ERRORS as error:
-        message = re.sub(r" <[^>]*object at 0x[0-9a-f]+>", "", str(error))  # no memory addresses in the summary
+        message = re.sub(
+            r" <[^>]*object at 0x[0-9a-f]+>", "", str(error)
+        )  # no memory addresses in the summary
         return Converted(job.image_id, job.name, False, reason=f"{type(error).__name__}: {message}")
-    return Converted(job.image_id, job.name, True, mode=mode, rows=small.height, columns=small.width, score=score)
+    return Converted(
+        job.image_id, job.name, True, mode=mode, rows=small.height, columns=small.width, score=score
+    )
 
 
-def _bounded(jobs: Iterable[ImageJob], slots: threading.Semaphore, stop: threading.Event) -> Iterator[ImageJob]:
+def _bounded(
+    jobs: Iterable[ImageJob], slots: threading.Semaphore, stop: threading.Event
+) -> Iterator[ImageJob]:
     """The jobs, each taken only when a slot is free (bounded memory); ends early once ``stop`` is set."""
     for job in jobs:
         slots.acquire()

@@ -89,19 +89,25 @@ class ImportResult:
 
 def licence_notice() -> str:
     """The source, licence and citation, printed whenever the importer runs."""
-    return (f"Data: {SOURCE}.\nLicence: {LICENCE}: use it, cite it, do not redistribute it or anything "
-            f"derived from it (converted images, notebook outputs showing them).\nCite: {CITATION}")
+    return (
+        f"Data: {SOURCE}.\nLicence: {LICENCE}: use it, cite it, do not redistribute it or anything "
+        f"derived from it (converted images, notebook outputs showing them).\nCite: {CITATION}"
+    )
 
 
-def read_reports(options: ImportOptions) -> tuple[str, list[OpenIReport], list[Skip], int, Projections | None]:
-    """The form ("nlm" or "kaggle"), the reports, their skips, files/rows read, and the projections CSV if any."""
+def read_reports(
+    options: ImportOptions,
+) -> tuple[str, list[OpenIReport], list[Skip], int, Projections | None]:
+    """The form ("nlm" or "kaggle"), the reports, their skips, files or rows read, the projections CSV."""
     projections = load_projections(options.projections) if options.projections else None
     if is_kaggle_reports(options.reports):
         reports, skips, read, projections = read_kaggle_reports(options.reports, projections)
         return "kaggle", reports, skips + projections.skips, read, projections
     reports, skips, read = read_nlm_reports(options.reports)
     if read == 0 and not skips:
-        raise OpenIError(f"{options.reports}: no XML reports (NLM form) and no indiana_reports.csv (Kaggle form)")
+        raise OpenIError(
+            f"{options.reports}: no XML reports (NLM form) and no indiana_reports.csv (Kaggle form)"
+        )
     return "nlm", reports, skips + (projections.skips if projections else []), read, projections
 
 
@@ -126,11 +132,20 @@ class ImageWalk:
     Images are matched to reports by ``records.image_key``, so NLM ids and Kaggle file names meet.
     """
 
-    def __init__(self, images: Path, out: Path, usable: list[OpenIReport], others: list[OpenIReport],
-                 max_side: int | None):
+    def __init__(
+        self,
+        images: Path,
+        out: Path,
+        usable: list[OpenIReport],
+        others: list[OpenIReport],
+        max_side: int | None,
+    ):
         self.images, self.max_side = Path(images), max_side
-        self.wanted = {image_key(i): (i, image_path(out / JPG_DIR, subject_id(r.uid), study_id(r.uid), i))
-                       for r in usable for i in r.image_ids}  # image key -> (dicom id, JPEG to write)
+        self.wanted = {
+            image_key(i): (i, image_path(out / JPG_DIR, subject_id(r.uid), study_id(r.uid), i))
+            for r in usable
+            for i in r.image_ids
+        }  # image key -> (dicom id, JPEG to write)
         self.unwanted = {image_key(i) for r in others for i in r.image_ids}  # images of reports left out
         self.seen: dict[str, str] = {}  # image key -> file it was read from
         self.skips: list[Skip] = []
@@ -140,15 +155,26 @@ class ImageWalk:
         """Conversion jobs in the order the images come (runs in the pool's feeder thread when parallel)."""
         for member in iter_members(self.images, PNG_SUFFIXES):
             if isinstance(member, ArchiveDamaged):
-                self.skips.append(Skip(member.archive, "images archive damaged: images after this point not read",
-                                       detail=f"after {member.after or 'its start'}: {member.error}"))
+                self.skips.append(
+                    Skip(
+                        member.archive,
+                        "images archive damaged: images after this point not read",
+                        detail=f"after {member.after or 'its start'}: {member.error}",
+                    )
+                )
                 return
             self.files += 1
             key = image_key(member.name)
             name = member.path or f"{self.images}:{member.name}"
             if key in self.seen:
-                self.skips.append(Skip(name, "duplicate image file (first kept)", image_id=key,
-                                       detail=f"first: {self.seen[key]}"))
+                self.skips.append(
+                    Skip(
+                        name,
+                        "duplicate image file (first kept)",
+                        image_id=key,
+                        detail=f"first: {self.seen[key]}",
+                    )
+                )
                 continue
             self.seen[key] = name
             if key not in self.wanted:
@@ -169,8 +195,13 @@ def convert_images(walk: ImageWalk, workers: int, progress: bool) -> dict[str, C
     return results
 
 
-def image_rows(reports: list[OpenIReport], results: dict[str, Converted], walk: ImageWalk,
-               projections: Projections | None, guess: bool) -> tuple[list[dict], list[Skip]]:
+def image_rows(
+    reports: list[OpenIReport],
+    results: dict[str, Converted],
+    walk: ImageWalk,
+    projections: Projections | None,
+    guess: bool,
+) -> tuple[list[dict], list[Skip]]:
     """One row per converted image (ids, file, view and its source), and skips for images that failed."""
     rows, skips = [], []
     for report in reports:
@@ -184,11 +215,24 @@ def image_rows(reports: list[OpenIReport], results: dict[str, Converted], walk: 
                 continue
             csv_view = projections.view_of(image_id) if projections else None
             view, source = decide_view(csv_view, converted.score, guess)
-            rows.append({"uid": report.uid, "subject_id": subject_id(report.uid), "study_id": study_id(report.uid),
-                         "dicom_id": image_id, "image_file": walk.seen[image_key(image_id)], "projection": view,
-                         "view_source": source, "view_score": converted.score, "csv_view": csv_view,
-                         "ViewPosition": view_position(view, report.examination), "png_mode": converted.mode,
-                         "Rows": converted.rows, "Columns": converted.columns, "examination": report.examination})
+            rows.append(
+                {
+                    "uid": report.uid,
+                    "subject_id": subject_id(report.uid),
+                    "study_id": study_id(report.uid),
+                    "dicom_id": image_id,
+                    "image_file": walk.seen[image_key(image_id)],
+                    "projection": view,
+                    "view_source": source,
+                    "view_score": converted.score,
+                    "csv_view": csv_view,
+                    "ViewPosition": view_position(view, report.examination),
+                    "png_mode": converted.mode,
+                    "Rows": converted.rows,
+                    "Columns": converted.columns,
+                    "examination": report.examination,
+                }
+            )
     return rows, skips
 
 
@@ -208,7 +252,9 @@ def check_inputs(options: ImportOptions) -> Path:
     if options.labels not in LABEL_SOURCES:
         raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {options.labels!r}")
     if options.max_side is not None and options.max_side < MIN_SIDE:
-        raise ValueError(f"max side must be at least {MIN_SIDE} px (or 0 / None for full size), got {options.max_side}")
+        raise ValueError(
+            f"max side must be at least {MIN_SIDE} px (or 0 / None for full size), got {options.max_side}"
+        )
     given = [p for p in (options.reports, options.images, options.projections) if p is not None]
     for path in given:
         if not Path(path).exists():
@@ -226,8 +272,10 @@ def import_openi(options: ImportOptions, log: Callable[[str], None] = print) -> 
     reports, duplicate_skips = drop_duplicates(reports)
     usable, report_skips = select_reports(reports)
     skips += duplicate_skips + report_skips
-    log(f"{form} form: {files_read} reports read, {len(usable)} with images and text to label; converting their "
-        f"{sum(len(r.image_ids) for r in usable)} images ...")
+    log(
+        f"{form} form: {files_read} reports read, {len(usable)} with images and text to label; "
+        f"converting their {sum(len(r.image_ids) for r in usable)} images ..."
+    )
     usable_uids = {r.uid for r in usable}
     others = [r for r in reports if r.uid not in usable_uids]
     walk = ImageWalk(options.images, out, usable, others, options.max_side)
@@ -239,18 +287,35 @@ def import_openi(options: ImportOptions, log: Callable[[str], None] = print) -> 
     skips += walk.skips + image_skips
     written_uids = {row["uid"] for row in rows}
     kept = [r for r in usable if r.uid in written_uids]
-    skips += [Skip(r.source, "report without a readable image", r.uid) for r in usable if r.uid not in written_uids]
+    skips += [
+        Skip(r.source, "report without a readable image", r.uid) for r in usable if r.uid not in written_uids
+    ]
     if not kept:
-        raise OpenIError(f"nothing to write: no report of {options.reports} has a readable image in {options.images} "
-                         f"({len(skips)} things skipped; are the two from the same collection?)")
+        raise OpenIError(
+            f"nothing to write: no report of {options.reports} has a readable image in {options.images} "
+            f"({len(skips)} things skipped; are the two from the same collection?)"
+        )
     sections, not_round_trip = write_reports(out, kept)
     labels = label_tables(kept, sections, options.label_sections)
     images = pd.DataFrame(rows)
     paths = write_tables(out, images, labels, options.labels, options.split_fractions, options.seed)
-    skipped = pd.DataFrame([s.as_row() for s in skips], columns=list(SKIPPED_COLUMNS)).astype({"uid": "Int64"})
+    skipped = pd.DataFrame([s.as_row() for s in skips], columns=list(SKIPPED_COLUMNS)).astype(
+        {"uid": "Int64"}
+    )
     summary, warnings = build_summary(
-        options=options, form=form, files_read=files_read, parsed=parsed, kept=kept, images=images,
-        images_seen=walk.files, skipped=skipped, labels=labels, not_round_trip=not_round_trip,
-        seconds={"total": time.perf_counter() - start, "images": convert_seconds}, workers=workers, out=out)
+        options=options,
+        form=form,
+        files_read=files_read,
+        parsed=parsed,
+        kept=kept,
+        images=images,
+        images_seen=walk.files,
+        skipped=skipped,
+        labels=labels,
+        not_round_trip=not_round_trip,
+        seconds={"total": time.perf_counter() - start, "images": convert_seconds},
+        workers=workers,
+        out=out,
+    )
     paths.update(write_summary(out, summary, skipped))
     return ImportResult(summary, paths, warnings)

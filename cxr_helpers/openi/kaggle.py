@@ -38,7 +38,7 @@ VIEWS = {"frontal": "frontal", "lateral": "lateral"}
 
 @dataclass
 class Projections:
-    """The projections CSV: per image key (``records.image_key``) its view, report uid and file; its bad rows."""
+    """The projections CSV: per image key (``records.image_key``) its view, uid and file; its bad rows."""
 
     path: str
     views: dict[str, str] = field(default_factory=dict)  # image key -> "frontal" / "lateral" / "unknown"
@@ -90,7 +90,7 @@ def is_kaggle_reports(reports: Path) -> bool:
 
 
 def _read_table(label: str, data: bytes, required: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV as strings ("" for empty), with an error naming the file if it does not parse or lacks columns."""
+    """A CSV as strings ("" for empty); an error naming the file if it does not parse or lacks columns."""
     try:
         table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -107,15 +107,22 @@ def read_projections(label: str, data: bytes) -> Projections:
     table = _read_table(label, data, PROJECTION_COLUMNS)
     out = Projections(label)
     for row, (uid_text, filename, projection) in enumerate(
-            zip(table["uid"], table["filename"], table["projection"], strict=True), start=2):
+        zip(table["uid"], table["filename"], table["projection"], strict=True), start=2
+    ):
         uid, name = parse_uid(uid_text), filename.strip()
         if uid is None or not name:
             out.skips.append(Skip(f"{label} row {row}", "projections row without a valid uid or filename"))
             continue
         key = image_key(name)
         if key in out.views:
-            out.skips.append(Skip(f"{label} row {row}", "duplicate image in projections csv (first kept)",
-                                  uid, dicom_id_from_filename(name)))
+            out.skips.append(
+                Skip(
+                    f"{label} row {row}",
+                    "duplicate image in projections csv (first kept)",
+                    uid,
+                    dicom_id_from_filename(name),
+                )
+            )
             continue
         out.views[key] = VIEWS.get(projection.strip().lower(), "unknown")
         out.uids[key] = uid
@@ -131,22 +138,28 @@ def load_projections(path: Path) -> Projections:
     return read_projections(str(path), path.read_bytes())
 
 
-def read_kaggle_reports(reports: Path, projections: Projections | None = None
-                        ) -> tuple[list[OpenIReport], list[Skip], int, Projections]:
+def read_kaggle_reports(
+    reports: Path, projections: Projections | None = None
+) -> tuple[list[OpenIReport], list[Skip], int, Projections]:
     """Reports (sorted by uid) with their image ids from the projections CSV, skips, rows read, projections.
 
     ``projections`` replaces the projections CSV found beside the reports CSV (``--projections``).
     """
-    found = (str(reports), Path(reports).read_bytes()) if str(reports).lower().endswith(".csv") else \
-        locate_csv(reports, REPORTS_CSV)
+    found = (
+        (str(reports), Path(reports).read_bytes())
+        if str(reports).lower().endswith(".csv")
+        else locate_csv(reports, REPORTS_CSV)
+    )
     if found is None:
         raise OpenIError(f"{reports}: no {REPORTS_CSV} there (Kaggle form) and no XML reports (NLM form)")
     label, data = found
     if projections is None:
         located = locate_csv(reports, PROJECTIONS_CSV)
         if located is None:
-            raise OpenIError(f"{PROJECTIONS_CSV} not found beside {label}: it lists each report's images "
-                             "(pass it with --projections)")
+            raise OpenIError(
+                f"{PROJECTIONS_CSV} not found beside {label}: it lists each report's images "
+                "(pass it with --projections)"
+            )
         projections = read_projections(*located)
     table = _read_table(label, data, REQUIRED_REPORT_COLUMNS)
     images = projections.images_of()
@@ -157,8 +170,19 @@ def read_kaggle_reports(reports: Path, projections: Projections | None = None
         if uid is None:
             skips.append(Skip(f"{label} row {row}", "report uid not a number", detail=repr(record["uid"])))
             continue
-        sections = {name: squash(record.get(name, "")) for name in ("indication", "comparison", "findings", "impression")}
-        reports_out.append(OpenIReport(uid, f"{label} row {row}", squash(record.get("image", "")), sections,
-                                       squash(record.get("MeSH", "")), list(images.get(uid, []))))
+        sections = {
+            name: squash(record.get(name, ""))
+            for name in ("indication", "comparison", "findings", "impression")
+        }
+        reports_out.append(
+            OpenIReport(
+                uid,
+                f"{label} row {row}",
+                squash(record.get("image", "")),
+                sections,
+                squash(record.get("MeSH", "")),
+                list(images.get(uid, [])),
+            )
+        )
     reports_out.sort(key=lambda r: r.uid)  # stable: duplicates keep their CSV order
     return reports_out, skips, len(table), projections

@@ -35,11 +35,17 @@ ID_COLUMNS = ("uid", "subject_id", "study_id")
 def _row(report: OpenIReport, labels: dict[str, float | None]) -> dict:
     """One label-table row: the report's ids and the 14 labels (NaN for blank)."""
     values = {name: (np.nan if labels.get(name) is None else float(labels[name])) for name in CHEXPERT_LABELS}
-    return {"uid": report.uid, "subject_id": subject_id(report.uid), "study_id": study_id(report.uid), **values}
+    return {
+        "uid": report.uid,
+        "subject_id": subject_id(report.uid),
+        "study_id": study_id(report.uid),
+        **values,
+    }
 
 
-def label_tables(reports: list[OpenIReport], sections: dict[int, dict[str, str]], read: str
-                 ) -> dict[str, pd.DataFrame]:
+def label_tables(
+    reports: list[OpenIReport], sections: dict[int, dict[str, str]], read: str
+) -> dict[str, pd.DataFrame]:
     """Per source ("labeler", "mesh"): one row per report (uid, subject_id, study_id, 14 labels)."""
     if read not in READ_SECTIONS:
         raise ValueError(f"label sections must be one of {READ_SECTIONS}, got {read!r}")
@@ -51,9 +57,15 @@ def label_tables(reports: list[OpenIReport], sections: dict[int, dict[str, str]]
 
 def label_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Per label: reports coded positive, negative, uncertain and blank."""
-    return {name: {"positive": int((table[name] == 1).sum()), "negative": int((table[name] == 0).sum()),
-                   "uncertain": int((table[name] == -1).sum()), "blank": int(table[name].isna().sum())}
-            for name in CHEXPERT_LABELS}
+    return {
+        name: {
+            "positive": int((table[name] == 1).sum()),
+            "negative": int((table[name] == 0).sum()),
+            "uncertain": int((table[name] == -1).sum()),
+            "blank": int(table[name].isna().sum()),
+        }
+        for name in CHEXPERT_LABELS
+    }
 
 
 def _kappa(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -64,7 +76,7 @@ def _kappa(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def agreement(labeler: pd.DataFrame, mesh: pd.DataFrame) -> pd.DataFrame:
-    """Per label MeSH codes: positives by each source, by both, agreement, kappa and the labeler's F1 vs MeSH."""
+    """Per label MeSH codes: positives by each source and both, agreement, kappa, the labeler's F1 vs MeSH."""
     joined = labeler.merge(mesh, on="uid", suffixes=("_labeler", "_mesh"))
     rows = []
     for name in CHEXPERT_LABELS:
@@ -74,8 +86,26 @@ def agreement(labeler: pd.DataFrame, mesh: pd.DataFrame) -> pd.DataFrame:
         lab, ref = (joined[f"{name}_labeler"] == 1).to_numpy(), (reference == 1).to_numpy()
         both = int((lab & ref).sum())
         f1 = 2 * both / (lab.sum() + ref.sum()) if lab.sum() + ref.sum() else None
-        rows.append({"label": name, "mesh positive": int(ref.sum()), "labeler positive": int(lab.sum()),
-                     "both": both, "agree": round(float(np.mean(lab == ref)), 3), "kappa": _kappa(lab, ref),
-                     "labeler F1 vs MeSH": None if f1 is None else round(float(f1), 3)})
-    return pd.DataFrame(rows, columns=["label", "mesh positive", "labeler positive", "both", "agree", "kappa",
-                                       "labeler F1 vs MeSH"])
+        rows.append(
+            {
+                "label": name,
+                "mesh positive": int(ref.sum()),
+                "labeler positive": int(lab.sum()),
+                "both": both,
+                "agree": round(float(np.mean(lab == ref)), 3),
+                "kappa": _kappa(lab, ref),
+                "labeler F1 vs MeSH": None if f1 is None else round(float(f1), 3),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "label",
+            "mesh positive",
+            "labeler positive",
+            "both",
+            "agree",
+            "kappa",
+            "labeler F1 vs MeSH",
+        ],
+    )

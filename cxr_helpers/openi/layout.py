@@ -34,12 +34,36 @@ JPG_DIR, REPORTS_DIR = "mimic-cxr-jpg", "mimic-cxr-reports"
 IDS_CSV, SKIPPED_CSV, SUMMARY_JSON = "openi-ids.csv", "openi-skipped.csv", "openi-import-summary.json"
 LABEL_FILES = {"labeler": "openi-labels-labeler.csv.gz", "mesh": "openi-labels-mesh.csv.gz"}
 # Report sections in the order written, with their MIMIC-style headers.
-HEADERS = (("examination", "EXAMINATION"), ("indication", "INDICATION"), ("comparison", "COMPARISON"),
-           ("findings", "FINDINGS"), ("impression", "IMPRESSION"))
-METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
-                    "Rows", "Columns")
-IDS_COLUMNS = ("uid", "subject_id", "study_id", "dicom_id", "image_file", "projection", "view_source",
-               "view_score", "ViewPosition", "png_mode", "Rows", "Columns")
+HEADERS = (
+    ("examination", "EXAMINATION"),
+    ("indication", "INDICATION"),
+    ("comparison", "COMPARISON"),
+    ("findings", "FINDINGS"),
+    ("impression", "IMPRESSION"),
+)
+METADATA_COLUMNS = (
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+)
+IDS_COLUMNS = (
+    "uid",
+    "subject_id",
+    "study_id",
+    "dicom_id",
+    "image_file",
+    "projection",
+    "view_source",
+    "view_score",
+    "ViewPosition",
+    "png_mode",
+    "Rows",
+    "Columns",
+)
 
 
 def written_sections(report: OpenIReport) -> dict[str, str]:
@@ -55,7 +79,9 @@ def report_text(report: OpenIReport) -> str:
     be mistaken for a header; ``XXXX`` tokens are kept as they are in the download.
     """
     lines = [" " * 33 + "FINAL REPORT"]
-    lines += [f" {header}:  {text}" for name, header in HEADERS if (text := written_sections(report).get(name))]
+    lines += [
+        f" {header}:  {text}" for name, header in HEADERS if (text := written_sections(report).get(name))
+    ]
     return "\n\n".join(lines) + "\n"
 
 
@@ -74,25 +100,35 @@ def write_report(reports_dir: Path, report: OpenIReport) -> tuple[Path, str]:
 
 
 def check_out_folder(out: Path, inputs: list[Path]) -> Path:
-    """``out`` resolved, after refusing a folder inside the download or a layout the importer did not write."""
+    """``out`` resolved, refusing a folder inside the download or a layout the importer did not write."""
     out = Path(out).expanduser().resolve()
     for given in inputs:
         source = Path(given).expanduser().resolve()
         if out == source or (source.is_dir() and source in out.parents):
-            raise OpenIError(f"--out {out} is inside the download {source}: the importer never writes into the "
-                             "download; choose a folder outside it (e.g. data/openi)")
+            raise OpenIError(
+                f"--out {out} is inside the download {source}: the importer never writes into the "
+                "download; choose a folder outside it (e.g. data/openi)"
+            )
     if out.exists() and not out.is_dir():
         raise OpenIError(f"--out {out} is a file, not a folder")
-    if (out / JPG_DIR).is_dir() and any((out / JPG_DIR).glob(METADATA_CSV + "*")) and not (out / IDS_CSV).exists():
-        raise OpenIError(f"{out / JPG_DIR} holds a MIMIC-CXR-JPG layout that this importer did not write (no "
-                         f"{IDS_CSV}): it may be real MIMIC or the phantom, so nothing is written there")
+    if (
+        (out / JPG_DIR).is_dir()
+        and any((out / JPG_DIR).glob(METADATA_CSV + "*"))
+        and not (out / IDS_CSV).exists()
+    ):
+        raise OpenIError(
+            f"{out / JPG_DIR} holds a MIMIC-CXR-JPG layout that this importer did not write (no "
+            f"{IDS_CSV}): it may be real MIMIC or the phantom, so nothing is written there"
+        )
     return out
 
 
 def write_csv_gz(table: pd.DataFrame, path: Path) -> None:
     """A gzipped CSV with a zero timestamp (same content, same bytes), written via a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = gzip.compress(table.to_csv(index=False, lineterminator="\n").encode("utf-8"), compresslevel=6, mtime=0)
+    data = gzip.compress(
+        table.to_csv(index=False, lineterminator="\n").encode("utf-8"), compresslevel=6, mtime=0
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -109,11 +145,19 @@ def split_table(images: pd.DataFrame, fractions: tuple[float, float, float], see
     """The split CSV: the workbook's seeded split by patient (here: by report) over all written studies."""
     studies = images.drop_duplicates("study_id")[["subject_id", "study_id"]].reset_index(drop=True)
     names = pd.Series(random_split_by_patient(studies, fractions, seed).to_numpy(), index=studies["study_id"])
-    return images[["dicom_id", "study_id", "subject_id"]].assign(split=images["study_id"].map(names).to_numpy())
+    return images[["dicom_id", "study_id", "subject_id"]].assign(
+        split=images["study_id"].map(names).to_numpy()
+    )
 
 
-def write_tables(out: Path, images: pd.DataFrame, labels: dict[str, pd.DataFrame], chosen: str,
-                 fractions: tuple[float, float, float], seed: int) -> dict[str, Path]:
+def write_tables(
+    out: Path,
+    images: pd.DataFrame,
+    labels: dict[str, pd.DataFrame],
+    chosen: str,
+    fractions: tuple[float, float, float],
+    seed: int,
+) -> dict[str, Path]:
     """The three MIMIC CSVs, openi-ids.csv and both label files; returns their paths.
 
     ``images`` has one row per written image with the IDS_COLUMNS and the examination text;
@@ -121,15 +165,21 @@ def write_tables(out: Path, images: pd.DataFrame, labels: dict[str, pd.DataFrame
     """
     images = images.sort_values(["subject_id", "study_id", "dicom_id"]).reset_index(drop=True)
     jpg = out / JPG_DIR
-    paths = {"chexpert": jpg / f"{CHEXPERT_CSV}.csv.gz", "metadata": jpg / f"{METADATA_CSV}.csv.gz",
-             "split": jpg / f"{SPLIT_CSV}.csv.gz", "ids": out / IDS_CSV}
+    paths = {
+        "chexpert": jpg / f"{CHEXPERT_CSV}.csv.gz",
+        "metadata": jpg / f"{METADATA_CSV}.csv.gz",
+        "split": jpg / f"{SPLIT_CSV}.csv.gz",
+        "ids": out / IDS_CSV,
+    }
     metadata = images.rename(columns={"examination": "PerformedProcedureStepDescription"})
     write_csv_gz(metadata[list(METADATA_COLUMNS)], paths["metadata"])
     write_csv_gz(split_table(images, fractions, seed), paths["split"])
     for source, table in labels.items():
         paths[f"labels_{source}"] = out / LABEL_FILES[source]
         write_csv_gz(table.sort_values("uid").reset_index(drop=True), paths[f"labels_{source}"])
-    chexpert = labels[chosen].sort_values(["subject_id", "study_id"])[["subject_id", "study_id", *CHEXPERT_LABELS]]
+    chexpert = labels[chosen].sort_values(["subject_id", "study_id"])[
+        ["subject_id", "study_id", *CHEXPERT_LABELS]
+    ]
     write_csv_gz(chexpert, paths["chexpert"])
     write_csv(images[list(IDS_COLUMNS)], paths["ids"])
     return paths

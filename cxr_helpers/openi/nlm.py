@@ -56,7 +56,7 @@ def parse_report_xml(data: bytes, source: str) -> OpenIReport:
     root = ET.fromstring(data)
     uid = _report_uid(root, source)
     if uid is None:
-        raise ValueError("no report id (<uId id=\"CXR...\"/>) and no number in the file name")
+        raise ValueError('no report id (<uId id="CXR..."/>) and no number in the file name')
     sections = {name: "" for name in SECTION_NAMES}
     for node in root.iter("AbstractText"):
         label = (node.get("Label") or node.get("label") or "").strip().lower()
@@ -82,8 +82,13 @@ def read_nlm_reports(path: Path) -> tuple[list[OpenIReport], list[Skip], int]:
     files = 0
     for member in iter_members(path, XML_SUFFIXES):
         if isinstance(member, ArchiveDamaged):
-            skips.append(Skip(member.archive, "reports archive damaged: reports after this point not read",
-                              detail=f"after {member.after or 'its start'}: {member.error}"))
+            skips.append(
+                Skip(
+                    member.archive,
+                    "reports archive damaged: reports after this point not read",
+                    detail=f"after {member.after or 'its start'}: {member.error}",
+                )
+            )
             break
         files += 1
         source = f"{path}:{member.name}" if in_archive else str(member.path)
@@ -93,4 +98,3 @@ def read_nlm_reports(path: Path) -> tuple[list[OpenIReport], list[Skip], int]:
             skips.append(Skip(source, "report XML unreadable", detail=f"{type(error).__name__}: {error}"))
     reports.sort(key=lambda r: (r.uid, base_name(r.source)))
     return reports, skips, files
-

@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass, field
 
 LICENCE = "CC BY-NC-ND 4.0 (Creative Commons Attribution-NonCommercial-NoDerivatives 4.0 International)"
-CITATION = ("Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
-            "and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310.")
+CITATION = (
+    "Demner-Fushman D, et al. Preparing a collection of radiology examinations for distribution "
+    "and retrieval. J Am Med Inform Assoc. 2016;23(2):304-310."
+)
 SOURCE = "Open-i Indiana University chest X-ray collection (National Library of Medicine)"
 SECTION_NAMES = ("indication", "comparison", "findings", "impression")
 SUBJECT_BASE, STUDY_BASE = 10_000_000, 50_000_000
@@ -59,8 +61,13 @@ class Skip:
 
     def as_row(self) -> dict:
         """A row of openi-skipped.csv."""
-        return {"file": self.file, "uid": self.uid, "image_id": self.image_id, "reason": self.reason,
-                "detail": self.detail}
+        return {
+            "file": self.file,
+            "uid": self.uid,
+            "image_id": self.image_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
 
 def squash(text: str | None) -> str:
@@ -106,7 +113,7 @@ def study_id(uid: int) -> int:
 
 
 def drop_duplicates(reports: list[OpenIReport]) -> tuple[list[OpenIReport], list[Skip]]:
-    """The first report of each uid, each image id kept for the first report listing it; skips for the rest."""
+    """The first report of each uid, each image for the first report listing it; skips for the rest."""
     kept: list[OpenIReport] = []
     skips: list[Skip] = []
     seen_uids: set[int] = set()
@@ -120,8 +127,15 @@ def drop_duplicates(reports: list[OpenIReport]) -> tuple[list[OpenIReport], list
         for image_id in report.image_ids:
             key = image_key(image_id)
             if key in owner:
-                skips.append(Skip(report.source, "image id listed twice (first listing kept)", report.uid, image_id,
-                                  f"first listed by report CXR{owner[key]}"))
+                skips.append(
+                    Skip(
+                        report.source,
+                        "image id listed twice (first listing kept)",
+                        report.uid,
+                        image_id,
+                        f"first listed by report CXR{owner[key]}",
+                    )
+                )
                 continue
             owner[key] = report.uid
             images.append(image_id)

@@ -7,9 +7,10 @@ one number off the image, the **mediastinum contrast**: on a frontal radiograph 
 vertical strip (spine, mediastinum, heart) is bright between two dark lung fields; on a
 lateral the lungs fill the middle and the spine lies near one edge. The score is the central
 strip's brightness minus that of the two strips beside it, over the lung rows, on a 32 x 32
-z-scored copy of the body (the image cropped to where it is brighter than its darkest 30%, so an
-off-centre patient or a black border does not move the strips). Above ``FRONTAL_FROM`` it says frontal, below ``LATERAL_UNDER`` lateral, and in
-between "unknown" (such images get a blank ViewPosition, so the frontal filter leaves them out).
+z-scored copy of the body (the image cropped to where it is brighter than its darkest 30%, so
+an off-centre patient or a black border does not move the strips). Above ``FRONTAL_FROM`` it
+says frontal, below ``LATERAL_UNDER`` lateral, and in between "unknown" (such images get a blank
+ViewPosition, so the frontal filter leaves them out).
 
 How good is it? On held-out phantom images it is right on every image it decides
 (benchmarks/bench_openi_views.py prints the figures, docs/openi.md quotes them). On real
@@ -71,7 +72,7 @@ def mediastinum_contrast(image: Image.Image) -> float:
 
 
 def guess_view(score: float) -> str:
-    """"frontal", "lateral" or "unknown" for a mediastinum-contrast score."""
+    """The view a mediastinum-contrast score says: "frontal", "lateral" or "unknown"."""
     if score >= FRONTAL_FROM:
         return "frontal"
     if score < LATERAL_UNDER:

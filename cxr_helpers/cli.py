@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_arguments(prepare)
     prepare.set_defaults(run=cmd_prepare)
 
+    openi = commands.add_parser("openi", help="import the Open-i (Indiana University) chest X-rays into the MIMIC layout")
+    from cxr_helpers.openi.cli import add_openi_arguments, run_openi
+
+    add_openi_arguments(openi)
+    openi.set_defaults(run=run_openi)
+
     train = commands.add_parser("train", help="train a model (notebooks 02-04's work)")
     train.add_argument("model", choices=("image", "text", "fusion"))
     train.add_argument("--artifacts", help="artifacts folder (default: CXR_ARTIFACTS_DIR or artifacts/<profile>)")

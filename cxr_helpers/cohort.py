@@ -98,8 +98,8 @@ def select_cohort(
         raise ValueError(f"split must be 'random' or 'official', got {split!r}")
     images = images.reset_index(drop=True)  # sorted by study, preferred image first
     studies, starts = np.unique(images["study_id"].to_numpy(), return_index=True)
-    bounds = dict(zip(studies.tolist(), zip(starts.tolist(), [*starts[1:].tolist(), len(images)], strict=True),
-                      strict=True))  # study_id -> (first row, end row)
+    ends = [*starts[1:].tolist(), len(images)] if len(starts) else []  # no image left: no study
+    bounds = dict(zip(studies.tolist(), zip(starts.tolist(), ends, strict=True), strict=True))  # id -> (first, end row)
     order = studies[np.random.default_rng(seed).permutation(len(studies))]
     wanted = len(order) if n_studies is None else min(n_studies, len(order))
     walk = _StudyWalk(images, bounds, one_image_per_study)

@@ -5,6 +5,9 @@ Profiles:
   ImageNet ResNet-18, CXR-BERT from the hub).
 - ``phantom`` (default): the same code on the synthetic dataset, sized so ``make demo`` runs
   all notebooks in minutes on a laptop CPU, with no pretrained weights to download.
+- ``openi``: real radiographs and reports (Open-i, Indiana University) imported into the MIMIC
+  layout by ``python -m cxr_helpers openi`` (docs/openi.md), with the phantom's laptop-sized
+  training settings at 128 px.
 ``CXR_FAST=1`` shrinks either profile further for tests. Notebooks never edit these values in
 their source: set an environment variable or pass overrides to ``load_settings``.
 """
@@ -27,7 +30,7 @@ from cxr_helpers.labels import BLANK_POLICIES, UNCERTAINTY_POLICIES
 # ResNet stages a Grad-CAM can target (image_model.CAM_LAYERS), from fine (stride 8) to coarse (stride 32).
 CAM_LAYER_NAMES = ("layer2", "layer3", "layer4")
 
-PROFILES = ("phantom", "mimic")
+PROFILES = ("phantom", "mimic", "openi")
 CXR_BERT = "microsoft/BiomedVLP-CXR-BERT-general"
 TEXT_SETTINGS = ("findings_impression", "indication")
 
@@ -111,6 +114,16 @@ PHANTOM_DEFAULTS = dict(
     shap_max_evals=200,
     explain_studies=30,
 )
+# Open-i: the phantom's training settings (no pretrained weights, the offline tiny BERT; set
+# CXR_IMAGE_WEIGHTS=imagenet / CXR_TEXT_MODEL=<CXR-BERT> where they can be loaded) on the ~3,800
+# frontal images of `python -m cxr_helpers openi --out data/openi`, at 128 px.
+OPENI_DEFAULTS = dict(
+    PHANTOM_DEFAULTS,
+    data_dir=Path("data/openi/mimic-cxr-jpg"),
+    reports_dir=Path("data/openi/mimic-cxr-reports"),
+    artifacts_dir=Path("artifacts/openi"),
+    image_size=128,
+)
 # CXR_FAST=1: what tests run; tiny everything.
 FAST_OVERRIDES = dict(fusion_end_to_end_epochs=1, image_size=64, epochs=2, batch_size=16, shap_max_evals=40, explain_studies=4, prepare_workers=2)
 
@@ -159,6 +172,8 @@ def load_settings(**overrides) -> Settings:
     values: dict = {"profile": profile, "fast": fast}
     if profile == "phantom":
         values.update(PHANTOM_DEFAULTS)
+    elif profile == "openi":
+        values.update(OPENI_DEFAULTS)
     else:
         values["artifacts_dir"] = Path("artifacts/mimic")
     if fast:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from cxr_helpers.artifacts import MADE_BY, require, write_csv, write_json
 from cxr_helpers.cohort import select_cohort
-from cxr_helpers.config import Settings, load_settings
+from cxr_helpers.config import PROFILES, Settings, load_settings
 from cxr_helpers.images import build_image_cache, open_image_cache
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.mimic import CHEXPERT_CSV, SPLITS, find_csv, read_layout, skipped_table
@@ -203,6 +203,10 @@ def prepare_cohort(settings: Settings, progress: bool = True) -> PrepareResult:
     """Read the layout, select the cohort, cache the images, write the artifacts (see module doc)."""
     if settings.profile == "phantom":
         ensure_phantom(settings, progress)
+    elif settings.profile == "openi" and find_csv(settings.data_dir, CHEXPERT_CSV, required=False) is None:
+        raise FileNotFoundError(f"No Open-i import in {settings.data_dir}. Convert the download first: `python -m "
+                                "cxr_helpers openi --reports ... --images ... --out DIR` (docs/openi.md), then point "
+                                "CXR_DATA_DIR / CXR_REPORTS_DIR at DIR/mimic-cxr-jpg and DIR/mimic-cxr-reports.")
     artifacts = Path(settings.artifacts_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
     layout = read_layout(settings.data_dir, settings.reports_dir, need_split=settings.split == "official")
@@ -282,7 +286,7 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--data", help="MIMIC-CXR-JPG root (files/ + mimic-cxr-2.0.0-*.csv.gz); default CXR_DATA_DIR")
     parser.add_argument("--reports", help="MIMIC-CXR reports root (files/pXX/...); default CXR_REPORTS_DIR")
     parser.add_argument("--out", help="artifacts folder to write; default CXR_ARTIFACTS_DIR")
-    parser.add_argument("--profile", choices=("phantom", "mimic"), help="settings profile (default CXR_PROFILE)")
+    parser.add_argument("--profile", choices=PROFILES, help="settings profile (default CXR_PROFILE)")
     parser.add_argument("--views", choices=("frontal", "all"), help="frontal = PA/AP only (default)")
     parser.add_argument("--all-images", action="store_true", help="keep every image of a study, not one")
     parser.add_argument("--split", choices=("random", "official"), help="random 70/20/10 by patient, or MIMIC's")

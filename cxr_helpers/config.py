@@ -83,6 +83,7 @@ class Settings:
     cam_layer: str = "auto"  # "auto": per finding (layer3 for small ones, layer4 for global ones), or layer2-4
     shap_max_evals: int = 300
     explain_studies: int = 50
+    probes_per_label: int = 30  # phantom probe set: fresh images with one finding each (notebook 05)
 
     def describe(self) -> str:
         """A readable multi-line listing, printed by every notebook's setup cell."""
@@ -125,7 +126,8 @@ OPENI_DEFAULTS = dict(
     image_size=128,
 )
 # CXR_FAST=1: what tests run; tiny everything.
-FAST_OVERRIDES = dict(fusion_end_to_end_epochs=1, image_size=64, epochs=2, batch_size=16, shap_max_evals=40, explain_studies=4, prepare_workers=2)
+FAST_OVERRIDES = dict(fusion_end_to_end_epochs=1, image_size=64, epochs=2, batch_size=16, shap_max_evals=40,
+                      explain_studies=4, prepare_workers=2, probes_per_label=2)
 
 ENV_VARS = {
     "CXR_DATA_DIR": ("data_dir", Path),

@@ -94,6 +94,14 @@ def load_image(path: Path | str, size: int = 224) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0)
 
 
+def resize_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
+    """An in-memory 8-bit image (H, W) as the models take it: float32 (size, size) in [0, 1], bilinear."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 2:
+        raise ValueError(f"expected a uint8 (H, W) image, got {pixels.dtype} {pixels.shape}")
+    return _resize(pixels, size, Image.Resampling.BILINEAR).astype(np.float32) / 255.0
+
+
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """uint8 pixels from a decode_resized/load_image result (exact for 8-bit images)."""
     if pixels.dtype == np.uint8:

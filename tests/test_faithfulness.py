@@ -11,30 +11,37 @@ import pytest
 import torch
 from explain_factory import REPORT, split_head_image_model, tiny_fusion, tiny_text_tools, xray
 
-from cxr_helpers.explain.faithfulness.checks import cam_checks, shap_checks
+import cxr_helpers.explain.faithfulness.image_checks as image_checks
+from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP, logit_drops, study_drops
+from cxr_helpers.explain.faithfulness.figures import plot_checks, plot_randomisation
 from cxr_helpers.explain.faithfulness.randomisation import cascading_stages, head_stages, randomise_modules
 from cxr_helpers.explain.faithfulness.report import (
-    negation_table,
-    plot_checks,
-    plot_randomisation,
+    grad_cam_per_label,
+    grad_cam_table,
+    resolution_table,
     run_faithfulness,
-    summary_table,
+    shap_table,
 )
+from cxr_helpers.explain.faithfulness.resolution import grid_cells, layer_resolution
 from cxr_helpers.explain.faithfulness.scores import (
     energy_inside_mask,
+    ideal_map,
     mask_area_share,
     mask_auroc,
     pointing_game_hit,
     random_top_k_hit,
     rank_correlation,
+    tolerance_pixels,
     top_k_hit,
 )
 from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, span_word_indices
+from cxr_helpers.explain.faithfulness.text_checks import shap_checks
 from cxr_helpers.explain.gradcam import cams_for_labels
 from cxr_helpers.explain.models import text_head_logit_fn
 from cxr_helpers.explain.shap_text import TextExplanation, explain_text
 from cxr_helpers.explain.study import StudyExplainer
-from cxr_helpers.labels import CHEXPERT_LABELS
+from cxr_helpers.phantom import write_phantom
+from cxr_helpers.phantom.probes import load_probes, write_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 from cxr_helpers.reports import extract_sections, text_for_setting
 
@@ -55,6 +62,33 @@ def test_pointing_game_hit_and_miss():
     assert not pointing_game_hit(cam, mask)
     with pytest.raises(ValueError, match="shape"):
         pointing_game_hit(np.zeros((16, 16)), mask)
+
+
+def test_pointing_game_with_tolerance_forgives_a_peak_just_beside_the_mask():
+    mask = square_mask()  # rows and columns 8-15
+    cam = np.zeros((32, 32))
+    cam[10, 19] = 1.0  # 4 px right of the mask's last column
+    assert not pointing_game_hit(cam, mask) and not pointing_game_hit(cam, mask, tolerance=3.9)
+    assert pointing_game_hit(cam, mask, tolerance=4.0)
+    cam[20, 20] = 2.0  # now the peak is diagonal from the corner (15, 15): distance sqrt(50) = 7.07
+    assert not pointing_game_hit(cam, mask, tolerance=7.0) and pointing_game_hit(cam, mask, tolerance=7.1)
+    assert tolerance_pixels(128) == pytest.approx(6.4) and tolerance_pixels(224, 15 / 224) == pytest.approx(15)
+
+
+def test_a_random_peak_hits_the_mask_grown_by_the_tolerance():
+    mask = square_mask()
+    assert mask_area_share(mask) == pytest.approx(64 / 1024)
+    assert mask_area_share(mask, tolerance=1) == pytest.approx((100 - 4) / 1024)  # grown by 1 px, corners stay out
+    assert mask_area_share(mask, tolerance=100) == 1.0
+
+
+def test_an_ideal_map_points_better_on_a_finer_grid():
+    mask = np.zeros((128, 128), dtype=bool)
+    mask[70:79, 20:29] = True  # a 9 px lesion, off every 4 x 4 cell centre
+    assert not pointing_game_hit(ideal_map(mask, 4), mask, tolerance_pixels(128))  # layer4's peak: a cell centre
+    assert pointing_game_hit(ideal_map(mask, 16), mask, tolerance_pixels(128))  # layer2 can say where it is
+    assert ideal_map(mask, 8).shape == mask.shape and ideal_map(mask, 8).max() <= 1.0
+    assert [grid_cells(layer, 128) for layer in ("layer2", "layer3", "layer4")] == [16, 8, 4]
 
 
 def test_random_maps_hit_about_as_often_as_the_mask_area_share():
@@ -194,7 +228,14 @@ class OracleExplainer:
     def probabilities(self, study_id, role="fusion"):
         return np.full(14, 0.9)
 
-    def cams(self, study_id, labels, role="fusion", method="gradcam"):
+    def cam_model(self, study_id, role="fusion", layer="layer4"):
+        model = split_head_image_model()
+        return model, model.cam_layer(layer)
+
+    def image(self, study_id):
+        return np.zeros((self.size, self.size), np.float32)
+
+    def cams(self, study_id, labels, role="fusion", method="gradcam", layer=None):
         if method == "randomcam":
             rng = np.random.default_rng(0)
             return {label: rng.random((self.size, self.size)).astype(np.float32) for label in labels}
@@ -236,17 +277,28 @@ def test_ground_truth_masks_in_cache_geometry(explain_settings, truth):
         load_ground_truth(explain_settings.artifacts_dir)
 
 
-def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth):
+def detected_everywhere(monkeypatch, drop: float = 2.0):
+    """Stand in for the counterfactual re-render (the hand-made fixture has no phantom.json): every drop = ``drop``."""
+    monkeypatch.setattr(image_checks, "study_drops", lambda model_for, phantom, cases, size: np.full(len(cases), drop))
+
+
+def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth, monkeypatch):
     cohort = pd.read_csv(explain_settings.artifacts_dir / "cohort.csv", dtype={"dicom_id": str})
     row = cohort.iloc[0]
     oracle = OracleExplainer(truth, int(row["study_id"]), row["dicom_id"], 64, row["report_path"],
                              row["text_findings_impression"])
-    records = cam_checks(oracle, truth, [oracle.study_id], road_percentiles=None)
-    assert sorted(records["label"]) == ["Cardiomegaly", "Pleural Effusion"]
-    assert (records["pointing"] == 1).all() and (records["energy"] > 0.99).all() and (records["auroc"] > 0.99).all()
-    assert (records["energy_random_cam"] < 0.5).all()
+    detected_everywhere(monkeypatch)
+    records = image_checks.study_checks(oracle, truth, [oracle.study_id])
+    assert sorted(records["label"]) == ["Cardiomegaly", "Pleural Effusion"] and records["detected"].all()
+    assert (records["hit"] == 1).all() and (records["hit_exact"] == 1).all() and (records["energy"] > 0.99).all()
+    assert (records["energy_random"] < 0.5).all()
     assert records["area_share"].tolist() == pytest.approx(
         [truth.mask(row["dicom_id"], label, 64).mean() for label in records["label"]])
+    assert (records["tolerance_share"] > records["area_share"]).all()
+    assert dict(zip(records["label"], records["layer"], strict=True)) == {"Cardiomegaly": "layer4",
+                                                                          "Pleural Effusion": "layer3"}
+    detected_everywhere(monkeypatch, drop=DETECTION_DROP / 2)  # a model the finding does not move: no claim
+    assert not image_checks.study_checks(oracle, truth, [oracle.study_id])["detected"].any()
 
     top_k, mentions = shap_checks(oracle, truth, [oracle.study_id], k=1)
     cardio = top_k[top_k["label"] == "Cardiomegaly"].iloc[0]
@@ -258,34 +310,71 @@ def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth):
     assert negation["mention_value"] == -1.0 and negation["sign_agrees"] == 1.0
 
 
-def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings):
+class Brightness(torch.nn.Module):
+    """A "model" whose every logit is 50 x the mean brightness: it sees any bright finding."""
+
+    def forward(self, image):
+        return image.mean(dim=(1, 2, 3))[:, None].repeat(1, 14) * 50
+
+
+@pytest.fixture(scope="module")
+def tiny_phantom(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom")
+    write_phantom(root, n_studies=16, image_size=64, seed=3, workers=1, progress=False)
+    return root
+
+
+def test_a_model_that_sees_the_finding_loses_logit_without_it(tiny_phantom):
+    truth = load_ground_truth(tiny_phantom)
+    effusions = truth.visibility[(truth.visibility["label"] == "Pleural Effusion")
+                                 & (truth.visibility["visibility"] == "clear")]
+    cases = effusions.assign(label="Pleural Effusion")[["study_id", "dicom_id", "label"]].head(3)
+    assert len(cases), "the seed must give a clearly visible effusion"
+    drops = study_drops(lambda study_id: Brightness(), tiny_phantom, cases.reset_index(drop=True), 64)
+    assert (drops > 0).all()  # an effusion brightens the lung base: without it the image is darker
+    same = np.zeros((64, 64), np.uint8)
+    assert logit_drops(Brightness(), [same], [same], "Edema", 64)[0] == 0.0
+
+
+def test_probe_checks_and_layer_resolution_on_a_real_probe_set(tmp_path):
+    write_probes(tmp_path, per_label=1, image_size=64, seed=0, labels=("Lung Lesion", "Cardiomegaly"))
+    probes = load_probes(tmp_path)
+    records = image_checks.probe_checks(split_head_image_model(), probes, 64)
+    assert list(records["label"]) == ["Lung Lesion", "Cardiomegaly"] and set(records["source"]) == {"probe"}
+    assert list(records["layer"]) == ["layer3", "layer4"]
+    assert records[["hit", "hit_random", "tolerance_share", "area_share"]].notna().all().all()
+    resolution = layer_resolution(probes, 64)
+    assert resolution["layer2"]["grid"] == 8 and resolution["layer4"]["grid"] == 2
+    lesion = [resolution[layer]["localised"]["hit"] for layer in ("layer2", "layer3", "layer4")]
+    assert lesion[0] >= lesion[2]  # a finer grid can never resolve less
+
+
+def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings, monkeypatch):
+    detected_everywhere(monkeypatch)
     explainer = StudyExplainer.from_settings(explain_settings, cache=False)
-    result = run_faithfulness(explain_settings, explainer, road_percentiles=(50,), randomisation_studies=1, progress=False)
+    result = run_faithfulness(explain_settings, explainer, probes=False, randomisation_studies=1, progress=False)
     saved = json.loads((explain_settings.artifacts_dir / "metrics" / "faithfulness.json").read_text())
     assert saved == json.loads(json.dumps(result.summary))
-    assert saved["n_studies"] == 4 and saved["cam_method"] == "gradcam"
-    for name in ("pointing_game", "energy_inside_mask", "mask_auroc", "road", "shap_top_k", "negation"):
-        check = saved["checks_all_present"][name]
-        assert check["baseline"] and set(check["models"]) >= {"fusion"}
-        for model, figures in check["models"].items():
-            # the untrained fusion model's Grad-CAM may be all zero (no energy); the others always score
-            assert figures["overall"]["n"] > 0 or (model, name) == ("fusion", "energy_inside_mask"), (name, model)
-            assert figures["overall"]["n"] == 0 or check["baseline"] in figures["overall"]
-    cams = result.cam["image"]
-    assert len(cams) == 8  # 4 test studies x (Cardiomegaly, Pleural Effusion), both visible
-    assert set(cams["label"]) == {"Cardiomegaly", "Pleural Effusion"}
-    assert cams["correct"].all()  # the split-head image model says yes to both
-    assert saved["checks"]["pointing_game"]["models"]["image"]["overall"]["n"] == 8
+    assert saved["n_studies"] == 4 and saved["cam_method"] == "gradcam" and saved["tolerance_px"] == pytest.approx(3.2)
+    assert saved["cam_layers"] == {"global": "layer4", "localised": "layer3"}
+    for model in ("fusion", "image"):
+        figures = saved["grad_cam"]["test"][model]
+        assert figures["findings"] == 8 and figures["detected"] == 8  # 4 studies x (Cardiomegaly, Pleural Effusion)
+        assert set(figures["overall"]) == {"global", "localised"}
+        assert {"hit", "hit_random", "tolerance_share", "energy"} <= set(figures["overall"]["global"])
+    records = pd.read_csv(explain_settings.artifacts_dir / "explanations" / "faithfulness_records.csv")
+    assert {"study_id", "label", "model", "layer", "detected", "hit", "hit_exact"} <= set(records.columns)
+    assert len(records) == 16 and records["road"].notna().sum() == 16  # ROAD on the first detected findings
     assert set(result.top_k["text"]["label"]) == {"Cardiomegaly", "Pleural Effusion"}
     assert set(result.mentions["fusion"]["code"]) == {0, 1}
-    steps = saved["checks"]["randomisation"]["models"]["Grad-CAM image"]
+    steps = saved["randomisation"]["Grad-CAM image"]
     assert [s["randomised_through"] for s in steps] == [name for name, _ in cascading_stages(explainer.models.image)]
-    assert "SHAP text" in saved["checks"]["randomisation"]["models"]
-    table = summary_table(saved)
-    assert {"check", "model", "score", "random baseline", "n"} <= set(table.columns)
-    assert set(CHEXPERT_LABELS) >= set(saved["checks"]["mask_auroc"]["models"]["image"]["per_label"])
-    negation = negation_table(saved)
-    pneumothorax = negation[(negation["label"] == "Pneumothorax") & (negation["model"] == "fusion")].iloc[0]
-    assert pneumothorax["n negated"] == 4 and pneumothorax["n positive"] == 0  # "there is no pneumothorax" x 4
+    assert "SHAP text" in saved["randomisation"]
+    table = grad_cam_table(saved)
+    assert {"source", "model", "extent", "layer", "detected", "hit", "hit_random", "tolerance_share"} <= set(table)
+    assert set(grad_cam_per_label(saved, "test", "image").index) == {"Cardiomegaly", "Pleural Effusion"}
+    words = shap_table(saved)
+    assert set(words["model"]) == {"fusion", "text"} and (words["n mentions"] > 0).all()
+    assert resolution_table(saved).empty  # no probes in this run
     plot_checks(saved)
     plot_randomisation(result.randomisation)

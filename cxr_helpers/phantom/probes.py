@@ -37,7 +37,7 @@ from cxr_helpers.phantom.findings import FindingSpec
 from cxr_helpers.phantom.layout import decode_jpeg, encode_jpeg, save_masks
 from cxr_helpers.phantom.phrases import SHORT_NAMES
 from cxr_helpers.phantom.render import blur_reach
-from cxr_helpers.phantom.settings import GENERATOR_VERSION
+from cxr_helpers.phantom.settings import GENERATOR_VERSION, read_settings
 
 PROBE_COLUMNS = ("probe_id", "label", "severity", "side", "zone", "view", "rows", "cols", "device")
 PROBE_VIEWS = (("PA", "AP"), (0.6, 0.4))
@@ -143,3 +143,18 @@ def load_probes(folder: Path) -> ProbeSet:
         with np.load(folder / "masks" / f"{name}.npz") as stored:
             masks.append(stored[label])
     return ProbeSet(table, np.stack(images), np.stack(without), np.stack(masks))
+
+
+def ensure_probes(phantom: Path, per_label: int = 30) -> ProbeSet:
+    """The phantom's probe set (``<phantom>/probes``), written first if missing or made otherwise.
+
+    Written at the phantom's own JPEG size and seed (``ground_truth/phantom.json``), so the probes
+    look like the phantom's images; ``per_label`` probes of every finding label.
+    """
+    folder = Path(phantom) / "probes"
+    made = read_settings(Path(phantom))
+    wanted = {"seed": made.seed, "per_label": per_label, "image_size": made.image_size, "version": GENERATOR_VERSION}
+    found = json.loads((folder / "probes.json").read_text()) if (folder / "probes.json").is_file() else {}
+    if any(found.get(key) != value for key, value in wanted.items()):
+        write_probes(folder, per_label=per_label, image_size=made.image_size, seed=made.seed)
+    return load_probes(folder)

@@ -1,4 +1,13 @@
-"""All faithfulness checks on a set of test studies, summarised into ``metrics/faithfulness.json``, with tables and plots."""
+"""All faithfulness checks, summarised into ``metrics/faithfulness.json`` and read back as tables.
+
+``run_faithfulness`` runs, on the phantom: Grad-CAM on the probe set (the image model) and on the
+first ``settings.explain_studies`` test studies (the image model and the fusion model), scored
+only where the model detects the finding; SHAP on those studies' reports (the text model and the
+fusion model); the randomisation test; and the resolution each CAM layer allows at best. Every
+score sits beside its random baseline, per finding extent (localised / global) and per label.
+The per-finding records go to ``explanations/faithfulness_records.csv`` (the browser's filters
+read them).
+"""
 
 from __future__ import annotations
 
@@ -6,35 +15,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cxr_helpers.artifacts import write_json
-from cxr_helpers.explain.faithfulness.checks import ROAD_LIMIT, ROAD_PERCENTILES, cam_checks, shap_checks
+from cxr_helpers.artifacts import write_csv, write_json
+from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP
+from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
 from cxr_helpers.explain.faithfulness.randomisation import randomisation_checks
+from cxr_helpers.explain.faithfulness.resolution import layer_resolution
+from cxr_helpers.explain.faithfulness.scores import POINTING_TOLERANCE, tolerance_pixels
+from cxr_helpers.explain.faithfulness.text_checks import shap_checks
+from cxr_helpers.explain.gradcam import CAM_LAYER_FOR_EXTENT
 from cxr_helpers.explain.models import CAM_ROLES, SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.phantom.probes import ensure_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
-CHECKS = {
-    # name: (records key, score column, random baseline column, uniform baseline column or None, description)
-    "pointing_game": ("cam", "pointing", "pointing_random_cam", "area_share",
-                      "share of findings whose heatmap peak lies inside the finding's mask"),
-    "energy_inside_mask": ("cam", "energy", "energy_random_cam", "area_share",
-                           "share of the heatmap's mass inside the finding's mask"),
-    "mask_auroc": ("cam", "auroc", "auroc_random_cam", None,
-                   "AUROC of heatmap values for mask vs other pixels (0.5 = chance)"),
-    "road": ("cam", "road", "road_random_cam", None,
-             "ROADCombined: logit drop removing least minus most relevant pixels, halved (higher = better)"),
-    "shap_top_k": ("top_k", "hit", "hit_random", None,
-                   "share of positively stated findings with one of the top-k SHAP words inside the stating span"),
-    "negation": ("mentions", "sign_agrees", "random_sign_agrees", None,
-                 "share of mentions whose SHAP sum has the right sign (+ positive mention, - negated)"),
-}
-CHECK_TITLES = {"pointing_game": "pointing game", "energy_inside_mask": "energy inside mask",
-                "mask_auroc": "mask AUROC", "road": "ROAD (higher = better)", "shap_top_k": "SHAP top-k words",
-                "negation": "negation sign"}
+MAP_COLUMNS = ("hit", "hit_random", "tolerance_share", "hit_exact", "hit_exact_random", "area_share", "energy",
+               "energy_random", "road", "road_random")
+RECORDS_FILE = "faithfulness_records.csv"
 
 
 @dataclass
@@ -42,205 +41,146 @@ class FaithfulnessResult:
     """What ``run_faithfulness`` measured: the JSON summary and the per-case records behind it."""
 
     summary: dict
-    cam: dict[str, pd.DataFrame]  # role -> cam_checks records
-    top_k: dict[str, pd.DataFrame]  # role -> shap_checks top-k records
-    mentions: dict[str, pd.DataFrame]  # role -> shap_checks mention records
+    maps: pd.DataFrame  # Grad-CAM records: probes and test studies, every model
+    top_k: dict[str, pd.DataFrame]  # role -> SHAP top-k records
+    mentions: dict[str, pd.DataFrame]  # role -> SHAP mention records
     randomisation: pd.DataFrame
     path: Path | None = None
 
 
-def summarise(records: pd.DataFrame, columns: Sequence[str]) -> dict:
-    """{"overall": {column: mean, ..., "n"}, "per_label": {label: {...}}}; NaN ignored, n counts the first column's values."""
-
-    def block(frame: pd.DataFrame) -> dict:
-        first = pd.to_numeric(frame[columns[0]], errors="coerce") if columns[0] in frame else pd.Series(dtype=float)
-        return {"n": int(np.isfinite(first.astype(float)).sum()),
-                **{c: (_mean(frame[c]) if c in frame else None) for c in columns}}
-
-    if records is None or records.empty:
-        return {"overall": {"n": 0}, "per_label": {}}
-    return {"overall": block(records),
-            "per_label": {label: block(group) for label, group in records.groupby("label", sort=False)}}
-
-
-def _mean(values) -> float | None:
+def mean(values) -> float | None:
+    """The mean of the finite values, None if there are none."""
     array = pd.to_numeric(pd.Series(values), errors="coerce").astype(float).to_numpy()
     array = array[np.isfinite(array)]
     return float(array.mean()) if len(array) else None
 
 
-def _subset(records: pd.DataFrame, check: str, correct_only: bool) -> pd.DataFrame:
-    if records.empty or not correct_only or "correct" not in records:
-        return records
-    return records[records["correct"].astype(bool)]
+def map_summary(records: pd.DataFrame) -> dict:
+    """Detected counts and mean map scores over detected findings, per extent and per label."""
+    if records.empty:
+        return {"findings": 0, "detected": 0, "overall": {}, "per_label": {}}
+
+    def block(frame: pd.DataFrame) -> dict:
+        detected = frame[frame["detected"].astype(bool)]
+        return {"findings": len(frame), "detected": len(detected), "drop": mean(frame["drop"]),
+                **{c: mean(detected[c]) for c in MAP_COLUMNS if c in detected}}
+
+    return {"findings": len(records), "detected": int(records["detected"].sum()),
+            "overall": {extent: block(group) for extent, group in records.groupby("extent", sort=True)},
+            "per_label": {label: {"extent": group["extent"].iloc[0], **block(group)}
+                          for label, group in records.groupby("label", sort=True)}}
 
 
-def _mention_means(mentions: pd.DataFrame) -> dict:
-    """Mean SHAP sum over positive and over negated mentions (they should differ in sign)."""
-    return {"positive mention": _mean(mentions.loc[mentions["code"] == 1, "mention_value"]),
-            "negated mention": _mean(mentions.loc[mentions["code"] == 0, "mention_value"]),
-            "n positive": int((mentions["code"] == 1).sum()), "n negated": int((mentions["code"] == 0).sum())}
+def text_summary(records: pd.DataFrame, score: str, baseline: str) -> dict:
+    """Mean score and baseline, overall and per label, with n."""
+    if records.empty:
+        return {"overall": {"n": 0}, "per_label": {}}
+
+    def block(frame: pd.DataFrame) -> dict:
+        return {"n": len(frame), score: mean(frame[score]), baseline: mean(frame[baseline])}
+
+    return {"overall": block(records),
+            "per_label": {label: block(group) for label, group in records.groupby("label", sort=True)}}
 
 
-def summarise_checks(cam: dict, top_k: dict, mentions: dict, randomisation: pd.DataFrame,
-                     correct_only: bool = True) -> dict:
-    """The ``checks`` block of faithfulness.json: per check and model, overall and per label, with baselines."""
-    sources = {"cam": cam, "top_k": top_k, "mentions": mentions}
-    checks = {}
-    for name, (source, score, baseline, uniform, description) in CHECKS.items():
-        columns = [c for c in (score, baseline, uniform) if c]
-        models = {}
-        for role, records in sources[source].items():
-            chosen = _subset(records, name, correct_only)
-            if name == "negation" and not chosen.empty:
-                models[role] = summarise(chosen, columns)
-                models[role]["overall"]["by_code"] = _mention_means(chosen)
-                for label, group in chosen.groupby("label", sort=False):
-                    models[role]["per_label"][label]["by_code"] = _mention_means(group)
-            else:
-                models[role] = summarise(chosen, columns)
-        checks[name] = {"description": description, "score": score, "baseline": baseline, "uniform": uniform,
-                        "subset": "correctly predicted (p >= 0.5)" if correct_only and source != "mentions" else "all",
-                        "models": models}
-    rand = {}
-    if not randomisation.empty:
-        for (kind, role), group in randomisation.groupby(["kind", "model"], sort=False):
-            steps = group.groupby(["step", "randomised_through"], sort=True)["spearman"]
-            rand[f"{kind} {role}"] = [{"step": int(step), "randomised_through": through, "spearman": _mean(values),
-                                       "n": int(values.notna().sum())} for (step, through), values in steps]
-    checks["randomisation"] = {
-        "description": "Spearman rank correlation between the explanation of the trained model and of a copy with "
-                       "its weights randomised from the top down (should fall towards 0)",
-        "score": "spearman", "baseline": None, "models": rand,
-    }
-    return checks
+def randomisation_summary(randomisation: pd.DataFrame) -> dict:
+    """Mean Spearman correlation per model and randomisation step."""
+    out = {}
+    for (kind, role), group in (randomisation.groupby(["kind", "model"], sort=False) if not randomisation.empty else []):
+        steps = group.groupby(["step", "randomised_through"], sort=True)["spearman"]
+        out[f"{kind} {role}"] = [{"step": int(step), "randomised_through": through, "spearman": mean(values),
+                                  "n": int(values.notna().sum())} for (step, through), values in steps]
+    return out
 
 
-def run_faithfulness(settings, explainer=None, studies: Sequence[int] | None = None, k: int | None = None,
-                     road_percentiles: Sequence[int] | None = ROAD_PERCENTILES, randomisation_studies: int | None = None,
-                     write: bool = True, progress: bool = True) -> FaithfulnessResult:
-    """All checks on the first ``settings.explain_studies`` test studies; writes metrics/faithfulness.json.
-
-    Image checks for the fusion and image-only models, text checks for the fusion and text-only
-    models, the randomisation test on ``randomisation_studies`` studies (default 3, 1 with CXR_FAST). Scores are over correctly
-    predicted findings (p >= 0.5); ``faithfulness.json`` also holds them over all present findings.
-    """
+def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies: Sequence[int] | None = None,
+                     probes: bool = True, randomisation_studies: int | None = None, write: bool = True,
+                     progress: bool = True) -> FaithfulnessResult:
+    """Every check on the phantom; writes metrics/faithfulness.json and explanations/faithfulness_records.csv."""
     truth = load_ground_truth(phantom_root(settings))
     explainer = explainer or StudyExplainer.from_settings(settings)
     studies = list(studies) if studies is not None else explainer.study_ids("test")[: settings.explain_studies]
-    k = int(k or settings.top_k_labels)
-    method = explainer.cam_method
-    cam = {role: cam_checks(explainer, truth, studies, role, method, road_percentiles, progress)
-           for role in CAM_ROLES if explainer.has(role)}
+    size, method = int(explainer.images.shape[-1]), explainer.cam_method
+    parts = [study_checks(explainer, truth, studies, role, method, explainer.cam_layer, progress)
+             for role in CAM_ROLES if explainer.has(role)]
+    probe_set = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label) if probes else None
+    if probe_set is not None and explainer.has("image"):
+        parts.append(probe_checks(explainer.models.get("image"), probe_set, size, method, explainer.cam_layer,
+                                  progress))
+    maps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     top_k, mentions = {}, {}
-    for role in SHAP_ROLES:
-        if explainer.has(role):
-            top_k[role], mentions[role] = shap_checks(explainer, truth, studies, role, k, progress=progress)
+    for role in (r for r in SHAP_ROLES if explainer.has(r)):
+        top_k[role], mentions[role] = shap_checks(explainer, truth, studies, role, settings.top_k_labels,
+                                                  progress=progress)
     if randomisation_studies is None:
         randomisation_studies = 1 if settings.fast else 3
     randomisation = randomisation_checks(explainer, studies[:randomisation_studies], method, progress=progress)
     summary = {
-        "phantom": str(truth.root.parent),
-        "studies": [int(s) for s in studies],
-        "n_studies": len(studies),
-        "cam_method": method,
-        "shap_max_evals": int(explainer.shap_max_evals),
-        "top_k_words": k,
-        "road_percentiles": list(road_percentiles or []),
-        "road_limit_per_model": ROAD_LIMIT,
-        "models": dict(explainer.models.names),
-        "checks": summarise_checks(cam, top_k, mentions, randomisation, correct_only=True),
-        "checks_all_present": summarise_checks(cam, top_k, mentions, randomisation, correct_only=False),
+        "phantom": str(truth.root.parent), "studies": [int(s) for s in studies], "n_studies": len(studies),
+        "probes": 0 if probe_set is None else len(probe_set.table), "cam_method": method,
+        "cam_layers": dict(CAM_LAYER_FOR_EXTENT) if explainer.cam_layer == "auto" else explainer.cam_layer,
+        "image_size": size, "tolerance_share": POINTING_TOLERANCE, "tolerance_px": tolerance_pixels(size),
+        "detection_drop": DETECTION_DROP, "shap_max_evals": int(explainer.shap_max_evals),
+        "top_k_words": int(settings.top_k_labels), "models": dict(explainer.models.names),
+        "grad_cam": {source: {role: map_summary(group) for role, group in frame.groupby("model", sort=False)}
+                     for source, frame in (maps.groupby("source", sort=False) if not maps.empty else [])},
+        "shap_top_k": {role: text_summary(records, "hit", "hit_random") for role, records in top_k.items()},
+        "negation": {role: text_summary(records, "sign_agrees", "random_sign_agrees")
+                     for role, records in mentions.items()},
+        "randomisation": randomisation_summary(randomisation),
+        "resolution": layer_resolution(probe_set, size) if probe_set is not None else {},
     }
     path = None
     if write:
-        path = Path(settings.artifacts_dir) / "metrics" / "faithfulness.json"
-        write_json(path, summary)
-    return FaithfulnessResult(summary, cam, top_k, mentions, randomisation, path)
+        path = write_json(Path(settings.artifacts_dir) / "metrics" / "faithfulness.json", summary)
+        write_csv(Path(settings.artifacts_dir) / "explanations" / RECORDS_FILE, maps)
+    return FaithfulnessResult(summary, maps, top_k, mentions, randomisation, path)
 
 
-def summary_table(summary: dict) -> pd.DataFrame:
-    """One row per (check, model): the score, its random baseline(s) and n, from ``run_faithfulness``'s summary."""
+def grad_cam_table(summary: dict) -> pd.DataFrame:
+    """One row per (source, model, extent): findings, detected, pointing game vs random map and random peak."""
     rows = []
-    for check, spec in summary["checks"].items():
-        if check == "randomisation":
-            continue
-        for model, result in spec["models"].items():
-            overall = result.get("overall", {})
-            rows.append({"check": check, "model": model, "score": overall.get(spec["score"]),
-                         "random baseline": overall.get(spec["baseline"]),
-                         **({"uniform baseline": overall.get(spec["uniform"])} if spec.get("uniform") else {}),
-                         "n": overall.get("n", 0)})
+    for source, models in summary.get("grad_cam", {}).items():
+        for model, result in models.items():
+            for extent, figures in result.get("overall", {}).items():
+                rows.append({"source": source, "model": model, "extent": extent,
+                             "layer": _layer_of(summary, extent), **{k: figures.get(k) for k in (
+                                 "findings", "detected", "hit", "hit_random", "tolerance_share", "hit_exact",
+                                 "hit_exact_random", "area_share", "energy", "energy_random", "road", "road_random")}})
     return pd.DataFrame(rows)
 
 
-def per_label_table(summary: dict, check: str) -> pd.DataFrame:
-    """Per label: each model's score and baseline for one check."""
-    spec = summary["checks"][check]
+def _layer_of(summary: dict, extent: str) -> str:
+    layers = summary.get("cam_layers")
+    return layers.get(extent, "") if isinstance(layers, dict) else str(layers)
+
+
+def grad_cam_per_label(summary: dict, source: str = "probes", model: str = "image") -> pd.DataFrame:
+    """Per label: findings, detected and the pointing game (tolerance) against its baselines."""
+    result = summary.get("grad_cam", {}).get(source, {}).get(model, {})
+    rows = [{"label": label, **{k: figures.get(k) for k in ("extent", "findings", "detected", "drop", "hit",
+                                                             "hit_random", "tolerance_share", "hit_exact")}}
+            for label, figures in result.get("per_label", {}).items()]
+    return pd.DataFrame(rows).set_index("label") if rows else pd.DataFrame()
+
+
+def shap_table(summary: dict) -> pd.DataFrame:
+    """One row per model: top-k span hits and negation sign agreement, each with its random baseline."""
     rows = []
-    for model, result in spec["models"].items():
-        for label, figures in result.get("per_label", {}).items():
-            rows.append({"label": label, "model": model, "score": figures.get(spec["score"]),
-                         "random baseline": figures.get(spec["baseline"]), "n": figures.get("n", 0)})
+    for model in sorted(set(summary.get("shap_top_k", {})) | set(summary.get("negation", {}))):
+        top_k = summary.get("shap_top_k", {}).get(model, {}).get("overall", {})
+        negation = summary.get("negation", {}).get(model, {}).get("overall", {})
+        rows.append({"model": model, "top-k in span": top_k.get("hit"), "random ranking": top_k.get("hit_random"),
+                     "n stated": top_k.get("n", 0), "negation sign": negation.get("sign_agrees"),
+                     "random words": negation.get("random_sign_agrees"), "n mentions": negation.get("n", 0)})
     return pd.DataFrame(rows)
 
 
-def negation_table(summary: dict) -> pd.DataFrame:
-    """Per label and model: mean SHAP sum over positive and over negated mentions, and the sign agreement."""
-    rows = []
-    for model, result in summary["checks"]["negation"]["models"].items():
-        for label, figures in result.get("per_label", {}).items():
-            by_code = figures.get("by_code", {})
-            rows.append({"label": label, "model": model, "SHAP sum, positive mentions": by_code.get("positive mention"),
-                         "n positive": by_code.get("n positive"),
-                         "SHAP sum, negated mentions": by_code.get("negated mention"),
-                         "n negated": by_code.get("n negated"), "right sign": figures.get("sign_agrees"),
-                         "right sign, random words": figures.get("random_sign_agrees")})
+def resolution_table(summary: dict) -> pd.DataFrame:
+    """What each CAM layer can resolve at best (an ideal map at its grid) on the probes, per extent."""
+    rows = [{"layer": layer, "grid": f"{by_extent['grid']} x {by_extent['grid']}", "extent": extent,
+             "ideal pointing (tolerance)": figures["hit"], "ideal pointing (exact)": figures["hit_exact"],
+             "n": figures["n"]}
+            for layer, by_extent in summary.get("resolution", {}).items()
+            for extent, figures in by_extent.items() if extent != "grid"]
     return pd.DataFrame(rows)
-
-
-def plot_checks(summary: dict, title: str = "Are the explanations right? (phantom ground truth)"):
-    """One panel per check: each model's score beside its random baseline."""
-
-    table = summary_table(summary)
-    checks = list(dict.fromkeys(table["check"]))
-    figure, axes = plt.subplots(1, len(checks), figsize=(2.6 * len(checks), 3.4), squeeze=False)
-    for axis, check in zip(axes[0], checks, strict=True):
-        rows = table[table["check"] == check]
-        x = np.arange(len(rows))
-        score = rows["score"].astype(float).to_numpy()
-        baseline = rows["random baseline"].astype(float).to_numpy()
-        axis.bar(x - 0.2, score, 0.4, label="explanation", color="#c0392b")
-        axis.bar(x + 0.2, baseline, 0.4, label="random baseline", color="#95a5a6")
-        axis.set_xticks(x, [f"{m}\nn={n}" for m, n in zip(rows["model"], rows["n"], strict=True)], fontsize=8)
-        axis.set_title(CHECK_TITLES.get(check, check), fontsize=10)
-        axis.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    figure.suptitle(title)
-    figure.tight_layout()
-    return figure
-
-
-def plot_randomisation(randomisation: pd.DataFrame, title: str = "Model randomisation test"):
-    """Mean Spearman correlation between original and randomised explanations, per randomisation step."""
-
-    figure, axis = plt.subplots(figsize=(7, 3.4))
-    if randomisation.empty:
-        axis.text(0.5, 0.5, "no randomisation records", ha="center", transform=axis.transAxes)
-        return figure
-    cams = randomisation[randomisation["kind"] == "Grad-CAM"]
-    for role, group in cams.groupby("model", sort=False):
-        means = group.groupby("step")["spearman"].mean()
-        axis.plot(means.index, means.to_numpy(), marker="o", label=f"Grad-CAM, {role} model")
-    shap = randomisation[randomisation["kind"] == "SHAP"]
-    for offset, (role, group) in zip((-0.08, 0.08), shap.groupby("model", sort=False), strict=False):
-        axis.scatter([1 + offset], [group["spearman"].mean()], marker="s", s=60, label=f"SHAP, {role} model (head)")
-    steps = cams.drop_duplicates("step").sort_values("step") if not cams.empty else cams
-    if not steps.empty:
-        axis.set_xticks(steps["step"], steps["randomised_through"], fontsize=8)
-    axis.axhline(1.0, color="black", lw=0.6, ls=":")
-    axis.axhline(0.0, color="black", lw=0.6)
-    axis.set(xlabel="randomised from the top down to", ylabel="Spearman vs trained", ylim=(-0.5, 1.05), title=title)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    return figure

@@ -1,0 +1,133 @@
+"""Grad-CAM against the finding's mask: on test studies (for detected findings) and on the probe set.
+
+One record per explained finding: whether the model detects it (``detection``), and for the map
+(the label's CAM layer, ``gradcam.cam_layer_for``) and for a RandomCAM map on the same layer: the
+pointing game exact and within the tolerance, the map's energy inside the mask, and the hit rate
+of a uniformly random peak (the mask's area share, exact and within the tolerance). The probe set
+(fresh images with one finding each, ``phantom.probes``) is the main localisation test: there no
+other finding is in the image for the map to point at instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from pytorch_grad_cam.metrics.road import ROADCombined
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+from tqdm.auto import tqdm
+
+from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP, logit_drops, study_drops
+from cxr_helpers.explain.faithfulness.scores import (
+    energy_inside_mask,
+    mask_area_share,
+    pointing_game_hit,
+    tolerance_pixels,
+)
+from cxr_helpers.explain.gradcam import RANDOM_CAM, cam_layer_for, cams_for_labels, finding_extent
+from cxr_helpers.images import resize_mask, resize_pixels
+from cxr_helpers.labels import CHEXPERT_LABELS, label_index
+from cxr_helpers.phantom.probes import ProbeSet
+from cxr_helpers.phantom.truth import GroundTruth
+
+CASE_COLUMNS = ["study_id", "dicom_id", "label", "extent", "visibility"]
+ROAD_PERCENTILES = (30, 70)
+ROAD_LIMIT = 20  # findings per model scored by ROAD (its imputation dominates the checks' time on a CPU)
+
+
+def map_scores(cam: np.ndarray, random_cam: np.ndarray, mask: np.ndarray, tolerance: float) -> dict:
+    """The map's and a random map's scores against one mask, with the uniform-peak baselines."""
+    return {
+        "hit": float(pointing_game_hit(cam, mask, tolerance)),
+        "hit_exact": float(pointing_game_hit(cam, mask)),
+        "energy": energy_inside_mask(cam, mask),
+        "hit_random": float(pointing_game_hit(random_cam, mask, tolerance)),
+        "hit_exact_random": float(pointing_game_hit(random_cam, mask)),
+        "energy_random": energy_inside_mask(random_cam, mask),
+        "area_share": mask_area_share(mask),
+        "tolerance_share": mask_area_share(mask, tolerance),
+    }
+
+
+def road_scores(model: nn.Module, image: np.ndarray, cams: Sequence[np.ndarray], labels: Sequence[str],
+                percentiles: Sequence[int] = ROAD_PERCENTILES, seed: int = 0) -> np.ndarray:
+    """ROADCombined per label (K,): (logit drop removing the least relevant - removing the most relevant) / 2.
+
+    Higher is better: imputing the map's top pixels away should hurt the label's logit more than
+    imputing its bottom pixels. The imputation noise is seeded.
+    """
+
+    batch = torch.from_numpy(np.asarray(image, dtype=np.float32))[None, None].repeat(len(labels), 1, 1, 1)  # (K, 1, S, S)
+    batch = batch.to(next(model.parameters()).device)
+    targets = [ClassifierOutputTarget(label_index(name)) for name in labels]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        scores = ROADCombined(percentiles=list(percentiles))(batch, np.stack(cams), targets, model.eval())
+    return np.asarray(scores, dtype=np.float64).reshape(len(labels))
+
+
+def test_cases(explainer, truth: GroundTruth, studies: Sequence[int]) -> pd.DataFrame:
+    """Truly present findings (not No Finding) drawn visibly on each study's image, one row each."""
+    size = int(explainer.images.shape[-1])
+    rows = []
+    for study_id in studies:
+        dicom_id = str(explainer.row(study_id)["dicom_id"])
+        for label in CHEXPERT_LABELS:
+            visibility = truth.image_visibility(dicom_id, label)
+            if label == "No Finding" or not truth.present(study_id, label) or visibility in (None, "invisible"):
+                continue
+            if truth.mask(dicom_id, label, size) is not None:
+                rows.append({"study_id": int(study_id), "dicom_id": dicom_id, "label": label,
+                             "extent": finding_extent(label), "visibility": visibility})
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+
+
+def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: str = "image",
+                 method: str = "gradcam", layer: str = "auto", progress: bool = False) -> pd.DataFrame:
+    """Detection and map scores for every visible present finding of the studies, for one model (role)."""
+    cases = test_cases(explainer, truth, studies)
+    size = int(explainer.images.shape[-1])
+    tolerance = tolerance_pixels(size)
+    drops = study_drops(lambda study_id: explainer.cam_model(study_id, role)[0], truth.root.parent, cases, size)
+    records, road_left = [], ROAD_LIMIT
+    for case, drop in tqdm(list(zip(cases.itertuples(index=False), drops, strict=True)),
+                           desc=f"Grad-CAM checks ({role})", disable=not progress):
+        name = cam_layer_for(case.label, layer)
+        cam = explainer.cams(case.study_id, [case.label], role, method, name)[case.label]
+        random_cam = explainer.cams(case.study_id, [case.label], role, RANDOM_CAM, name)[case.label]
+        p = float(explainer.probabilities(case.study_id, role)[label_index(case.label)])
+        record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": method,
+                  "probability": p, "drop": float(drop), "detected": bool(drop > DETECTION_DROP),
+                  **map_scores(cam, random_cam, truth.mask(case.dicom_id, case.label, size), tolerance),
+                  "road": np.nan, "road_random": np.nan}
+        if record["detected"] and road_left > 0:  # ROAD needs no mask: the check that also works on real data
+            model, image = explainer.cam_model(case.study_id, role)[0], explainer.image(case.study_id)
+            record["road"], record["road_random"] = road_scores(model, image, [cam, random_cam], [case.label] * 2)
+            road_left -= 1
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def probe_checks(model, probes: ProbeSet, size: int, method: str = "gradcam", layer: str = "auto",
+                 progress: bool = False) -> pd.DataFrame:
+    """Detection and map scores of an image model on each probe (one finding per image)."""
+    tolerance = tolerance_pixels(size)
+    records = []
+    rows = list(probes.table.itertuples(index=True))
+    for row in tqdm(rows, desc="probe checks", disable=not progress):
+        k, label = row.Index, row.label
+        mask = resize_mask(probes.masks[k], size)
+        if not mask.any():
+            continue
+        drop = logit_drops(model, [probes.images[k]], [probes.without[k]], label, size)[0]
+        name = cam_layer_for(label, layer)
+        image = resize_pixels(probes.images[k], size)
+        cam = cams_for_labels(model, model.cam_layer(name), image, [label], method)[label]
+        random_cam = cams_for_labels(model, model.cam_layer(name), image, [label], RANDOM_CAM)[label]
+        records.append({"source": "probe", "probe_id": row.probe_id, "label": label, "extent": finding_extent(label),
+                        "model": "image", "layer": name, "method": method, "drop": float(drop),
+                        "detected": bool(drop > DETECTION_DROP), **map_scores(cam, random_cam, mask, tolerance)})
+    return pd.DataFrame(records)

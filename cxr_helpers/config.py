@@ -68,6 +68,8 @@ class Settings:
     text_setting: str = "findings_impression"  # or "indication" (leak-free)
     text_pooling: str = "cls"  # "cls" (the paper) or "mean" over tokens
     text_head_lr: float = 1e-3  # a head trained from scratch on frozen features needs more than 1e-5
+    text_finetune_epochs: int = 0  # > 0: also train encoder + head end to end (the text model notebook 05 explains)
+    text_finetune_lr: float = 5e-5
     max_text_length: int = 256
     fusion_hidden: int = 512
     fusion_end_to_end: bool = True  # also train the paper's model with nothing frozen
@@ -110,6 +112,8 @@ PHANTOM_DEFAULTS = dict(
     text_model="tiny-bert",  # built offline by notebook 03 into the artifacts folder
     max_text_length=128,
     text_pooling="mean",  # the tiny BERT's [CLS] carries less than its mean token (measured in notebook 03)
+    text_finetune_epochs=6,  # the frozen tiny BERT reads reports too poorly for SHAP's words to mean much
+    text_finetune_lr=5e-4,
     fusion_hidden=256,
     fusion_end_to_end_epochs=2,  # the end-to-end model dominates notebook 04's time on a CPU
     shap_max_evals=200,
@@ -127,7 +131,7 @@ OPENI_DEFAULTS = dict(
 )
 # CXR_FAST=1: what tests run; tiny everything.
 FAST_OVERRIDES = dict(fusion_end_to_end_epochs=1, image_size=64, epochs=2, batch_size=16, shap_max_evals=40,
-                      explain_studies=4, prepare_workers=2, probes_per_label=2)
+                      explain_studies=4, prepare_workers=2, probes_per_label=2, text_finetune_epochs=1)
 
 ENV_VARS = {
     "CXR_DATA_DIR": ("data_dir", Path),

@@ -8,6 +8,9 @@ test_faithfulness.py and test_explain_browser.py.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -17,10 +20,18 @@ from cxr_helpers.explain.cache import ExplanationCache
 from cxr_helpers.explain.export import explain_study_to_files
 from cxr_helpers.explain.figures import cam_panel_png, gray_to_rgb, overlay_cam
 from cxr_helpers.explain.gradcam import FixedTextImageModel, cam_class, cams_for_labels, compute_cams
-from cxr_helpers.explain.models import LoadedModels, fusion_text_logit_fn, text_head_logit_fn
+from cxr_helpers.explain.models import (
+    LoadedModels,
+    fusion_text_logit_fn,
+    load_models,
+    text_head_logit_fn,
+    text_logit_fn,
+)
 from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer, UnknownStudyError
 from cxr_helpers.labels import label_index
+from cxr_helpers.text.finetune import build_text_classifier
+from cxr_helpers.text.heads import TextClassifier, TextHead
 
 
 @pytest.fixture(scope="module")
@@ -242,12 +253,23 @@ def test_explanations_are_cached_per_method(explainer):
         explainer.shap_values(study, ["Cardiomegaly"], role="image")
 
 
+def test_the_text_model_explained_is_the_end_to_end_one_where_it_was_trained(explain_settings, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(explain_settings.artifacts_dir, artifacts)
+    settings = dataclasses.replace(explain_settings, artifacts_dir=artifacts)
+    assert isinstance(load_models(settings, roles=("text",)).text, TextHead)  # only the frozen-encoder head
+    classifier = build_text_classifier(settings)
+    torch.save({"state_dict": classifier.state_dict(), "meta": {"name": "text_classifier_findings_impression"}},
+               artifacts / "checkpoints" / "text_classifier_findings_impression.pt")
+    models = load_models(settings, roles=("text",))
+    assert isinstance(models.text, TextClassifier) and models.names["text"] == "text_classifier_findings_impression"
+    logits = text_logit_fn(models)(["mild cardiomegaly", "no pneumothorax"])
+    expected = torch.logit(torch.from_numpy(classifier.eval().predict_texts(["mild cardiomegaly", "no pneumothorax"])))
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)
+
+
 def test_missing_models_name_the_notebook_that_trains_them(explain_settings, tmp_path):
-    import dataclasses
-
     empty = dataclasses.replace(explain_settings, artifacts_dir=tmp_path)
-    from cxr_helpers.explain.models import load_models
-
     with pytest.raises(FileNotFoundError, match="notebook 02"):
         load_models(empty, roles=("image",))
     with pytest.raises(FileNotFoundError, match="notebook 04"):

@@ -20,6 +20,7 @@ from cxr_helpers.metrics import macro_auroc, per_label_auroc
 from cxr_helpers.prepare import COHORT_COLUMNS
 from cxr_helpers.text.embeddings import cached_embeddings, embeddings_paths, load_text_encoder
 from cxr_helpers.text.encoder import compute_embeddings, pool_hidden, text_pooling
+from cxr_helpers.text.finetune import build_text_classifier, load_text_classifier
 from cxr_helpers.text.heads import TextClassifier, TextHead, fit_tfidf, text_probabilities, tfidf_baseline
 from cxr_helpers.text.tiny_bert import (
     SPECIAL_TOKENS,
@@ -335,6 +336,18 @@ def test_train_text_writes_metrics_checkpoints_and_predictions(settings):
     assert outcome["indication"]["head"]["history"].epoch == [1, 2]
     table = leakage_table(settings)
     assert table.loc["tfidf", ("macro AUROC", "findings_impression")] == leaky
+    # the encoder + head trained end to end (settings.text_finetune_epochs, 1 with CXR_FAST)
+    tuned = outcome["findings_impression"]["finetuned"]
+    assert tuned["history"].epoch == [1] and isinstance(tuned["model"], TextClassifier)
+    assert set(metrics["tiny_bert_finetuned_findings_impression"]) == {"train", "validate", "test"}
+    assert (settings.artifacts_dir / "checkpoints" / "text_classifier_findings_impression.pt").exists()
+    fresh = build_text_classifier(settings)
+    changed = [name for name, value in tuned["model"].encoder.state_dict().items()
+               if not torch.equal(value, fresh.encoder.state_dict()[name])]
+    assert changed, "fine-tuning must change the encoder's weights, not only the head's"
+    loaded = load_text_classifier(settings, "findings_impression", "cpu")
+    texts = ["small left pleural effusion", "no pneumothorax"]
+    np.testing.assert_allclose(loaded.predict_texts(texts), tuned["model"].eval().predict_texts(texts), atol=1e-5)
 
 
 def test_tiny_bert_is_built_from_the_training_reports_only(tmp_path, monkeypatch):

@@ -1,14 +1,14 @@
 """The trained models an explanation explains, loaded from the artifacts folder, and the functions of them it calls.
 
 ``load_models`` rebuilds the fusion model (notebook 04), the image-only model (notebook 02) and
-the text-only head with its frozen encoder (notebook 03). ``text_head_logit_fn`` and
-``fusion_text_logit_fn`` turn them into ``texts -> logits (N, 14)``: what SHAP explains.
+the text-only model (notebook 03: encoder + head trained end to end, or a head on the frozen
+encoder). ``text_logit_fn`` and ``fusion_text_logit_fn`` turn them into ``texts -> logits (N, 14)``:
+what SHAP explains.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,14 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from cxr_helpers.artifacts import MADE_BY, file_stamp
+from cxr_helpers.artifacts import MADE_BY, file_stamp, read_json
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import pick_device
 from cxr_helpers.fusion.build import load_fusion_model
 from cxr_helpers.image_model import ImageClassifier
 from cxr_helpers.text.embeddings import embeddings_paths, load_text_encoder
 from cxr_helpers.text.encoder import compute_embeddings, text_pooling
-from cxr_helpers.text.heads import TextHead
+from cxr_helpers.text.finetune import classifier_name, load_text_classifier
+from cxr_helpers.text.heads import TextClassifier, TextHead
 
 MODEL_ROLES = ("fusion", "image", "text")
 CAM_ROLES = ("fusion", "image")  # models with an image to put a heatmap on
@@ -35,7 +36,7 @@ class LoadedModels:
     """The trained models a StudyExplainer explains, with their checkpoint names and fingerprints."""
 
     image: nn.Module | None = None  # image_model.ImageClassifier
-    text_head: nn.Module | None = None  # text.heads.TextHead on frozen encoder embeddings
+    text: nn.Module | None = None  # text.heads.TextClassifier (trained end to end), else a TextHead on frozen embeddings
     fusion: nn.Module | None = None  # fusion.FusionModel
     tokenizer: object = None  # the text encoder's tokenizer
     encoder: nn.Module | None = None  # the frozen text encoder (tiny BERT or CXR-BERT)
@@ -49,7 +50,7 @@ class LoadedModels:
         """The model playing ``role`` ("fusion", "image" or "text"); a clear error if it was not loaded."""
         if role not in MODEL_ROLES:
             raise ValueError(f"model role must be one of {MODEL_ROLES}, got {role!r}")
-        model = {"fusion": self.fusion, "image": self.image, "text": self.text_head}[role]
+        model = {"fusion": self.fusion, "image": self.image, "text": self.text}[role]
         if model is None:
             raise ValueError(f"no {role} model loaded; it is trained by {MADE_BY[role]}")
         return model
@@ -85,7 +86,8 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
     """The trained models of ``roles`` from ``settings.artifacts_dir``, in eval mode, with fingerprints.
 
     The fusion model decides the text setting (its checkpoint says which report text it read); the
-    text-only model explained beside it is the ``TextHead`` trained on that same text.
+    text-only model explained beside it was trained on that same text: the encoder + head trained end
+    to end where notebook 03 trained one (``text.finetune``), else the head on frozen embeddings.
     """
     unknown = [r for r in roles if r not in MODEL_ROLES]
     if unknown:
@@ -110,20 +112,7 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
         models.image.to(device).eval()
         models.names["image"], models.fingerprints["image"] = "image", file_stamp(path)
     if "text" in roles:
-        sidecar = embeddings_paths(settings, models.text_setting)[1]  # how the head's features were made
-        made = json.loads(sidecar.read_text()).get("key", {}) if sidecar.exists() else {}
-        models.text_pooling = made.get("pooling", models.text_pooling)
-        models.text_max_length = int(made.get("max_length", models.text_max_length))
-        name = f"text_head_{models.text_setting}"
-        path = _require_checkpoint(checkpoints / f"{name}.pt", "text")
-        models.tokenizer, models.encoder = load_text_encoder(settings.text_model, settings, progress=False)
-        models.encoder.to(device).eval()
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        models.text_head = TextHead(state["mlp.0.weight"].shape[1], hidden=state["mlp.0.weight"].shape[0],
-                                    dropout=settings.dropout)
-        load_checkpoint(path, models.text_head)
-        models.text_head.to(device).eval()
-        models.names["text"], models.fingerprints["text"] = name, file_stamp(path)
+        load_text_model(models, settings, checkpoints, device)
     if models.fusion is not None and "text" in roles and not models.fusion.end_to_end:
         meta = models.fusion.checkpoint_meta
         if meta["text_model"] == settings.text_model:
@@ -132,6 +121,55 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
             tokenizer, encoder = load_text_encoder(meta["text_model"], settings, progress=False)
         models.fusion.attach_text_tools(tokenizer, encoder.to(device).eval(), meta["max_text_length"])
     return models
+
+
+def load_text_model(models: LoadedModels, settings, checkpoints: Path, device: torch.device) -> None:
+    """Load the text-only model into ``models``: the end-to-end classifier if trained, else head + frozen encoder."""
+    sidecar = embeddings_paths(settings, models.text_setting)[1]  # how the frozen features were made
+    made = read_json(sidecar, {}).get("key", {})
+    models.text_pooling = made.get("pooling", models.text_pooling)
+    models.text_max_length = int(made.get("max_length", models.text_max_length))
+    models.tokenizer, models.encoder = load_text_encoder(settings.text_model, settings, progress=False)
+    models.encoder.to(device).eval()
+    name = classifier_name(models.text_setting)
+    if (checkpoints / f"{name}.pt").exists():
+        models.text = load_text_classifier(settings, models.text_setting, device)
+    else:
+        name = f"text_head_{models.text_setting}"
+        path = _require_checkpoint(checkpoints / f"{name}.pt", "text")
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        models.text = TextHead(state["mlp.0.weight"].shape[1], hidden=state["mlp.0.weight"].shape[0],
+                               dropout=settings.dropout)
+        load_checkpoint(path, models.text)
+        models.text.to(device).eval()
+    models.names["text"], models.fingerprints["text"] = name, file_stamp(checkpoints / f"{name}.pt")
+
+
+def text_logit_fn(models: LoadedModels, model: nn.Module | None = None,
+                  batch_size: int = 64) -> Callable[[Sequence[str]], np.ndarray]:
+    """texts -> logits (N, 14) of the text-only model (or ``model``, a copy of it: the randomisation test)."""
+    model = model if model is not None else models.get("text")
+    if isinstance(model, TextClassifier):
+        return classifier_logit_fn(model, batch_size)
+    return text_head_logit_fn(model, models.tokenizer, models.encoder, models.text_max_length, models.text_pooling,
+                              batch_size)
+
+
+def classifier_logit_fn(classifier: TextClassifier, batch_size: int = 64) -> Callable[[Sequence[str]], np.ndarray]:
+    """texts -> logits (N, 14) of an encoder + head trained end to end (it tokenises the texts itself)."""
+    device = next(classifier.parameters()).device
+
+    @torch.no_grad()
+    def logits(texts: Sequence[str]) -> np.ndarray:
+        classifier.eval()
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            batch = classifier.tokenizer([str(t) for t in texts[start:start + batch_size]], padding=True,
+                                         truncation=True, max_length=classifier.max_length, return_tensors="pt")
+            parts.append(classifier(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu())
+        return torch.cat(parts).numpy()  # (N, 14)
+
+    return logits
 
 
 def _embed_texts(texts: Sequence[str], tokenizer, encoder: nn.Module, max_length: int, pooling: str,

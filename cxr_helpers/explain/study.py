@@ -19,7 +19,7 @@ from cxr_helpers.explain.models import (
     LoadedModels,
     fusion_text_logit_fn,
     load_models,
-    text_head_logit_fn,
+    text_logit_fn,
 )
 from cxr_helpers.explain.shap_text import TextExplanation, explain_text
 from cxr_helpers.fusion.ablation import study_reliance
@@ -142,8 +142,7 @@ class StudyExplainer:
         if role not in SHAP_ROLES:
             raise ValueError(f"SHAP explains report text: role must be one of {SHAP_ROLES}, got {role!r}")
         if role == "text":
-            return text_head_logit_fn(self.models.get("text"), self.models.tokenizer, self.models.encoder,
-                                      self.max_length, self.pooling, self.batch_size)
+            return text_logit_fn(self.models, batch_size=self.batch_size)
         return fusion_text_logit_fn(self.models.get("fusion"), self.image_tensor(study_id), self.batch_size)
 
     def cam_model(self, study_id: int, role: str = "fusion", layer: str = "layer4") -> tuple[nn.Module, nn.Module]:
@@ -191,7 +190,7 @@ class StudyExplainer:
 
     def has(self, role: str) -> bool:
         """Whether a model for ``role`` is loaded."""
-        return {"fusion": self.models.fusion, "image": self.models.image, "text": self.models.text_head}[role] is not None
+        return {"fusion": self.models.fusion, "image": self.models.image, "text": self.models.text}[role] is not None
 
     # -- explanations
     def cams(self, study_id: int, labels: Sequence[str] | None = None, role: str = "fusion",

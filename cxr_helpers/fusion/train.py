@@ -30,6 +30,7 @@ from cxr_helpers.metrics import read_metrics
 from cxr_helpers.prepare import load_cohort, open_image_cache
 from cxr_helpers.reports import text_column
 from cxr_helpers.text.embeddings import cached_embeddings, embedding_key, embeddings_paths, load_text_encoder
+from cxr_helpers.text.finetune import tokenize_texts
 from cxr_helpers.training import fit
 
 # With both encoders frozen only fresh fusion layers learn; like the text heads of notebook 03 they
@@ -41,12 +42,6 @@ def _setting(settings, name: str, default):
     """A fusion option from the settings, or the default here where the setting is None."""
     value = getattr(settings, name)
     return default if value is None else value
-
-
-def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
-    """input_ids / attention_mask (N, L) int64 for every text, padded to the longest (at most max_length)."""
-    encoded = tokenizer([str(t) for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    return {"input_ids": encoded["input_ids"].astype(np.int64), "attention_mask": encoded["attention_mask"].astype(np.int64)}
 
 
 def _require_embeddings(settings, text_setting: str) -> None:

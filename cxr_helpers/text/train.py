@@ -18,7 +18,7 @@ import torch
 from cxr_helpers.config import TEXT_SETTINGS, Settings, seed_everything
 from cxr_helpers.datasets import cohort_targets, make_loader
 from cxr_helpers.distributed import is_initialized, is_main_process, main_process_first
-from cxr_helpers.evaluation import save_predictions
+from cxr_helpers.evaluation import record_results, save_predictions
 from cxr_helpers.metrics import evaluate, read_metrics, sigmoid, write_baselines, write_metrics
 from cxr_helpers.prepare import load_cohort
 from cxr_helpers.reports import text_column
@@ -28,6 +28,7 @@ from cxr_helpers.text.embeddings import (
     encoder_short_name,
     load_text_encoder,
 )
+from cxr_helpers.text.finetune import run_text_finetune
 from cxr_helpers.text.heads import TextHead, TfidfBaseline, fit_tfidf
 from cxr_helpers.training import fit, predict
 
@@ -84,7 +85,8 @@ def text_loaders(settings: Settings, cohort, text_features: np.ndarray) -> dict:
 
 def model_names(settings: Settings, setting: str) -> dict[str, str]:
     """Names in metrics/text.json, e.g. {"tfidf": "tfidf_indication", "head": "tiny_bert_head_indication"}."""
-    return {"tfidf": f"tfidf_{setting}", "head": f"{encoder_short_name(settings.text_model)}_head_{setting}"}
+    encoder = encoder_short_name(settings.text_model)
+    return {"tfidf": f"tfidf_{setting}", "head": f"{encoder}_head_{setting}", "finetuned": f"{encoder}_finetuned_{setting}"}
 
 
 def split_rows(cohort) -> dict[str, np.ndarray]:
@@ -164,6 +166,12 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
             save_predictions(predictions / f"text_{setting}_test.csv", cohort.iloc[test_rows], sigmoid(logits),
                              test_targets)
         outcome[setting] = {"tfidf": tfidf_results, "tfidf_model": tfidf_model, "head": head}
+        if settings.text_finetune_epochs > 0:
+            train_rows = rows["train"]
+            tuned = run_text_finetune(settings, cohort, setting, features[train_rows], progress, resume)
+            tuned["metrics"] = record_results(tuned["model"], tuned["loaders"], settings, "text", names["finetuned"],
+                                              baselines=False)
+            outcome[setting]["finetuned"] = tuned
     return outcome
 
 

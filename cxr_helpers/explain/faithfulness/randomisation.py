@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from cxr_helpers.explain.faithfulness.scores import rank_correlation
 from cxr_helpers.explain.gradcam import FixedTextImageModel, compute_cams
-from cxr_helpers.explain.models import fusion_text_logit_fn, text_head_logit_fn
+from cxr_helpers.explain.models import fusion_text_logit_fn, text_logit_fn
 from cxr_helpers.explain.shap_text import explain_text
 from cxr_helpers.labels import label_index
 
@@ -37,6 +37,8 @@ def cascading_stages(model: nn.Module) -> list[tuple[str, list[str]]]:
         return [("head", ["backbone.fc"])] + [(n, [f"backbone.{n}"]) for n in resnet]
     if hasattr(model, "mlp"):  # text.heads.TextHead
         return [("head", ["mlp.3", "mlp.0"])]
+    if hasattr(getattr(model, "head", None), "mlp"):  # text.heads.TextClassifier: its head, then the encoder
+        return [("head", ["head.mlp.3", "head.mlp.0"]), ("encoder", ["encoder"])]
     raise TypeError(f"no cascading stages known for {type(model).__name__}")
 
 
@@ -48,9 +50,11 @@ def head_stages(model: nn.Module) -> list[str]:
 def randomise_modules(model: nn.Module, names: Sequence[str], seed: int = 0) -> nn.Module:
     """A deep copy of ``model`` with the named submodules re-initialised (their ``reset_parameters``).
 
-    The fusion model's attached text tools (tokenizer, frozen encoder) are shared, not copied.
+    The fusion model's attached text tools (tokenizer, frozen encoder) and a text classifier's
+    tokenizer are shared, not copied.
     """
-    memo = {id(tool): tool for tool in getattr(model, "_text_tools", ()) if tool is not None}
+    tools = [*getattr(model, "_text_tools", ()), getattr(model, "tokenizer", None)]
+    memo = {id(tool): tool for tool in tools if tool is not None}
     copied = copy.deepcopy(model, memo)
     modules = dict(copied.named_modules())
     with torch.random.fork_rng(devices=[]):
@@ -108,9 +112,7 @@ def randomisation_checks(explainer, studies: Sequence[int], method: str = "gradc
             stages = head_stages(model)
             randomised = randomise_modules(model, stages, seed)
             if role == "text":
-                m = explainer.models
-                logit_fn = text_head_logit_fn(randomised, m.tokenizer, m.encoder, explainer.max_length,
-                                              explainer.pooling, explainer.batch_size)
+                logit_fn = text_logit_fn(explainer.models, randomised, explainer.batch_size)
             else:
                 logit_fn = fusion_text_logit_fn(randomised, explainer.image_tensor(study_id), explainer.batch_size)
             values = explain_text(logit_fn, explainer.text(study_id), [label], explainer.shap_max_evals)[label].values

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
 from cxr_helpers.distributed import is_main_process
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import evaluate, sigmoid, write_baselines, write_metrics
+from cxr_helpers.phantom.truth import TRUTH_DIR, phantom_root
 from cxr_helpers.training import predict
 
 
@@ -35,6 +37,27 @@ def save_predictions(path: str | Path, cohort_rows: pd.DataFrame, probabilities:
     return path
 
 
+def truth_table(settings) -> pd.DataFrame | None:
+    """The phantom's truth (study_id -> 14 columns, 1 = the finding is really there), None elsewhere."""
+    path = phantom_root(settings) / TRUTH_DIR / "truth.csv"
+    return pd.read_csv(path).set_index("study_id") if path.is_file() else None
+
+
+def truth_figures(scores: np.ndarray, study_ids: np.ndarray, truth: pd.DataFrame) -> dict:
+    """AUROC against the truth per label (None where the split holds one class) and their mean, with n.
+
+    The report labels say what a radiologist wrote; the phantom's truth says what was drawn. A
+    model can match the first without seeing the second (a base rate, a co-occurring finding).
+    """
+    known = np.isin(study_ids, truth.index.to_numpy())
+    present = truth.loc[study_ids[known], list(CHEXPERT_LABELS)].to_numpy()  # (n, 14) 1/0
+    scores = np.asarray(scores)[known]
+    auroc = {name: (float(roc_auc_score(present[:, j], scores[:, j])) if 0 < present[:, j].sum() < len(present)
+                    else None) for j, name in enumerate(CHEXPERT_LABELS)}
+    defined = [value for value in auroc.values() if value is not None]
+    return {"macro_auroc": float(np.mean(defined)) if defined else None, "auroc": auroc, "n": int(known.sum())}
+
+
 def record_results(
     model: nn.Module,
     loaders: Mapping[str, DataLoader],
@@ -51,9 +74,13 @@ def record_results(
     split's targets) are stored beside the model. Returns {split: figures}.
     """
     results, test = {}, None
+    truth = truth_table(settings)
     for split, loader in loaders.items():
         logits, targets, indices = predict(model, loader, device)
         results[split] = evaluate(logits, targets, settings.uncertainty_policy)
+        if truth is not None:  # the phantom: also scored against what is really in the image
+            study_ids = loader.dataset.cohort["study_id"].to_numpy()[indices]
+            results[split]["truth"] = truth_figures(logits, study_ids, truth)
         if split == "test":
             test = (logits, targets, indices, loader.dataset)
     if is_main_process():

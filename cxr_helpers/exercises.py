@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 
 from cxr_helpers import solutions
-from cxr_helpers.explain.shap_text import TextExplanation
+from cxr_helpers.explain.gradcam import cams_for_labels
+from cxr_helpers.image_model import ImageClassifier
 from cxr_helpers.labels import NUM_LABELS, label_index
-from cxr_helpers.metrics import masked_accuracy
+from cxr_helpers.metrics import masked_bce
 
 
 # ----------------------------------------------------------------------------- notebook 01: data preparation
@@ -37,35 +38,37 @@ def check_count_uncertain(count_uncertain: Callable[..., int | None], cohort: pd
     return True
 
 # ----------------------------------------------------------------------------- notebook 02: image baseline
-# A small case to reason about by hand: 4 studies x 3 labels.
-# label 0: valid 1, 0, -1 -> negatives 0, -1 -> 2/3; label 1: 0, 0, 0, 1 -> 3/4; label 2: one valid -> skipped.
-HAND_CASE = np.array([[1, 0, -2], [0, 0, -2], [-2, 0, 1], [-1, 1, -2]])
-HAND_ANSWER = (2 / 3 + 3 / 4) / 2
-
-
-def _cases(seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    cases = [HAND_CASE]
-    for n in (5, 40):
-        cases.append(rng.choice([1, 0, -1, -2], size=(n, 14), p=[0.25, 0.2, 0.1, 0.45]))
+def _bce_cases(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(probabilities, coded targets) batches: one by hand, then random ones with every code."""
+    generator = torch.Generator().manual_seed(seed)
+    cases = [(torch.tensor([[0.9, 0.2, 0.7], [0.4, 0.6, 0.1]]), torch.tensor([[1.0, -2.0, 0.0], [-1.0, 1.0, -2.0]]))]
+    for n in (5, 32):
+        probabilities = torch.rand(n, 14, generator=generator).clamp(0.02, 0.98)
+        codes = torch.tensor([1.0, 0.0, -1.0, -2.0])[torch.randint(4, (n, 14), generator=generator)]
+        cases.append((probabilities, codes))
     return cases
 
 
-def check_all_negative_accuracy(function: Callable[[np.ndarray], float]) -> bool:
-    """Compare the student's all-negative accuracy with masked_accuracy on all-zero predictions."""
-    for number, targets in enumerate(_cases()):
-        expected = masked_accuracy(np.zeros(targets.shape), targets)
-        got = function(targets)
+def check_masked_bce(function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None]) -> bool:
+    """Compare the student's masked BCE with ``metrics.masked_bce`` (U-Zeros, blanks left out) on several batches."""
+    for number, (probabilities, targets) in enumerate(_bce_cases()):
+        got = function(probabilities.clone(), targets.clone())
         if got is None:
-            print("Not done yet: all_negative_accuracy returns None. Fill in the TODO and run the cell again.")
+            print("Not done yet: masked_bce_by_hand returns None. Fill in the TODO and run the cell again.")
             return False
-        if not np.isclose(float(got), expected, atol=1e-9):
-            print(f"Not quite: case {number} ({targets.shape[0]} studies) expected {expected:.4f}, got {float(got):.4f}.")
-            if number == 0:
-                print("Hint: per label, drop the -2 entries, count -1 as 0, skip labels with fewer than 2 left.")
+        expected = masked_bce(torch.logit(probabilities.double()), targets.double())
+        value = float(got)
+        if np.isclose(value, -float(expected), rtol=1e-4):
+            print("Not quite: your loss has the wrong sign. log(p) is negative: BCE is MINUS the mean of the logs.")
             return False
-    print(f"Correct! On the hand case the all-negative model scores {HAND_ANSWER:.4f} without seeing an image.")
+        if not np.isclose(value, float(expected), rtol=1e-4):
+            hint = ("Hint: leave out the -2 entries entirely: they must count neither in the sum nor in the "
+                    "number you divide by; -1 entries count as 0.")
+            print(f"Not quite: batch {number} ({tuple(targets.shape)}) gives a different loss. {hint}")
+            return False
+    print("Correct! Your masked BCE matches the workbook's on every batch: the mask decides which entries count.")
     return True
+
 
 # ----------------------------------------------------------------------------- notebook 03: text baseline
 CHECKED_LABELS = ("Pleural Effusion", "Cardiomegaly", "Support Devices", "Pneumothorax")
@@ -202,24 +205,83 @@ def check_pointing_game_with_tolerance(function: Callable[[np.ndarray, np.ndarra
     return True
 
 
-def _explanation() -> TextExplanation:
-    words = ["there ", "is ", "no ", "pneumothorax ", "mild ", "cardiomegaly"]
-    return TextExplanation("Pneumothorax", words, np.array([0.01, 0.02, -0.9, 0.4, -0.05, -0.3]), -1.0, -1.82)
+# Cooperative games whose Shapley values are known in closed form: the check needs no solution file.
+GAMES = {
+    "additive": (3, lambda players: sum((1.0, 2.0, -0.5)[i] for i in players), (1.0, 2.0, -0.5)),
+    "pair": (3, lambda players: 3.0 * (0 in players and 1 in players) + 1.0 * (2 in players), (1.5, 1.5, 1.0)),
+    "majority": (4, lambda players: float(len(players) >= 3), (0.25, 0.25, 0.25, 0.25)),
+}
 
 
-def check_words_pushing_away(function: Callable[[TextExplanation, int], list[str]]) -> bool:
-    """Compare the student's "blue words" with the hand-made explanation's."""
-    explanation = _explanation()
-    got = function(explanation, 2)
+def check_exact_shapley(function: Callable[[Callable[[frozenset], float], int], np.ndarray | None]) -> bool:
+    """The student's exact Shapley values on games with known answers (additivity, a pure pair, a vote)."""
+    for name, (n, value, known) in GAMES.items():
+        got = function(lambda players, value=value: value(frozenset(players)), n)
+        if got is None:
+            print("Not done yet: exact_shapley returns None. Fill in the TODO and run the cell again.")
+            return False
+        got = np.asarray(got, dtype=float)
+        if got.shape != (n,):
+            print(f"Not quite: return one value per player, shape ({n},); got shape {got.shape}.")
+            return False
+        total = value(frozenset(range(n))) - value(frozenset())
+        if not np.isclose(got.sum(), total):
+            print(f"Not quite: in the {name!r} game your values do not add up to v(all) - v(none) (efficiency). "
+                  "Hint: weight each marginal contribution by |S|! (n - |S| - 1)! / n!.")
+            return False
+        if not np.allclose(got, known):
+            print(f"Not quite: the {name!r} game's values add up, but are not shared fairly between the players. "
+                  "Hint: loop over every coalition S without player i, add weight * (v(S + i) - v(S)).")
+            return False
+    print("Correct! Your enumeration gives the Shapley values: 2^n coalitions per player, so it only scales to short texts.")
+    return True
+
+
+def check_gradcam_from_hooks(function: Callable[..., np.ndarray | None], size: int = 64) -> bool:
+    """The student's Grad-CAM from hooks against pytorch-grad-cam's GradCAM, on a small ResNet-18 and two labels."""
+    torch.manual_seed(0)
+    model = ImageClassifier(freeze_through="none").eval()
+    images = torch.rand(2, 1, 1, size, size, generator=torch.Generator().manual_seed(1))
+    for image, label in zip(images, ("Cardiomegaly", "Pleural Effusion"), strict=True):
+        got = function(model, model.cam_layer("layer4"), image.clone(), label_index(label))
+        if got is None:
+            print("Not done yet: gradcam_from_hooks returns None. Fill in the TODO and run the cell again.")
+            return False
+        got = np.asarray(got, dtype=np.float32)
+        if got.shape != (size, size):
+            print(f"Not quite: return the map at the image's size ({size}, {size}); got {got.shape}. "
+                  "Hint: upsample the layer's grid bilinearly (F.interpolate(..., mode='bilinear')).")
+            return False
+        expected = cams_for_labels(model, model.cam_layer("layer4"), image[0, 0].numpy(), [label])[label]
+        if not np.allclose(got, expected, atol=1e-3):
+            print(f"Not quite: your map for {label} differs from pytorch-grad-cam's. Hint: alpha = the gradient's "
+                  "mean over the grid, map = ReLU(sum of alpha * activations), then min-max to [0, 1], then resize.")
+            return False
+    print("Correct! Your hooks give pytorch-grad-cam's map: alpha weights, a weighted sum, a ReLU, an upsample.")
+    return True
+
+
+def check_probability_shift(function: Callable[..., float | None]) -> bool:
+    """The student's shift in probability when the marker is taken away, on a model that only looks at one corner."""
+
+    class Corner(torch.nn.Module):
+        def forward(self, image):
+            return (image[:, :, :4, :4].mean(dim=(1, 2, 3)) * 20 - 10)[:, None].repeat(1, 14)
+
+    marked = np.zeros((16, 16), np.float32)
+    marked[:4, :4] = 1.0
+    plain = np.zeros((16, 16), np.float32)
+    got = function(Corner(), marked, plain, "Atelectasis")
     if got is None:
-        print("Not done yet: words_pushing_away returns None. Fill in the TODO and run the cell again.")
+        print("Not done yet: probability_shift returns None. Fill in the TODO and run the cell again.")
         return False
-    if list(got) != ["no", "cardiomegaly"]:
-        print(f"Not quite: expected ['no', 'cardiomegaly'] (the two most negative values), got {list(got)}.")
-        print("Hint: np.argsort(explanation.values)[:k] gives the k most negative first; use explanation.words.")
+    if np.isclose(float(got), -(torch.sigmoid(torch.tensor(10.0)) - torch.sigmoid(torch.tensor(-10.0))).item(), atol=1e-4):
+        print("Not quite: the sign is the wrong way round: p(with the marker) minus p(without it).")
         return False
-    if list(function(explanation, 1)) != ["no"]:
-        print("Not quite: with k=1 only the single most negative word should come back.")
+    if not np.isclose(float(got), (torch.sigmoid(torch.tensor(10.0)) - torch.sigmoid(torch.tensor(-10.0))).item(),
+                      atol=1e-4):
+        print("Not quite: run the model on both images (shape (1, 1, S, S)), take the label's column, apply the "
+              "sigmoid, and subtract.")
         return False
-    print("Correct! 'no' argues hardest against Pneumothorax: the model has learned the negation.")
+    print("Correct! A model that reads the marker changes its mind when the marker goes, with the finding untouched.")
     return True

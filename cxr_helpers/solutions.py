@@ -6,13 +6,17 @@ student's answer against these, and tests check every solution against its check
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cxr_helpers.config import TEXT_SETTINGS
-from cxr_helpers.explain.shap_text import TextExplanation
 from cxr_helpers.labels import NUM_LABELS, UNCERTAIN, label_index
 
 
@@ -23,18 +27,14 @@ def count_uncertain(cohort: pd.DataFrame, label: str = "Pleural Effusion", split
     return int((studies[label] == UNCERTAIN).sum())
 
 # ----------------------------------------------------------------------------- notebook 02: image baseline
-def all_negative_accuracy(targets: np.ndarray) -> float:
-    """Masked accuracy of a model that answers "absent" for every label, computed by hand."""
-    targets = np.asarray(targets)
-    accuracies = []
-    for label in range(targets.shape[1]):
-        column = targets[:, label]
-        valid = column[column != -2]  # not mentioned: never scored
-        if len(valid) < 2:  # the paper skips labels with fewer than 2 valid targets
-            continue
-        truth = np.clip(valid, 0, 1)  # U-Zeros: uncertain (-1) counts as negative
-        accuracies.append(np.mean(truth == 0))  # predicting 0 is right exactly on the negatives
-    return float(np.mean(accuracies)) if accuracies else 0.0
+def masked_bce_by_hand(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The paper's masked BCE from its equation: -[y log p + (1 - y) log(1 - p)], averaged over the valid entries."""
+    mask = (targets != -2).to(probabilities.dtype)  # not mentioned: left out
+    clamped = targets.clamp(0, 1)  # U-Zeros: uncertain (-1) counts as 0
+    p = probabilities.clamp(1e-7, 1 - 1e-7)  # keep the logarithms finite
+    per_entry = -(clamped * torch.log(p) + (1 - clamped) * torch.log(1 - p))  # (N, 14)
+    return (per_entry * mask).sum() / mask.sum().clamp_min(1)
+
 
 # ----------------------------------------------------------------------------- notebook 03: text baseline
 def top_words(tfidf_model, label: str = "Pleural Effusion", k: int = 10) -> list[str]:
@@ -95,7 +95,39 @@ def pointing_game_with_tolerance(cam: np.ndarray, mask: np.ndarray, tolerance: f
     return bool(np.sqrt(((inside - peak) ** 2).sum(axis=1)).min() <= tolerance)
 
 
-def words_pushing_away(explanation: TextExplanation, k: int = 3) -> list[str]:
-    """The k words with the most negative SHAP values: the blue words, arguing against the label."""
-    order = np.argsort(explanation.values, kind="stable")[:k]
-    return [explanation.words[i] for i in order]
+def exact_shapley(value: Callable[[frozenset], float], n: int) -> np.ndarray:
+    """Shapley values by enumerating every coalition: phi_i = sum_S |S|!(n-|S|-1)!/n! [v(S + i) - v(S)]."""
+    phi = np.zeros(n)
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        for size in range(n):
+            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for coalition in itertools.combinations(others, size):
+                phi[i] += weight * (value(frozenset(coalition) | {i}) - value(frozenset(coalition)))
+    return phi
+
+
+def gradcam_from_hooks(model: nn.Module, layer: nn.Module, image: torch.Tensor, label: int) -> np.ndarray:
+    """Grad-CAM of one label: hooks catch the layer's activations A and gradients dy/dA (image (1, 1, S, S))."""
+    caught = {}
+    forward = layer.register_forward_hook(lambda module, inputs, output: caught.update(activations=output))
+    backward = layer.register_full_backward_hook(lambda module, grad_in, grad_out: caught.update(gradients=grad_out[0]))
+    try:
+        model.zero_grad()
+        model(image.clone().requires_grad_(True))[0, label].backward()  # the label's raw logit
+    finally:
+        forward.remove()
+        backward.remove()
+    alpha = caught["gradients"].mean(dim=(2, 3), keepdim=True)  # (1, C, 1, 1): the paper's alpha_k
+    cam = torch.relu((alpha * caught["activations"]).sum(dim=1))[0].detach()  # (h, w)
+    cam = (cam - cam.min()) / (cam.max() - cam.min() + 1e-7)  # [0, 1], as pytorch-grad-cam scales it
+    size = image.shape[-2:]
+    return F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def probability_shift(model: nn.Module, with_marker: np.ndarray, without_marker: np.ndarray, label: str) -> float:
+    """p(label) on the image with the marker minus on the same image without it."""
+    batch = torch.from_numpy(np.stack([with_marker, without_marker]).astype(np.float32))[:, None]  # (2, 1, S, S)
+    with torch.no_grad():
+        p = torch.sigmoid(model(batch)[:, label_index(label)])
+    return float(p[0] - p[1])

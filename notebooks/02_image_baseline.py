@@ -17,28 +17,32 @@
 # # 02 · The image-only baseline: ResNet-18 on chest X-rays
 #
 # Train the paper's image model (a ResNet-18 that reads one grayscale X-ray and scores the 14
-# CheXpert labels), and learn what its loss and "accuracy" figures do and do not tell you.
+# CheXpert labels), learn what its loss and "accuracy" do and do not tell you, and see what the
+# labels it is trained on teach it.
 #
 # **Learning objectives**
-# - Adapt an ImageNet CNN to grayscale input and a 14-label multi-label head, and freeze its early layers.
-# - Compute the paper's *masked* loss and accuracy, where "not mentioned" (-2) labels are ignored and
-#   "uncertain" (-1) labels count as negative (U-Zeros).
+# - Adapt an ImageNet CNN to grayscale input and a 14-label multi-label head; freeze early layers
+#   only where they hold pretrained features.
+# - Write the paper's *masked* loss from its equation, and check it against the workbook's.
+# - Decide how "not mentioned" labels enter training, and measure what each choice does.
 # - Train with one reusable loop (AdamW, best checkpoint, resumable) and read its curves.
-# - Compare against trivial baselines and per-label AUROC, and see why masked accuracy flatters.
+# - Compare against trivial baselines, per-label AUROC and (on the phantom) the truth, and see why
+#   masked accuracy flatters.
 #
 # **Reads / writes** (in the artifacts folder, `CXR_ARTIFACTS_DIR`)
 # - reads `cohort.csv` and `images_<S>.npy` (made by notebook 01);
-# - writes `checkpoints/image.pt` (+ `image_last.pt`, `image_history.json`), `metrics/image.json`,
-#   `predictions/image_test.csv` and `figures/image_*.png`.
+# - writes `checkpoints/image.pt` (+ `image_last.pt`, `image_history.json`), the same for the
+#   comparison model `image_blank_ignore`, `metrics/image.json`, `predictions/image*_test.csv` and
+#   `figures/image_*.png`.
 #
 # The same work runs without Jupyter: `python -m cxr_helpers train image --artifacts DIR`.
 
 # %% [markdown]
 # ## Setup
 #
-# The first cell loads the settings (profile `phantom` by default, `mimic` for real data; environment
-# variables override them), seeds every random generator and prints the package versions.
-# `CXR_FAST=1` shrinks everything for a quick test run.
+# The first cell loads the settings (profile `phantom` by default; `openi` or `mimic` for real data;
+# environment variables override them), seeds every random generator and prints the package
+# versions. `CXR_FAST=1` shrinks everything for a quick test run.
 
 # %%
 # Colab only: install the workbook first (Colab keeps its own torch). Elsewhere `make demo` did it.
@@ -53,14 +57,18 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", WORKBOOK_URL], check=True)
     importlib.invalidate_caches()
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import torch
 
 from cxr_helpers import exercises, image_model, metrics, plots_training
 from cxr_helpers.config import pick_device
 from cxr_helpers.datasets import load_split_datasets
 from cxr_helpers.evaluation import record_results
-from cxr_helpers.image_training import image_loaders
+from cxr_helpers.image_training import image_loaders, label_policy_table, train_image
+from cxr_helpers.labels import CHEXPERT_LABELS, binary_targets
 from cxr_helpers.notebook import setup_notebook
 from cxr_helpers.training import fit
 
@@ -94,30 +102,24 @@ print({key: (tuple(value.shape), str(value.dtype)) for key, value in batch.items
 #
 # The paper changes two ends of torchvision's ResNet-18: `conv1` takes 1 channel instead of 3
 # (`Conv2d(1, 64, kernel_size=7, stride=2, padding=3)`), and the 1000-class ImageNet head becomes
-# dropout + `Linear(512, 14)`. Layers up to and including `layer2` are frozen: only `layer3`,
-# `layer4` and the head learn.
+# dropout + `Linear(512, 14)`. It froze the layers up to and including `layer2`, which keeps what
+# ImageNet taught them. Freezing is only worth it for *pretrained* layers: layers that start from
+# random weights hold nothing to keep, and frozen they would stay random noise the rest of the
+# network must work around. So without pretrained weights (the phantom) nothing is frozen.
 
 # %%
 model = image_model.build_image_model(settings)
 print("conv1:", model.backbone.conv1)
 print("head: ", model.backbone.fc)
+print("pretrained weights:", settings.image_weights or "none", "| frozen through:",
+      settings.freeze_through if image_model.pretrained(settings.image_weights) else "nothing (random weights)")
 image_model.parameter_table(model)
 
 # %% [markdown]
-# Freezing sets `requires_grad=False`, and we also keep the frozen layers' BatchNorm in eval mode
-# while training, so their running statistics do not drift: "frozen" then means the layer computes
-# exactly what it did before. The model returns **logits**; the sigmoid is applied inside the loss
-# (`binary_cross_entropy_with_logits`), which is the paper's sigmoid + BCE in one numerically safe step.
-
-# %%
-counts = image_model.parameter_counts(model)
-print(f"trainable {counts['trainable']:,} | frozen {counts['frozen']:,} | total {counts['total']:,}")
-with torch.no_grad():
-    print("logits for the batch:", tuple(model.eval()(batch["image"]).shape))
-
-# %% [markdown]
-# **Think.** With `freeze_through="layer2"`, about 6% of the weights are frozen but they sit where
-# the image is largest: what does freezing save in compute, and what does it save in *data*?
+# Frozen layers get `requires_grad=False`, and their BatchNorm stays in eval mode while training, so
+# their running statistics do not drift either: "frozen" then means the layer computes exactly what
+# it did before. The model returns **logits**; the sigmoid is applied inside the loss
+# (`binary_cross_entropy_with_logits`), the paper's sigmoid + BCE in one numerically safe step.
 
 # %% [markdown]
 # ## 3. Which starting weights?
@@ -126,8 +128,7 @@ with torch.no_grad():
 #   torchvision; offline, set a local `.pth` path or `none`). The paper replaced `conv1` by a fresh
 #   random layer, and since it froze everything through `layer2`, that random `conv1` never learned.
 #   We offer `conv1_init="rgb_sum"` (the default): the gray kernel is the sum of the three RGB kernels.
-# - **phantom profile**: no download and no ImageNet (`image_weights=None`): the synthetic images
-#   are simple, and training from scratch keeps the workbook offline.
+# - **phantom and openi profiles**: no download (`image_weights=None`), everything trains from scratch.
 #
 # Why summing is exact: a gray image copied into R, G and B gives `w_R*x + w_G*x + w_B*x = (w_R+w_G+w_B)*x`.
 
@@ -137,39 +138,95 @@ gray = torch.nn.Conv2d(1, 8, 7, 2, 3, bias=False)
 gray.weight.data = rgb.weight.data.sum(dim=1, keepdim=True)  # (8, 1, 7, 7)
 x = torch.rand(1, 1, 32, 32)
 print("largest difference:", (rgb(x.repeat(1, 3, 1, 1)) - gray(x)).abs().max().item())
-print("this run:", settings.image_weights or "no pretrained weights", "| conv1_init:", settings.conv1_init)
 
 # %% [markdown]
-# ## 4. The paper's masked loss and accuracy, on a tiny example
+# ## 4. The paper's masked loss, from its equation
 #
-# Two studies, three labels. -2 ("not mentioned") entries are left out of both the loss and the
-# accuracy; -1 ("uncertain") becomes 0 under U-Zeros, the paper's choice. The loss is
-# `sum(loss * mask) / sum(mask)`; the accuracy is the mean over labels of each label's accuracy on
-# its valid entries (labels with fewer than 2 valid entries are skipped), with "positive" meaning
-# probability > 0.5.
+# For one image with labels $y_i$ and predicted probabilities $\hat y_i = \sigma(z_i)$, binary
+# cross-entropy over the 14 labels is
+#
+# $$L = -\frac{1}{14}\sum_{i=1}^{14}\Big[y_i \log \hat y_i + (1-y_i)\log(1-\hat y_i)\Big].$$
+#
+# Mind the minus sign: the logarithms are negative, and the paper's Figure 3 prints the formula
+# without it (its code, `F.binary_cross_entropy`, has it). The paper then *masks* the loss: with
+# $m_{ni} = 1$ where study $n$'s label $i$ counts and 0 where it does not (not mentioned, -2), and
+# uncertain labels (-1) clamped to 0 (U-Zeros),
+#
+# $$L_{\text{masked}} = \frac{\sum_{n,i} m_{ni}\,\ell(y_{ni}, \hat y_{ni})}{\sum_{n,i} m_{ni}}.$$
+
+# %% [markdown]
+# ## Your turn 1: the masked loss by hand
+#
+# Complete `masked_bce_by_hand(probabilities, targets)` with torch operations only: the mask
+# (targets not -2), the clamped targets (-1 -> 0), the elementwise BCE with its minus sign (clip the
+# probabilities away from 0 and 1 so the logarithms stay finite), then the masked mean. The check
+# compares it with `cxr_helpers.metrics.masked_bce` on random batches and says what differs.
 
 # %%
-targets = np.array([[1, -2, 0], [-1, 0, -2], [0, 1, -2]])
-logits = np.array([[2.0, 5.0, -1.0], [0.5, -3.0, 9.0], [-2.0, 1.0, 0.0]])
-print("probabilities:\n", metrics.sigmoid(logits).round(2))
-for policy in ("zeros", "ones", "ignore"):
-    loss = metrics.masked_bce(logits, targets, policy)
-    accuracy = metrics.masked_accuracy(metrics.sigmoid(logits), targets, uncertainty_policy=policy)
-    print(f"U-{policy:<6} loss {loss:.4f}  accuracy {accuracy:.4f}")
+def masked_bce_by_hand(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The paper's masked BCE (U-Zeros, -2 left out) from the equation above, as a scalar tensor."""
+    # TODO: mask = ...; clamped = ...; per_entry = -(clamped * log(p) + (1 - clamped) * log(1 - p)); masked mean
+    return None
+
+
+exercises.check_masked_bce(masked_bce_by_hand)
 
 # %% [markdown]
-# Check U-Zeros by hand: label 0 has three valid entries (1, -1 -> 0, 0) predicted (1, 1, 0): 2/3
-# right; label 1 has two (0, 1) predicted (0, 1): 2/2; label 2 has one valid entry and is skipped.
-# Accuracy = (2/3 + 1) / 2 = 0.8333. **Think:** the entry `[1, 2]` is marked -2 and gets logit 9.0.
-# Which figures change if it got -9.0 instead, and why?
+# The paper's masked accuracy: per label, the share of its valid entries where "probability > 0.5"
+# matches the target; labels with fewer than 2 valid entries are skipped; then the mean over labels.
+# Written out, next to the workbook's function, on a small batch. The paper's own code compares
+# predictions with the *unclamped* targets: a -1 can never equal 0 or 1, so every uncertain entry
+# counts as a miss, whatever the model says. The last line shows what that does.
+
+# %%
+targets = np.array([[1, -2, 0], [-1, 0, -2], [0, 1, -2], [1, -1, 0]])
+probabilities = metrics.sigmoid(np.array([[2.0, 5.0, -1.0], [0.5, -3.0, 9.0], [-2.0, 1.0, 0.0], [1.0, -1.0, -2.0]]))
+predicted = probabilities > 0.5
+per_label = []
+for label in range(targets.shape[1]):
+    valid = targets[:, label] != -2
+    if valid.sum() >= 2:
+        truth = np.clip(targets[valid, label], 0, 1)  # U-Zeros: -1 counts as 0
+        per_label.append(np.mean(predicted[valid, label] == truth))
+print("by hand:", np.mean(per_label), "| cxr_helpers.metrics:", metrics.masked_accuracy(probabilities, targets))
+unclamped = [np.mean(predicted[targets[:, j] != -2, j] == targets[targets[:, j] != -2, j]) for j in range(2)]
+print("the paper's code (-1 never matches):", np.mean(unclamped))
 
 # %% [markdown]
-# ## 5. Training with the shared loop
+# ## 5. What "not mentioned" teaches the model
 #
-# `fit` is the one loop that notebooks 03 and 04 use too: AdamW over the trainable
-# parameters, masked BCE, and after each epoch the validation loss, masked accuracy and macro
-# AUROC. It keeps the best epoch (lowest validation loss) in `checkpoints/image.pt` and the last
-# epoch, with optimizer and random states, in `image_last.pt`.
+# A label is blank (-2) when the report does not mention the finding. The paper leaves blanks out of
+# the loss (`blank_policy="ignore"`). Look at what that leaves for each label: the training split's
+# positives and negatives that count, under the paper's choice and under the alternatives.
+
+# %%
+train_targets = splits["train"].targets
+rows = {}
+for policy in ("ignore", "negative", "no_finding_negative"):
+    binary, mask = binary_targets(train_targets, settings.uncertainty_policy, policy)
+    rows[(policy, "positives")] = (binary * mask).sum(axis=0).astype(int)
+    rows[(policy, "negatives")] = ((1 - binary) * mask).sum(axis=0).astype(int)
+pd.DataFrame(rows, index=list(CHEXPERT_LABELS))
+
+# %% [markdown]
+# Under the paper's choice some labels have almost no negatives: a finding is mostly written down
+# when it is there, so the loss only ever sees "yes". **No Finding is never negative at all**: the
+# CheXpert labeler codes it 1 or blank, never 0. A model then learns to say "No Finding" for every
+# image; it gets that label's masked accuracy for free, its AUROC is undefined (one class), and
+# "No Finding" crowds the top-3 lists, as in the paper's Figure 8. Two fixes are common: count blanks
+# as negatives (`negative`: a finding the report does not mention is taken as absent, which is
+# usually true, and gives every label negatives to learn from), or only No Finding's blanks
+# (`no_finding_negative`). The phantom profile trains with `negative`; the mimic profile keeps the
+# paper's `ignore`. Below we train both and compare.
+
+# %% [markdown]
+# ## 6. Training with the shared loop
+#
+# `fit` is the one loop that notebooks 03 and 04 use too: AdamW over the trainable parameters,
+# masked BCE (with this run's uncertainty and blank policies), and after each epoch the validation
+# loss, masked accuracy and macro AUROC (those two as the paper scores them). It keeps the best epoch
+# (lowest validation loss) in `checkpoints/image.pt` and the last epoch, with optimizer and random
+# states, in `image_last.pt`.
 #
 # **Skipping training:** if a finished run with the same settings is already saved, `fit` loads it
 # instead of training (an interrupted run continues where it stopped, to the very same result).
@@ -177,15 +234,17 @@ for policy in ("zeros", "ones", "ignore"):
 
 # %%
 checkpoint_dir = settings.artifacts_dir / "checkpoints"
+print("blank labels in the loss:", settings.blank_policy, "| uncertain labels:", settings.uncertainty_policy)
 history = fit(model, loaders["fit"], loaders["validate"], settings, checkpoint_dir, "image", device=device)
 history.to_frame().round(4)
 
 # %% [markdown]
-# ## 6. Learning curves (the paper's Figure 6)
+# ## 7. Learning curves (the paper's Figure 6)
 #
 # The train figures are measured during each epoch, with dropout on and weights still moving, so
 # early on they can look worse than validation. The dotted lines are the paper's final values on
-# MIMIC-CXR; on the phantom, expect other numbers (different data, image size and epochs).
+# MIMIC-CXR; on the phantom, expect other numbers (different data, image size and epochs, and a
+# loss that also counts blank labels when the blank policy is `negative`).
 
 # %%
 fig = plots_training.plot_history(history, "Image-only ResNet-18", paper="paper: image-only ResNet-18")
@@ -196,11 +255,12 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_cu
 # it "began to overfit" after that: what in the curves would show overfitting?
 
 # %% [markdown]
-# ## 7. Results against the paper, with trivial baselines
+# ## 8. Results against the paper, with trivial baselines
 #
 # We score the best checkpoint on all three splits and store the figures in `metrics/image.json`,
 # together with three models that never look at an image: always "absent" (all negative), always
-# "present" (all positive), and each label's training prevalence. Test predictions go to
+# "present" (all positive), and each label's training prevalence. Accuracy and AUROC are scored as
+# the paper does (on the labels the report mentions). Test predictions go to
 # `predictions/image_test.csv` for notebooks 04 and 05.
 
 # %%
@@ -212,73 +272,76 @@ table.round(4)
 # %% [markdown]
 # Read the accuracy column against the baselines. Because "not mentioned" entries are dropped, the
 # labels that remain are mostly the ones a radiologist bothered to write down, and a constant answer
-# already scores high. Macro AUROC asks a different question (does the model rank positive images
-# above negative ones?) and is 0.5 for every constant predictor.
-# The paper's 0.7047 validation accuracy has to be read with that in mind.
+# already scores high. A model trained with blanks as negatives predicts "absent" more often, and the
+# paper's accuracy, which only looks at mentioned (mostly present) findings, punishes exactly that.
+# Macro AUROC asks a different question (does the model rank positive images above negative ones?)
+# and is 0.5 for every constant predictor. The paper's 0.7047 validation accuracy has to be read
+# with that in mind.
 
 # %% [markdown]
-# ## 8. Which labels does the image model see?
+# ## 9. The paper's blank policy, side by side
 #
-# AUROC per label on the validation and test splits. "n/a" means that split has only one class for
-# that label among its valid entries (AUROC is undefined), common for rare labels on small splits.
+# The same model trained the paper's way (blank labels left out of the loss), then compared label by
+# label: the share of test images each model calls positive, its AUROC against the report labels,
+# and, on the phantom, its AUROC against the truth (what was really drawn in the image, which the
+# models never see).
 
 # %%
-aurocs = {split: results[split]["auroc"] for split in ("validate", "test")}
+paper_way = dataclasses.replace(settings, blank_policy="ignore")
+paper_run = train_image(paper_way, name="image_blank_ignore")
+label_policy_table(settings.artifacts_dir, {"blank as negative": "image", "blanks ignored (paper)": "image_blank_ignore"}).round(2)
+
+# %% [markdown]
+# With blanks ignored, the labels that are nearly always "yes" when mentioned (No Finding, Support
+# Devices, and any finding reports rarely negate) are called positive on almost every image: the
+# model learns the base rate of the *mention*, not the finding. Its AUROC against the report labels
+# can still look fine, because those labels are mostly "yes" too; against the truth it falls. With
+# blanks as negatives every label has negatives to learn from, and the model has to look for the
+# finding. That is what notebook 05 needs: a heatmap can only point at a finding the model detects.
+
+# %% [markdown]
+# ## 10. Which labels does the image model see?
+#
+# AUROC per label on the test split, against the report labels and, on the phantom, against the
+# truth. "n/a" means that split has only one class for that label among the labels it scores: for
+# No Finding under the paper's masking that is always so (it is never 0), for the others it happens
+# when a small split has no negative (or no positive) report.
+
+# %%
+aurocs = {"test, report labels": results["test"]["auroc"]}
+if "truth" in results["test"]:
+    aurocs["test, truth"] = results["test"]["truth"]["auroc"]
 fig = plots_training.plot_label_auroc(aurocs, "Image model: AUROC per label")
 print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_label_auroc"))
 
 # %% [markdown]
 # **Think.** Which labels are easiest for the image model, and is that what you would expect from
-# what each finding looks like (a large heart versus a subtle rib fracture)?
-
-# %% [markdown]
-# ## Your turn: the accuracy of a model that always says "absent"
-#
-# Complete `all_negative_accuracy(targets)`: the paper's masked accuracy of a model that predicts
-# 0 for every label, computed by hand with NumPy (no `cxr_helpers.metrics`). Per label: drop the
-# -2 entries, count -1 as 0, skip labels with fewer than 2 entries left, and take the share of
-# zeros; then average over labels. The check prints feedback (the solution is in
-# `cxr_helpers/solutions.py`).
-
-# %%
-def all_negative_accuracy(targets: np.ndarray) -> float:
-    """Masked accuracy of an all-negative model, by hand."""
-    # TODO: loop over the label columns of targets (N, 14) as described above.
-    return None
-
-
-exercises.check_all_negative_accuracy(all_negative_accuracy)
-
-# %% [markdown]
-# Then apply it to this cohort's validation targets and compare with the table above, and with
-# the paper's 0.7047.
-
-# %%
-validation_targets = splits["validate"].targets
-if all_negative_accuracy(validation_targets) is not None:
-    print(f"all-negative validation accuracy: {all_negative_accuracy(validation_targets):.4f}")
+# what each finding looks like (a large heart versus a rib fracture)?
 
 # %% [markdown]
 # ## Summary
 #
-# - The paper's image model is a ResNet-18 with a 1-channel `conv1`, a dropout + linear head for 14
-#   labels, and frozen layers through `layer2`; it outputs logits and the loss applies the sigmoid.
-# - Loss and accuracy are *masked*: "not mentioned" labels do not count, uncertain ones count as
-#   negative (U-Zeros). One loop, `fit`, trains every model of the workbook and resumes exactly.
-# - Masked accuracy is high even for constant predictors; per-label and macro AUROC show what the
-#   model actually learned from the pixels.
+# - The paper's image model is a ResNet-18 with a 1-channel `conv1` and a dropout + linear head for
+#   14 labels; it outputs logits and the loss applies the sigmoid. Only pretrained layers are frozen.
+# - The loss is *masked*: its equation has a minus sign the paper's figure lost; uncertain labels
+#   count as negative (U-Zeros), and how blank labels count is a choice with consequences: left
+#   out, No Finding has no negative and the model learns base rates of mentions.
+# - One loop, `fit`, trains every model of the workbook and resumes exactly.
+# - Masked accuracy is high even for constant predictors; AUROC (per label, against the report and,
+#   on the phantom, the truth) shows what the model learned from the pixels.
 #
 # ## Questions
 #
 # 1. Why does the model return logits rather than probabilities, if the paper's head ends in a sigmoid?
-# 2. What does freezing `layer2` do to BatchNorm, and why keep frozen BatchNorm in eval mode?
+# 2. Why freeze only pretrained layers? What would frozen random layers do to what the rest learns?
 # 3. Under U-Ignore instead of U-Zeros, which labels' accuracy would you expect to move most?
-# 4. A label has AUROC "n/a" on the test split. What does that say about the split, not the model?
-# 5. Further research: try `freeze_through="none"` (set it with `load_settings(freeze_through=...)`)
-#    or `CXR_UNCERTAINTY_POLICY=ones` and compare the results table.
+# 4. No Finding's AUROC is "n/a" under the paper's masking on every split. Why, and what does a model
+#    trained that way say for No Finding?
+# 5. Further research: train with `CXR_BLANK_POLICY=no_finding_negative` and compare the table of
+#    section 9; or `CXR_UNCERTAINTY_POLICY=ones`.
 #
 # ## Next
 #
-# Notebook **03_text_baseline** reads the reports: a frozen BERT encoder's [CLS] embeddings with a
-# small classifier head, trained with this same `fit` loop, and a look at why the report text
-# "knows" the labels.
+# Notebook **03_text_baseline** reads the reports: a frozen BERT encoder's embeddings with a small
+# classifier head, the same encoder trained end to end, and a look at why the report text "knows"
+# the labels.

@@ -16,34 +16,38 @@
 # %% [markdown]
 # # 05 · Interpretation: where does the model look, which words does it read, and is that right?
 #
-# Explain the fusion model study by study, as the paper does (Grad-CAM heatmaps on the X-ray and
-# SHAP values on the report's words for the top-3 labels), browse the explanations, and then do
-# what the paper could not: check them against the phantom's ground truth.
+# Explain the models study by study, as the paper does (Grad-CAM heatmaps on the X-ray and SHAP
+# values on the report's words for the top-3 labels), write both methods yourself, browse the
+# explanations, and then do what the paper could not: check them against the phantom's ground
+# truth, and watch an explanation give away a model that learned the wrong thing.
 #
 # **Learning objectives**
-# - Compute Grad-CAM (pytorch-grad-cam) for one label of a multimodal model with the report held
-#   fixed, and SHAP values (shap) for the report's words with the image held fixed.
+# - Compute Grad-CAM from its equation with forward and backward hooks, and match pytorch-grad-cam.
+# - Compute exact Shapley values of a short report by enumerating coalitions, and see why `shap`
+#   approximates them (partition explainer, Owen values, `max_evals`).
 # - Read a heatmap and a red/blue word plot, and say which quantity each explains (here: the logit).
-# - Measure how much a prediction leans on each modality for one study.
-# - Test explanations against ground truth (pointing game, mask overlap, ROAD, word spans,
-#   negation) and against random baselines, and run the model randomisation sanity check.
+# - Test explanations against ground truth: only for findings the model demonstrably detects, with
+#   a pointing game that allows for a layer's resolution, on probes with one finding each and on
+#   test studies, each against random baselines; and run the model randomisation sanity check.
+# - Catch a shortcut: a model right for the wrong reason, found by its explanation.
 # - Say what of this can and cannot be checked on real MIMIC-CXR data.
 #
 # **Reads / writes** (in the artifacts folder, `CXR_ARTIFACTS_DIR`)
 # - reads `cohort.csv` + `images_<S>.npy` (notebook 01), `checkpoints/image.pt` (notebook 02),
-#   `text/` + `checkpoints/text_head_<setting>.pt` (notebook 03), `checkpoints/fusion_*.pt` (notebook 04),
-#   and, for section 7 only, the phantom's `ground_truth/` (never read by the models);
-# - writes `explanations/` (cached CAMs and SHAP values per model, study, label and method),
-#   `metrics/faithfulness.json`, `figures/05_*.png` and one study's exported PNG + HTML.
+#   `text/` + the text models (notebook 03), `checkpoints/fusion_*.pt` (notebook 04), and, in
+#   section 7 only, the phantom's `ground_truth/` and its probe set (never read by the models);
+# - writes `explanations/` (cached CAMs and SHAP values per model, study, label, method and layer;
+#   `faithfulness_records.csv`), `metrics/faithfulness.json`, `shortcut/` (section 8's two small
+#   worlds), `figures/05_*.png` and one study's exported PNG + HTML.
 #
 # The same per-study export runs without Jupyter: `python -m cxr_helpers explain --artifacts DIR --study ID`.
 
 # %% [markdown]
 # ## Setup
 #
-# The first cell loads the settings (profile `phantom` by default, `mimic` for real data; environment
-# variables override them), seeds every random generator and prints the package versions.
-# `CXR_FAST=1` shrinks everything for a quick test run (4 studies in section 7, 40 SHAP evaluations).
+# The first cell loads the settings (profile `phantom` by default; environment variables override
+# them), seeds every random generator and prints the package versions. `CXR_FAST=1` shrinks
+# everything for a quick test run.
 
 # %%
 # Colab only: install the workbook first (Colab keeps its own torch). Elsewhere `make demo` did it.
@@ -60,42 +64,57 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
 
 import numpy as np
 import pandas as pd
+import pytorch_grad_cam
+import torch
 from IPython.display import HTML, display
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cxr_helpers import exercises, plots_training
+from cxr_helpers.explain import shortcut
 from cxr_helpers.explain.browser import explanation_browser
 from cxr_helpers.explain.export import explain_study_to_files
+from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP, logit_drops
+from cxr_helpers.explain.faithfulness.figures import plot_checks, plot_randomisation
 from cxr_helpers.explain.faithfulness.report import (
-    negation_table,
-    per_label_table,
-    plot_checks,
-    plot_randomisation,
+    grad_cam_per_label,
+    grad_cam_table,
+    resolution_table,
     run_faithfulness,
-    summary_table,
+    shap_table,
 )
-from cxr_helpers.explain.figures import cam_figure
-from cxr_helpers.explain.gradcam import CAM_METHODS
-from cxr_helpers.explain.shap_text import shap_report_html
+from cxr_helpers.explain.figures import cam_figure, images_figure
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for
+from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.fusion.ablation import reliance_on_report
 from cxr_helpers.labels import label_index
 from cxr_helpers.notebook import setup_notebook
+from cxr_helpers.phantom.counterfactual import counterfactual
+from cxr_helpers.phantom.truth import phantom_root
 
 settings = setup_notebook("05 · Interpretation")
+on_phantom = (phantom_root(settings) / "ground_truth").is_dir()
 
 # %% [markdown]
-# ## 1. The trained models
+# ## 1. The trained models, and which study we look at first
 #
 # One `StudyExplainer` loads the three models to explain: the fusion model of notebook 04 (by
 # default the paper's: concatenation, trained end to end), the image-only ResNet-18 of notebook 02
-# and the text-only head of notebook 03, plus the cohort and the image cache. If a checkpoint is
-# missing, the error names the notebook that trains it.
+# and the text-only model of notebook 03 (encoder and head trained together where notebook 03 did
+# so), plus the cohort and the image cache. If a checkpoint is missing, the error names the
+# notebook that trains it.
+#
+# **How the example study is chosen, honestly:** `example_study` searches the first 50 test studies
+# for one with a positive finding whose *top* prediction is that finding. It is a success case, picked
+# to be easy to read, not a typical one; the paper does not say how its Figure 8 study was chosen,
+# and a figure picked this way says nothing about how often the model is right. Section 6's browser
+# and section 7's checks look at every test study.
 
 # %%
 explainer = StudyExplainer.from_settings(settings)
 print("models:", explainer.models.names)
 print("text the models read:", explainer.text_setting, "| CAM method:", explainer.cam_method,
-      "| SHAP evaluations per label:", explainer.shap_max_evals)
+      "| CAM layer:", explainer.cam_layer, "| SHAP evaluations per label:", explainer.shap_max_evals)
 study_id = explainer.example_study()
 print(f"{len(explainer.study_ids('test'))} test studies; the example is study {study_id}")
 
@@ -103,44 +122,82 @@ print(f"{len(explainer.study_ids('test'))} test studies; the example is study {s
 # ## 2. One study, three models
 #
 # The table puts each model's predicted probabilities beside the labels in the CSV (what the
-# CheXpert labeler read in the report: positive, negative, uncertain or not mentioned, coded 1 / 0 /
-# -1 / -2). The paper explains the three labels with the highest predicted probability; so do we.
+# CheXpert labeler read in the report: the impression, else the findings, else the last paragraph;
+# positive, negative, uncertain or not mentioned, coded 1 / 0 / -1 / -2). The paper explains the
+# three labels with the highest predicted probability; so do we.
 
 # %%
 print(explainer.text(study_id))
 explainer.prediction_table(study_id).sort_values("p(fusion)", ascending=False).round(3)
 
 # %% [markdown]
-# **Think.** The text-only model reads exactly the sentences the labeler read. Where it is
-# confident and the image-only model is not, whose knowledge is the fusion model passing on?
+# **Think.** The text-only model reads the sentences the labeler read. Where it is confident and the
+# image-only model is not, whose knowledge is the fusion model passing on?
 
 # %% [markdown]
-# ## 3. Grad-CAM on the X-ray (the paper's Figure 8)
+# ## 3. Grad-CAM, from its equation
 #
-# Grad-CAM weights each channel of the last convolutional block (ResNet `layer4`) by the average
-# gradient of one label's score, sums the weighted maps, keeps the positive part (ReLU) and
-# upsamples the result to the image. Here the score is the label's **raw logit**, one target per
-# image, and for the fusion model the study's report is held fixed, so the heatmap answers
-# "given this report, which pixels raise this label?".
+# Grad-CAM explains one label's score $y^c$ (here the raw logit) through a convolutional layer with
+# activation maps $A^k$ (channel $k$, on a grid of $Z$ cells). Each channel gets a weight, the
+# average gradient of the score over the grid, and the map is the positive part of the weighted sum:
+#
+# $$\alpha_k^c = \frac{1}{Z}\sum_i\sum_j \frac{\partial y^c}{\partial A^k_{ij}}, \qquad
+# L^c_{\text{Grad-CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha_k^c A^k\Big).$$
+#
+# First, the library the workbook uses, called directly on the image-only model for its top label:
+# `GradCAM` on `layer4`, one `ClassifierOutputTarget` per image. The cached explainer must give the
+# same map (it calls the same library, and stores the result).
 
 # %%
-cams = explainer.cams(study_id)  # {label: (S, S) map in [0, 1]} for the fusion model's top-3 labels, cached
-probabilities = explainer.probabilities(study_id)  # (14,)
-p_top = {name: probabilities[label_index(name)] for name in cams}
-figure = cam_figure(explainer.image(study_id), cams, p_top, title=f"study {study_id}: fusion model")
-_ = plots_training.save_figure(figure, settings.artifacts_dir, "05_gradcam_fusion")
+model, image = explainer.models.image, explainer.image_tensor(study_id)  # (1, 1, S, S)
+label = explainer.top_labels(study_id, "image", 1)[0]
+with pytorch_grad_cam.GradCAM(model=model, target_layers=[model.cam_layer("layer4")]) as cam:
+    plain = cam(input_tensor=image, targets=[ClassifierOutputTarget(label_index(label))])[0]  # (S, S) in [0, 1]
+cached = explainer.cams(study_id, [label], role="image", layer="layer4")[label]
+print(f"{label}: largest difference between the plain call and the cached explainer:", np.abs(plain - cached).max())
 
 # %% [markdown]
-# The image-only model, for its own top-3 labels. Both heatmaps are coarse: ResNet-18's `layer4`
-# has a 32-pixel stride, so at 128 px (the phantom's default) the map is 4 x 4 cells upsampled,
-# and at the paper's 224 px it is 7 x 7.
+# ## Your turn 1: Grad-CAM from hooks
+#
+# Complete `gradcam_from_hooks(model, layer, image, label)`: register a forward hook on `layer` that
+# keeps its output $A$ and a backward hook that keeps the gradient $\partial y/\partial A$; run the
+# model and backpropagate the label's logit; then $\alpha$ = the gradient's mean over the grid,
+# the map = ReLU of $\sum_k \alpha_k A^k$; scale it to [0, 1] (minus its minimum, over its maximum)
+# and upsample it bilinearly to the image (`torch.nn.functional.interpolate`), as pytorch-grad-cam
+# does. The check compares your map with pytorch-grad-cam's on a fresh model.
 
 # %%
+def gradcam_from_hooks(model, layer, image: torch.Tensor, label: int) -> np.ndarray:
+    """Grad-CAM (S, S) in [0, 1] of one label's logit, from hooks on ``layer``; ``image`` is (1, 1, S, S)."""
+    # TODO: layer.register_forward_hook(...), layer.register_full_backward_hook(...), model(image)[0, label].backward()
+    return None
+
+
+if exercises.check_gradcam_from_hooks(gradcam_from_hooks):
+    yours = gradcam_from_hooks(model, model.cam_layer("layer4"), image, label_index(label))
+    print("your map vs the library on this study:", np.abs(yours - plain).max())
+
+# %% [markdown]
+# ### A map is only as fine as its layer
+#
+# `layer4` of ResNet-18 has a stride of 32: at 128 px its map is a 4 x 4 grid, upsampled. A small
+# finding sits inside one cell, and the best any map on that grid can do is peak at the cell's
+# centre. So the workbook explains each finding on a layer that suits its extent: `layer3`
+# (stride 16, 8 x 8 at 128 px) for small, localised findings, `layer4` for findings that fill much
+# of the chest (heart size, edema). The figures show the fusion model's and the image-only model's
+# top-3 labels, each on its layer (the paper's Figure 8).
+
+# %%
+cams = explainer.cams(study_id)  # {label: (S, S) map} for the fusion model's top-3 labels, each on its layer
+probabilities = explainer.probabilities(study_id)
+print({name: cam_layer_for(name, explainer.cam_layer) for name in cams})
+figure = cam_figure(explainer.image(study_id), cams, {n: probabilities[label_index(n)] for n in cams},
+                    title=f"study {study_id}: fusion model")
+_ = plots_training.save_figure(figure, settings.artifacts_dir, "05_gradcam_fusion")
 image_probabilities = explainer.probabilities(study_id, "image")
 image_cams = explainer.cams(study_id, role="image")
-figure = cam_figure(explainer.image(study_id), image_cams,
-                    {name: image_probabilities[label_index(name)] for name in image_cams},
-                    title=f"study {study_id}: image-only model")
+_ = cam_figure(explainer.image(study_id), image_cams, {n: image_probabilities[label_index(n)] for n in image_cams},
+               title=f"study {study_id}: image-only model")
 
 # %% [markdown]
 # Grad-CAM is one of several class activation maps. GradCAM++ weights positive gradients more
@@ -153,7 +210,7 @@ figure = cam_figure(explainer.image(study_id), image_cams,
 label = next(iter(cams))  # the fusion model's top label
 methods = [m for m in CAM_METHODS if not (settings.fast and m == "scorecam")]
 by_method = {m: explainer.cams(study_id, [label], method=m)[label] for m in methods}
-figure = cam_figure(explainer.image(study_id), by_method, {m: p_top[label] for m in methods},
+figure = cam_figure(explainer.image(study_id), by_method, {m: probabilities[label_index(label)] for m in methods},
                     title=f"{label}: CAM methods compared")
 
 # %% [markdown]
@@ -161,23 +218,69 @@ figure = cam_figure(explainer.image(study_id), by_method, {m: p_top[label] for m
 # you trust to tell Cardiomegaly from Pleural Effusion on the same image?
 
 # %% [markdown]
-# ## 4. SHAP on the report (the paper's Figures 9 to 11)
+# ## 4. SHAP on the report, and the Shapley value it approximates
 #
-# SHAP gives each word a share of the label's score: words are masked (replaced by `[MASK]`) in
-# many combinations, with the image held fixed, and the partition explainer averages each word's
-# effect. Red words push towards the label, blue words away. The values are on the **logit**
-# scale, so they add up exactly: base value (every word masked) + sum of word values = the logit.
+# SHAP gives each word $i$ of the report its Shapley value: its marginal contribution to the label's
+# logit $f$, averaged over every coalition $S$ of the other words (words outside $S$ masked),
+#
+# $$\phi_i = \sum_{S \subseteq N \setminus \{i\}} \frac{|S|!\,(n-|S|-1)!}{n!}\,\big[f(S \cup \{i\}) - f(S)\big].$$
+#
+# That is $2^{n-1}$ coalitions per word: 64 model calls cover a six-word report, $2^{49}$ a
+# fifty-word one. So `shap`'s partition explainer does not enumerate: it splits the words into a
+# hierarchy (neighbouring words grouped) and computes Owen values over it, a Shapley value that
+# respects the groups, within a budget of `max_evals` model calls. On a short text you can do both.
+
+# %% [markdown]
+# ## Your turn 2: exact Shapley values by enumeration
+#
+# Complete `exact_shapley(value, n)`: for every player (word) `i`, sum over every coalition `S` of
+# the other players (`itertools.combinations`) the weight $|S|!(n-|S|-1)!/n!$ times
+# `value(S | {i}) - value(S)`. The check runs it on games whose Shapley values are known.
+
+# %%
+def exact_shapley(value, n: int) -> np.ndarray:
+    """Shapley values (n,) of the game ``value(frozenset of players) -> float`` by enumerating coalitions."""
+    # TODO: import itertools, math; loop over players and coalition sizes
+    return None
+
+
+exercises.check_exact_shapley(exact_shapley)
+
+# %% [markdown]
+# Now a six-word report and the text-only model: a coalition keeps its words and replaces the others
+# by `[MASK]`, exactly as `shap`'s word masker does, and the value is the label's logit. Beside your
+# exact values, the partition explainer's on the same input. They agree where the words act
+# independently; where words act together (a negation and its finding) the hierarchy can split the
+# credit differently, and with `max_evals` below the number of coalitions it also estimates.
+
+# %%
+report = "there is no pleural effusion seen"
+words, text_model = report.split(), explainer.text_logit_fn(study_id, "text")
+target = "Pleural Effusion"
+
+
+def logit_of(players: frozenset) -> float:
+    kept = " ".join(word if i in players else "[MASK]" for i, word in enumerate(words))
+    return float(text_model([kept])[0, label_index(target)])
+
+
+exact = exact_shapley(logit_of, len(words))
+if exact is not None:
+    partition = explain_text(text_model, report, [target], max_evals=settings.shap_max_evals)[target].values
+    display(pd.DataFrame({"word": words, "exact Shapley": exact, "shap partition": partition}).round(3))
+
+# %% [markdown]
+# The study's own report, coloured by SHAP for the fusion model's top-3 labels (the paper's
+# Figures 9 to 11): red words push towards the label, blue words away. The values are on the
+# logit scale, and like any Shapley values they add up: base value (every word masked) + sum of
+# word values = the logit for the whole report (additivity holds on whatever output is explained;
+# we explain the logit because the model's last layer adds up in logits, and Grad-CAM explains the
+# same quantity).
 
 # %%
 explanations = explainer.shap_values(study_id)  # top-3 labels, fusion model, cached
 display(HTML(shap_report_html(list(explanations.values()))))
-
-# %% [markdown]
-# The additivity check, label by label: the base value plus the word values must give the model's
-# logit for the whole report (and, through the sigmoid, its probability).
-
-# %%
-logits = explainer.logits(study_id)  # (14,) the fusion model's logits
+logits = explainer.logits(study_id)
 pd.DataFrame([{"label": e.label, "base value": e.base_value, "sum of word values": e.values.sum(),
                "base + sum": e.base_value + e.values.sum(), "model logit": logits[label_index(e.label)],
                "top words": [word for word, _ in e.top_words(3)]} for e in explanations.values()]).round(4)
@@ -215,73 +318,137 @@ display(browser.widget)
 # ## 7. Are the explanations right?
 #
 # The paper judged its heatmaps by eye ("the attention is focused on the central thoracic cavity").
-# The phantom lets us measure instead: it knows where each finding was drawn (a mask per finding)
-# and which words state it (character spans). For the first `settings.explain_studies` test studies:
-# - **pointing game**: is the heatmap's peak inside the finding's mask? **energy**: the heatmap's
-#   share inside the mask; **mask AUROC**: do mask pixels score higher than the rest?
-#   **ROAD**: does imputing the most relevant pixels away hurt the logit more than the least relevant?
-#   All for truly present, visible findings the model predicts correctly (p >= 0.5), each beside a
-#   **RandomCAM** map (random channel weights) and the mask's area share (a uniformly random peak).
-# - **top-k words**: is one of the k highest-SHAP words inside the span stating the finding? Baseline:
-#   a random ranking. **negation**: a positive mention should get a positive SHAP sum, a negated one
-#   (the finding's words with their negation cue: "no pneumothorax") a negative sum. Baseline: a
-#   random set of as many words.
-# - **model randomisation**: randomise the trained weights from the top down; the explanation must change.
-
-# %%
-result = run_faithfulness(settings, explainer)
-print("written to", result.path)
-summary_table(result.summary).round(3)
-
-# %%
-figure = plot_checks(result.summary)
-_ = plots_training.save_figure(figure, settings.artifacts_dir, "05_faithfulness")
-
-# %% [markdown]
-# The same checks per label (here the pointing game). Small `n` means wide uncertainty: with 30
-# studies a label seen 3 times can swing from 0 to 1 by chance.
-
-# %%
-per_label_table(result.summary, "pointing_game").round(3)
-
-# %% [markdown]
-# Negation per label: the mean SHAP sum over positive mentions ("small apical pneumothorax": the
-# finding's words) and over negated ones ("no pneumothorax": the words and their negation cue)
-# should have opposite signs, positive then negative. Below the table, the fusion model's
-# Pneumothorax mentions one by one.
-
-# %%
-negation = negation_table(result.summary)
-display(negation.round(3))
-mentions = result.mentions.get("fusion", pd.DataFrame())
-mentions[mentions["label"] == "Pneumothorax"].head(6) if not mentions.empty else mentions
-
-# %% [markdown]
-# The sanity check (Adebayo et al., 2018): randomise the head, then layer4, then layer3 ... and
-# compare each heatmap with the trained model's by Spearman rank correlation. An explanation that
-# survives randomisation (stays near 1) shows the image's edges, not the model's reasoning. SHAP's
-# point is the fusion (or text) head randomised at once.
-
-# %%
-figure = plot_randomisation(result.randomisation)
-_ = plots_training.save_figure(figure, settings.artifacts_dir, "05_randomisation")
-
-# %% [markdown]
-# **What this means for clinical trust.** A heatmap that beats RandomCAM on the pointing game and
-# on ROAD points at pixels the model *uses*, and, on the phantom, at the finding itself; a heatmap
-# that does not is decoration, however plausible it looks. SHAP's top words landing in the stating
-# span, with negations signed the right way, says the text branch reads what a radiologist would
-# read; with findings+impression reports that is also how it "cheats" (the labels were extracted
-# from those words). Heatmaps at 4 x 4 resolution can only say "lower left zone", never "this rib".
+# The phantom lets us measure, if we ask the right question.
 #
-# **What cannot be checked on MIMIC-CXR.** Real data has no finding masks and no word spans: the
-# pointing game, mask overlap, top-k words and negation checks need annotations (e.g. bounding
-# boxes from a radiologist, as in some public datasets). What still works on real data: ROAD and
-# other deletion scores (they need only the model), the randomisation test, the additivity check,
-# and modality reliance. Sections 1 to 6 run unchanged on MIMIC-CXR.
+# - **Only where the model detects the finding.** "Correctly predicted" (p >= 0.5) is no evidence:
+#   a model that says yes to a label on every image is "correct" on every positive one, and its
+#   heatmap has nothing to point at. The phantom re-renders an image without one finding, identical
+#   elsewhere; a finding counts as **detected** when its logit drops by more than `DETECTION_DROP`
+#   (one unit) without it. The others are "no claim".
+# - **A pointing game that allows for resolution**: is the map's peak within a tolerance (5% of the
+#   side, as the original pointing game's 15 px at 224 px) of the finding's mask, and exactly inside?
+#   Each against a **random map** (RandomCAM) and a **random peak** (the share of pixels within the
+#   tolerance of the mask), and the **energy** of the map inside the mask.
+# - **Probes**: fresh phantom images with exactly one finding each, so no other finding can be what
+#   the map points at; test studies, where findings co-occur as in life. Localised and global findings
+#   are reported apart.
+# - **SHAP**: one of the top-k words inside the span stating the finding (vs a random ranking), and
+#   the SHAP sum over a mention signed like the mention (+ "small effusion", - "no effusion").
+# - **Model randomisation** (Adebayo et al., 2018): randomise the trained weights from the top down;
+#   an explanation that does not change explains nothing.
+#
+# First, what "detected" means on one finding of the example study:
+
+# %%
+dicom_id = str(explainer.row(study_id)["dicom_id"])
+drawn = [n for n in explainer.top_labels(study_id, "image", 14) if on_phantom and n != "No Finding"
+         and explainer.coded_labels(study_id)[n] == 1]
+if drawn:
+    pair = counterfactual(phantom_root(settings), dicom_id, drawn[0])
+    drop = logit_drops(explainer.models.image, [pair.original], [pair.without], drawn[0], settings.image_size)[0]
+    print(f"{drawn[0]}: the image-only model's logit drops by {drop:.2f} without it "
+          f"({'detected' if drop > DETECTION_DROP else 'no claim'})")
+    _ = images_figure({"as written": pair.original, f"without {drawn[0]}": pair.without},
+                      title=f"study {study_id}: the same image without one finding")
 
 # %% [markdown]
-# ## 8. One study to files
+# Now every check, on the probes and the first `settings.explain_studies` test studies (a few
+# minutes on a CPU; the results go to `metrics/faithfulness.json`).
+
+# %%
+if on_phantom:
+    result = run_faithfulness(settings, explainer)
+    print("written to", result.path)
+    display(grad_cam_table(result.summary).round(3))
+    display(shap_table(result.summary).round(3))
+else:
+    print("Section 7 needs the phantom's ground truth: there is none for", settings.profile)
+
+# %% [markdown]
+# What each layer can resolve at best: an ideal map (each cell of the layer's grid set to how much
+# of it the finding covers) scored by the same pointing game on the probes. When the real maps fall
+# short of this ceiling, the map is wrong; when the ceiling itself is low, the layer is too coarse.
+
+# %%
+if on_phantom:
+    display(resolution_table(result.summary).round(3))
+    display(grad_cam_per_label(result.summary, "probes", "image").round(3))
+
+# %%
+if on_phantom:
+    figure = plot_checks(result.summary)
+    _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_faithfulness")
+    figure = plot_randomisation(result.randomisation)
+    _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_randomisation")
+
+# %% [markdown]
+# **Reading the numbers** (they are printed above, for this run): on the probes, a map that beats
+# the random map and the random peak by a wide margin points at the finding; the resolution table
+# says how much of any shortfall is the layer's grid. Test studies are harder: findings co-occur
+# (70% of enlarged hearts come with an effusion), and a map can peak on a neighbouring finding the
+# model also uses. The fusion model's maps are scored the same way, but read notebook 04's modality
+# reliance first: a fusion model that reads the answer in the report has little reason to look at the
+# image, and may detect few findings at all. That is a finding about the model, not a bug in
+# Grad-CAM. SHAP's checks on the text model ask whether it reads the words a radiologist would; on
+# findings+impression reports that is also how it "cheats" (the labels were extracted from them).
+#
+# **What this means for clinical trust.** A plausible-looking heatmap is not evidence of a right
+# reason. Only a map that beats its random baselines, for a finding the model demonstrably uses,
+# says where the model looks.
+
+# %% [markdown]
+# ## 8. Why check explanations at all? A planted shortcut
+#
+# Chest X-ray models have learned hospital tokens and scanner markers instead of disease (Zech et
+# al., PLOS Med 2018; DeGrave et al., Nat Mach Intell 2021). The phantom can plant such a cue: a
+# corner marker (like a "PORTABLE" stamp) that goes with one finding in the training and validation
+# studies, but appears at random in the test studies. We build two small worlds from the same
+# studies, one with the marker and one without, and train the same image model on each
+# (`train_image`, the workbook's `fit`; about a minute each on a CPU).
+
+# %%
+lesson_label = "Atelectasis"
+runs = {world: shortcut.train_world(settings, lesson_label, world) for world in shortcut.WORLDS}
+shortcut.auroc_table(runs, lesson_label).round(3)
+
+# %% [markdown]
+# With the marker, validation looks excellent: the marker came with the finding there too. On the
+# test split, where the marker is random, the score falls back towards what the image itself can
+# support, and below the model trained without the marker, which had to learn the finding. Where
+# does the marked model look? Its Grad-CAM for the label, on test images with both the marker and
+# the finding: the share of the map's energy on the marker against that on the finding, and how
+# often its peak sits on the marker.
+
+# %%
+points = {world: shortcut.where_the_map_points(run, lesson_label) for world, run in runs.items()}
+pd.DataFrame({world: frame.mean(numeric_only=True) for world, frame in points.items()}).drop("study_id").round(3)
+
+# %% [markdown]
+# **Think.** The marked model's validation AUROC would have passed any review that looked only at
+# held-out scores from the same hospital. What would have caught it before deployment, and which of
+# this notebook's checks would still work on real data, where no one drew the marker's mask?
+
+# %% [markdown]
+# ## Your turn 3: the marker, taken away
+#
+# Complete `probability_shift(model, with_marker, without_marker, label)`: the model's probability
+# for `label` on an image with the marker minus on the same image without it (both float (S, S) in
+# [0, 1]; run the model on a batch of shape (2, 1, S, S) and apply the sigmoid). Then apply it to a
+# test image of the marked world whose finding is absent: the phantom re-renders it without the
+# marker, everything else identical.
+
+# %%
+def probability_shift(model, with_marker: np.ndarray, without_marker: np.ndarray, label: str) -> float:
+    """p(label | image with the marker) - p(label | the same image without it)."""
+    # TODO: torch.from_numpy(np.stack([...]))[:, None], model(...)[:, label_index(label)], torch.sigmoid
+    return None
+
+
+if exercises.check_probability_shift(probability_shift):
+    display(shortcut.marker_effect(runs["with marker"], lesson_label, probability_shift).round(3))
+
+# %% [markdown]
+# ## 9. One study to files
 #
 # The export writes the study's Grad-CAM PNG (X-ray + top-3 overlays with probabilities) and its
 # SHAP HTML page (opens in any web browser). The command line does the same:
@@ -292,13 +459,12 @@ for path in explain_study_to_files(settings, study_id):
     print(path)
 
 # %% [markdown]
-# ## Your turn 1: a pointing game with tolerance
+# ## Your turn 4: a pointing game with tolerance
 #
-# Zhang et al.'s original pointing game counts a hit when the peak lies within 15 px of the
-# object. Complete `pointing_game_with_tolerance(cam, mask, tolerance)`: find the peak of `cam`,
-# then the smallest Euclidean distance from it to any pixel of the boolean `mask`, and return
-# whether that distance is at most `tolerance` (0 = the strict game). The check prints feedback;
-# the solution is in `cxr_helpers/solutions.py`.
+# Section 7's pointing game forgives a peak just beside the finding. Complete
+# `pointing_game_with_tolerance(cam, mask, tolerance)`: find the peak of `cam`, then the smallest
+# Euclidean distance from it to any pixel of the boolean `mask`, and return whether that distance is
+# at most `tolerance` (0 = the strict game). The check uses hand-made maps and masks.
 
 # %%
 def pointing_game_with_tolerance(cam: np.ndarray, mask: np.ndarray, tolerance: float = 0) -> bool:
@@ -310,38 +476,36 @@ def pointing_game_with_tolerance(cam: np.ndarray, mask: np.ndarray, tolerance: f
 exercises.check_pointing_game_with_tolerance(pointing_game_with_tolerance)
 
 # %% [markdown]
-# Stretch: recompute the pointing game of section 7 with a tolerance of one `layer4` cell
-# (`settings.image_size // 32` px) from `result.cam["fusion"]` and the masks
-# (`load_ground_truth(...)`). How much of the gap to RandomCAM is resolution?
-
-# %% [markdown]
-# ## Your turn 2: the words that argue against a label
+# ## 10. What can be checked on real MIMIC-CXR
 #
-# Complete `words_pushing_away(explanation, k)`: the k words with the most negative SHAP values
-# (the blue ones), most negative first, from a `TextExplanation` (`.values`, `.words`).
-
-# %%
-def words_pushing_away(explanation, k: int = 3) -> list[str]:
-    """The k words with the most negative SHAP values, most negative first."""
-    # TODO: sort explanation.values, keep the k smallest, return their words.
-    return None
-
-
-if exercises.check_words_pushing_away(words_pushing_away):
-    for name, explanation in explanations.items():
-        print(f"{name}: {words_pushing_away(explanation, 3)}")
+# Real data has no phantom truth, but public annotations of MIMIC-CXR images and reports can play
+# its part, each under the same credentialed access:
+# - **MS-CXR**: radiologist bounding boxes for phrases of MIMIC-CXR reports (about 1,150 image-phrase
+#   pairs over eight findings): a pointing game and box energy for the fusion model's Grad-CAM.
+# - **REFLACX**: radiologists' eye-tracking while dictating reports on MIMIC-CXR images: where an
+#   expert looked, a soft mask to score heatmaps against.
+# - **Chest ImaGenome**: anatomical regions and findings per region for MIMIC-CXR images, derived
+#   from the reports: whether a map points at the region a finding was reported in.
+# - **RadGraph**: entities and relations in MIMIC-CXR reports with present / absent / uncertain:
+#   the stating words and their negation, as the phantom's spans give them here, for SHAP's checks.
+#
+# Without any of them, what still works on real data: deletion scores such as ROAD (they need only
+# the model; the records of section 7 hold them), the randomisation test, SHAP's additivity, and
+# modality reliance. Sections 1 to 6 run unchanged on MIMIC-CXR and Open-i.
 
 # %% [markdown]
 # ## Summary
 #
-# - Grad-CAM explains one label's logit through the last convolutional block; for a fusion model it
-#   needs the other modality held fixed, and its resolution is that of `layer4` (4 x 4 at 128 px).
-# - SHAP gives each word a share of the logit that adds up exactly; red pushes towards the label,
-#   blue away. The partition explainer with word masking costs `max_evals` model calls per label.
-# - Explanations are cached per model, study, label and method, so the browser answers at once.
-# - On the phantom, explanations can be scored against ground truth and random baselines; the
-#   randomisation test shows whether they depend on the trained weights at all.
-# - On MIMIC-CXR only the model-based checks (ROAD, randomisation, additivity, reliance) remain.
+# - Grad-CAM weights each channel of a layer by its average gradient and keeps the positive part of
+#   the weighted sum; it can only point as finely as its layer's grid, so small findings are
+#   explained on `layer3` and global ones on `layer4`.
+# - SHAP approximates Shapley values (all coalitions of words) with Owen values over a hierarchy, in
+#   `max_evals` model calls; the values add up to the explained output.
+# - An explanation is a claim that can be checked: only for findings the model detects, against
+#   random baselines, on single-finding probes and on real studies, and with the randomisation test.
+# - A model can be right for the wrong reason; its explanation is how you find out.
+# - On MIMIC-CXR, annotations such as MS-CXR, REFLACX, Chest ImaGenome and RadGraph could play the
+#   phantom's part; the model-based checks work anywhere.
 #
 # ## Questions
 #
@@ -349,18 +513,19 @@ if exercises.check_words_pushing_away(words_pushing_away):
 #    predicted with p = 0.999?
 # 2. Grad-CAM with the report held fixed: would the heatmap for Cardiomegaly change if the report
 #    said "no cardiomegaly"? Try it with `FixedTextImageModel` and `explainer.text_embedding(text=...)`.
-# 3. The pointing game's random baseline is the mask's area share. Why is that a fairer yardstick
-#    than 0.5, and which findings are easy to "hit" by chance?
-# 4. Masking words with `[MASK]` or deleting them: which is closer to "the radiologist did not
+# 3. Why is "correctly predicted" the wrong filter for scoring a heatmap, and what does the
+#    counterfactual re-render measure instead?
+# 4. The random peak's baseline is the share of pixels within the tolerance of the mask. Which
+#    findings are easy to "hit" by chance, and why report global findings apart?
+# 5. Masking words with `[MASK]` or deleting them: which is closer to "the radiologist did not
 #    write this word", and which keeps the text inside what the encoder saw in training?
-# 5. Further research: repeat section 7 for the indication-only fusion model
-#    (`StudyExplainer.from_settings(settings, fusion_name="fusion_concat_indication")`), and for the
-#    FiLM model, whose report reaches inside the CNN. Which explanations change most? Or compute
-#    Grad-CAM on `layer3` (8 x 8 cells at 128 px) with `cams_for_labels(model, model.backbone.layer3,
-#    image, labels)`: finer maps, but do they still beat RandomCAM?
+# 6. Further research: repeat section 7 with `CXR_CAM_LAYER=layer2` or `layer4` for every finding,
+#    or another CAM method (`CXR_CAM_METHOD` is `settings.cam_method`); or plant the shortcut on a
+#    finding the model finds easy (Cardiomegaly) and compare the lesson.
 #
 # ## Next
 #
-# This is the last notebook. To run the workbook on real data, point `CXR_PROFILE=mimic`,
-# `CXR_DATA_DIR` and `CXR_REPORTS_DIR` at your MIMIC-CXR-JPG and report copies (see the README)
-# and run notebooks 01 to 05 again; sections 1 to 6 and the model-based checks of section 7 carry over.
+# This is the last notebook. To run the workbook on real data, see the README: `CXR_PROFILE=openi`
+# (the public Indiana University collection, converted by `python -m cxr_helpers openi`) or
+# `CXR_PROFILE=mimic` (your credentialed MIMIC-CXR copy); sections 1 to 6 and the model-based
+# checks of section 7 carry over.

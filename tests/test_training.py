@@ -189,16 +189,17 @@ def test_train_image_writes_metrics_baselines_and_test_predictions(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "image.pt", weights_only=True)["meta"]["name"] == "image"
 
 
-def test_exercise_check_accepts_the_solution_and_tolerates_stubs(capsys):
-    from cxr_helpers.exercises import HAND_ANSWER, HAND_CASE, check_all_negative_accuracy
-    from cxr_helpers.metrics import masked_accuracy
-    from cxr_helpers.solutions import all_negative_accuracy
+def test_masked_bce_exercise_accepts_the_solution_and_rejects_stubs_and_slips(capsys):
+    from cxr_helpers.exercises import check_masked_bce
+    from cxr_helpers.solutions import masked_bce_by_hand
 
-    assert HAND_ANSWER == pytest.approx(masked_accuracy(np.zeros(HAND_CASE.shape), HAND_CASE))
-    assert check_all_negative_accuracy(all_negative_accuracy) is True
-    assert check_all_negative_accuracy(lambda targets: None) is False
+    assert check_masked_bce(masked_bce_by_hand) is True
+    assert check_masked_bce(lambda probabilities, targets: None) is False
     assert "Not done yet" in capsys.readouterr().out
-    assert check_all_negative_accuracy(lambda targets: float(np.mean(targets == 0))) is False
+    assert check_masked_bce(lambda p, t: -masked_bce_by_hand(p, t)) is False  # the paper's figure: no minus sign
+    assert "sign" in capsys.readouterr().out
+    unmasked = lambda p, t: torch.nn.functional.binary_cross_entropy(p, t.clamp(0, 1))  # noqa: E731 - blanks counted
+    assert check_masked_bce(unmasked) is False
 
 
 def test_results_table_orders_model_baselines_then_paper(tmp_path):

@@ -44,6 +44,19 @@ def cam_panel_png(
     return buffer.getvalue()
 
 
+def images_figure(images: Mapping[str, np.ndarray], title: str | None = None):
+    """Grayscale images side by side, each titled (uint8 or float in [0, 1])."""
+    figure, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), layout="constrained")
+    for axis, (name, image) in zip(np.atleast_1d(axes), images.items(), strict=True):
+        pixels = np.asarray(image, dtype=np.float32)
+        axis.imshow(pixels / 255.0 if pixels.max() > 1 else pixels, cmap="gray", vmin=0, vmax=1)
+        axis.set_title(name, fontsize=10)
+        axis.axis("off")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
 def cam_figure(image: np.ndarray, cams: Mapping[str, np.ndarray], probabilities: Mapping[str, float],
                title: str | None = None, opacity: float = 0.5):
     """The paper's Figure 8: the X-ray and one Grad-CAM overlay per label, titled with its probability."""

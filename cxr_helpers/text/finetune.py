@@ -24,7 +24,7 @@ from cxr_helpers.datasets import cohort_targets, make_loader
 from cxr_helpers.reports import text_column
 from cxr_helpers.text.embeddings import load_text_encoder
 from cxr_helpers.text.encoder import text_pooling
-from cxr_helpers.text.heads import TextClassifier, TextHead
+from cxr_helpers.text.heads import TEXT_BLANK_POLICY, TextClassifier, TextHead
 from cxr_helpers.training import fit
 
 SPLITS = ("train", "validate", "test")
@@ -69,8 +69,10 @@ def classifier_name(setting: str) -> str:
 
 
 def finetune_settings(settings: Settings) -> Settings:
-    """The settings the end-to-end text model trains with: its own learning rate and epochs."""
-    return dataclasses.replace(settings, lr=settings.text_finetune_lr, epochs=settings.text_finetune_epochs)
+    """The settings the end-to-end text model trains with: its own learning rate and epochs, and
+    ``heads.TEXT_BLANK_POLICY`` (a blank label may contradict the findings the model reads)."""
+    return dataclasses.replace(settings, lr=settings.text_finetune_lr, epochs=settings.text_finetune_epochs,
+                               blank_policy=TEXT_BLANK_POLICY)
 
 
 def build_text_classifier(settings: Settings, train_features: np.ndarray | None = None) -> TextClassifier:

@@ -22,6 +22,10 @@ from cxr_helpers.labels import NUM_LABELS, binary_targets, label_index
 from cxr_helpers.text.encoder import DEFAULT_POOLING, compute_embeddings, pool_hidden, text_pooling
 
 HEAD_HIDDEN = 256
+# The text models leave blank labels out of the loss, whatever ``settings.blank_policy`` says for the
+# image: a blank means the labeler's section did not mention the finding, while the findings the text
+# model reads may describe it; as a negative it would contradict the very words the model reads.
+TEXT_BLANK_POLICY = "ignore"
 
 
 class TextHead(nn.Module):

@@ -29,7 +29,7 @@ from cxr_helpers.text.embeddings import (
     load_text_encoder,
 )
 from cxr_helpers.text.finetune import run_text_finetune
-from cxr_helpers.text.heads import TextHead, TfidfBaseline, fit_tfidf
+from cxr_helpers.text.heads import TEXT_BLANK_POLICY, TextHead, TfidfBaseline, fit_tfidf
 from cxr_helpers.training import fit, predict
 
 SPLITS = ("train", "validate", "test")
@@ -70,9 +70,15 @@ class TextFeatureDataset(torch.utils.data.Dataset):
         return {key: value[0] for key, value in self.__getitems__([int(position)]).items()}
 
 
+def text_settings(settings: Settings) -> Settings:
+    """The settings every text model trains with: the blank policy of ``TEXT_BLANK_POLICY``."""
+    return dataclasses.replace(settings, blank_policy=TEXT_BLANK_POLICY)
+
+
 def head_settings(settings: Settings) -> Settings:
-    """The settings a text head trains with: the head's own learning rate (``settings.text_head_lr``: it starts from random weights, so it needs more than 1e-5)."""
-    return dataclasses.replace(settings, lr=settings.text_head_lr)
+    """The settings a text head trains with: its own learning rate (``settings.text_head_lr``: it starts
+    from random weights, so it needs more than 1e-5)."""
+    return dataclasses.replace(text_settings(settings), lr=settings.text_head_lr)
 
 
 def text_loaders(settings: Settings, cohort, text_features: np.ndarray) -> dict:
@@ -100,7 +106,7 @@ def run_tfidf(settings: Settings, cohort, setting: str) -> tuple[TfidfBaseline, 
     targets = cohort_targets(cohort)
     rows = split_rows(cohort)
     model = fit_tfidf(texts[rows["train"]], targets[rows["train"]], settings.uncertainty_policy, settings.seed,
-                      blank_policy=settings.blank_policy)
+                      blank_policy=TEXT_BLANK_POLICY)
     logits = {split: model.logits(texts[r]) for split, r in rows.items()}
     results = {split: evaluate(logits[split], targets[r], settings.uncertainty_policy) for split, r in rows.items()}
     return model, results, logits["test"]

@@ -201,11 +201,17 @@ reliance.round(3)
 # %% [markdown]
 # ## 6. The study browser
 #
-# Slide through the test studies; pick a label (default: the study's top-3), the CAM method, the
-# overlay's opacity and the model (fusion, or the two unimodal models side by side). Explanations
-# already computed show at once (they are cached in memory and under `explanations/`); a new study
-# is computed on demand while the status says "computing...". On the phantom the table also says
-# which findings are truly present.
+# Find a study with the slider, by its id (type it, press Enter) or with a filter: a label positive
+# in the CSV, the fusion model wrong, fusion and image-only disagreeing, or a Grad-CAM that misses the
+# finding's mask (this last one reads section 7's records: run section 7 first). Each label shown
+# (default: the fusion model's top 3; pick several with Ctrl/Cmd-click) gets a row: the X-ray, the
+# fusion model's Grad-CAM and the image-only model's, side by side, with the CAM method and layer
+# ("auto": layer3 for small findings, layer4 for global ones) to choose. Below, the report as written
+# beside the cleaned text the model read, its words coloured by SHAP on one scale for all labels shown.
+# On the phantom, **truth overlay** outlines each finding's true mask (magenta) and underlines the
+# words that state it: is the map's peak (the cross) inside the outline, are the red words the
+# underlined ones? The view picker shows the study's other images (the lateral). A study seen before
+# shows at once; new ones are computed while the status says "computing...".
 
 # %%
 browser = explanation_browser(explainer, settings=settings)

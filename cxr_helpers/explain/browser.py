@@ -68,6 +68,7 @@ class ExplanationBrowser:
         self.views = StudyViews(explainer, data_dir)
         self.shown = list(self.studies)  # the studies the slider runs over (after the filter)
         self.last_update_seconds, self.last_error = 0.0, None
+        self.grid_captions: list[str] = []  # the grid's row titles and tile captions, as text
         self._busy = self._quiet = False
         self._filter = ("all", ANY_LABEL)
         self._reports: dict[int, str] = {}
@@ -87,7 +88,7 @@ class ExplanationBrowser:
                                                       layout=widgets.Layout(width="250px")), "cxr-filter-label")
         self.find_message = _classed(widgets.HTML(), "cxr-find-message")
         # -- what is shown
-        self.label_select = _classed(widgets.SelectMultiple(options=list(CHEXPERT_LABELS), rows=6, description="labels",
+        self.label_select = _classed(widgets.SelectMultiple(options=list(CHEXPERT_LABELS), rows=7, description="labels",
                                                             style=WIDE, layout=widgets.Layout(width="260px")),
                                      "cxr-label-select")
         self.follow_top = widgets.Checkbox(value=True, description=f"each study's top {explainer.top_k} (fusion)",
@@ -135,7 +136,8 @@ class ExplanationBrowser:
 
     def _layout(self) -> widgets.VBox:
         wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="4px 12px")
-        find = widgets.HBox([self.slider, self.study_box, self.filter_condition, self.filter_label], layout=wrap)
+        find = widgets.VBox([widgets.HBox([self.slider, self.study_box], layout=wrap),
+                             widgets.HBox([self.filter_condition, self.filter_label], layout=wrap)])
         show = widgets.HBox([
             widgets.VBox([self.label_select, self.follow_top]),
             widgets.VBox([self.method_dropdown, self.layer_dropdown, self.opacity]),
@@ -236,10 +238,9 @@ class ExplanationBrowser:
             problem = str(error)
         except Exception as error:  # shown, never raised out of a widget callback
             self.last_error, problem = error, f"error: {error}"
-        finally:
-            self._set_busy(False, before)
         name = CONDITIONS[condition][0] + ("" if label == ANY_LABEL else f", {label}")
-        if not found:
+        if not found:  # (when found, update() below ends the busy state: no flicker in between)
+            self._set_busy(False, before)
             with self._quietly():
                 self.filter_condition.value, self.filter_label.value = self._filter
             self._say(html.escape(problem or f"no study matches '{name}'") + ": filter left as it was", False)
@@ -308,11 +309,13 @@ class ExplanationBrowser:
         masks = notes = None
         if truth_on:
             masks = {name: self.truth.mask(dicom_id, name, self.views.size) for name in labels}
-            notes = {name: panels.truth_words(self.truth.present(study_id, name), masks[name]) for name in labels}
+            notes = {name: panels.truth_words(name, self.truth.present(study_id, name), masks[name],
+                                              self.truth.image_visibility(dicom_id, name)) for name in labels}
         rows = panels.grid_rows(self.views.pixels(study_id, dicom_id), view.view_position, labels, coded, cams,
                                 p_view, {name: cam_layer_for(name, layer) for name in labels}, self.opacity.value,
                                 masks, notes)
         self.image.value = grid_jpeg(rows, self.tile)
+        self.grid_captions = [" | ".join([title, *(t.caption for t in tiles)]) for title, tiles in rows]  # in words
         width = len(rows[0][1]) * (self.tile + 4) - 4  # the picture's own width: shown 1:1, never stretched
         self.image.width, self.image.layout.width, self.image.layout.min_width = str(width), f"{width}px", f"{width}px"
         roles = [r for r in ("fusion", "image", "text") if explainer.has(r)]

@@ -35,11 +35,15 @@ def probability_bar(p: float, colour: str = "#c0392b", width: int = 70) -> str:
             f'<span style="display:block;width:{filled}px;height:9px;background:{colour}"></span></span> {p:.2f}')
 
 
-def truth_words(present: bool, mask: np.ndarray | None) -> str:
+def truth_words(label: str, present: bool, mask: np.ndarray | None, visibility: str | None) -> str:
     """What the ground truth says of a finding on the image shown, for a row title."""
     if not present:
-        return "truly absent"
-    return "truly present, outlined" if mask is not None else "truly present, not drawn on this image"
+        return "truth: absent"
+    if mask is not None:
+        return "truth: present, outlined"
+    if label == "No Finding":
+        return "truth: present"  # nothing to outline
+    return "truth: present, invisible here" if visibility == "invisible" else "truth: present, not on this image"
 
 
 def grid_rows(pixels: np.ndarray, view: str, labels: Sequence[str], coded: Mapping[str, int],
@@ -55,20 +59,21 @@ def grid_rows(pixels: np.ndarray, view: str, labels: Sequence[str], coded: Mappi
     rows = []
     for label in labels:
         mask = (masks or {}).get(label)
-        title = f"{label}  ·  CSV: {CODE_NAMES.get(coded[label], coded[label])}"
+        title = f"{label} · CSV: {CODE_NAMES.get(coded[label], coded[label])}"
         if truth_notes is not None:
-            title += f"  ·  {truth_notes.get(label, '')}"
+            title += f" · {truth_notes.get(label, '')}"
+        title += f" · CAM {layers[label]}"
         tiles = [Tile(gray, f"X-ray {view}", outline=mask)]
         for role, maps in cams.items():
             cam = maps[label]
-            caption = f"{ROLE_NAMES[role]}  p={probabilities[role][label_index(label)]:.2f}  ·  {layers[label]}"
+            caption = f"{ROLE_NAMES[role]} p={probabilities[role][label_index(label)]:.2f}"
             peak = None
             if np.ptp(cam) <= 1e-6:
-                caption += "  ·  flat map"  # no gradient reached this layer: the map points nowhere
+                caption += " · flat map"  # no gradient reached this layer: the map points nowhere
             else:
                 peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(cam)), cam.shape))
                 if mask is not None:
-                    caption += "  ·  peak " + ("in mask" if pointing_game_hit(cam, mask) else "outside mask")
+                    caption += " · peak " + ("in mask" if pointing_game_hit(cam, mask) else "off mask")
             tiles.append(Tile(overlay_cam(pixels, cam, opacity), caption, outline=mask, outline_alpha=0.55, peak=peak))
         rows.append((title, tiles))
     return rows

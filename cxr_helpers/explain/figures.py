@@ -137,7 +137,7 @@ def grid_jpeg(rows: Sequence[tuple[str, Sequence[Tile]]], tile: int = 200, quali
     row_height = TITLE_BAND + CAPTION_BAND + tile
     canvas = Image.new("RGB", (columns * tile + (columns - 1) * 4, max(len(rows), 1) * row_height), "white")
     draw = ImageDraw.Draw(canvas)
-    title_font, caption_font = _font(14), _font(12)
+    title_font, caption_font = _font(13), _font(12)
     for r, (title, tiles) in enumerate(rows):
         top = r * row_height
         draw.text((2, top + 2), _fit(draw, title, title_font, canvas.width - 4), fill="black", font=title_font)

@@ -84,14 +84,15 @@ def image_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def study_title(row: pd.Series, position: int, total: int) -> str:
-    """One line naming the study shown."""
-    return (f"<b>{position + 1} / {total}</b> &nbsp; subject {row['subject_id']} &nbsp; study {row['study_id']} "
+def study_title(row: pd.Series, position: int, total: int, of: int | None = None) -> str:
+    """One line naming the study shown (``of``: the rows before the filters, where they differ)."""
+    where = f"<b>{position + 1} / {total}</b>" + (f" (of {of})" if of is not None and of != total else "")
+    return (f"{where} &nbsp; subject {row['subject_id']} &nbsp; study {row['study_id']} "
             f"&nbsp; dicom {row['dicom_id'][:17]}... &nbsp; view {row['view_position']} &nbsp; split {row['split']}")
 
 
 ANY_CODE = "any"
-FILTER_CODES = {"any code": ANY_CODE, "1 (positive)": 1, "0 (negative)": 0, "-1 (uncertain)": -1, "blank (not mentioned)": -2}
+FILTER_CODES = {"any": ANY_CODE, "1 (positive)": 1, "0 (negative)": 0, "-1 (uncertain)": -1, "blank (not mentioned)": -2}
 ANY_LABEL, ANY_SPLIT = "(any label)", "(any split)"
 
 
@@ -110,7 +111,7 @@ def matching_rows(cohort: pd.DataFrame, label: str = ANY_LABEL, code: int | str 
 class CohortBrowser:
     """A slider over cohort rows (image, report with its sections marked, 14 labels), with filters and a study-id box."""
 
-    def __init__(self, cohort: pd.DataFrame, images: np.ndarray, image_width: int = 300):
+    def __init__(self, cohort: pd.DataFrame, images: np.ndarray, image_width: int = 256):
         if cohort.empty:
             raise ValueError("the cohort is empty: nothing to browse")
         self.cohort, self.images = cohort.reset_index(drop=True), images
@@ -135,7 +136,7 @@ class CohortBrowser:
         self.code_filter.add_class("cxr-filter")
         self.message, self.title = widgets.HTML(), widgets.HTML()
         self.picture = widgets.Image(format="png", width=image_width)
-        self.report = widgets.HTML(layout=widgets.Layout(width="520px", max_height="420px", overflow="auto"))
+        self.report = widgets.HTML(layout=widgets.Layout(width="400px", max_height="420px", overflow="auto"))
         self.labels = widgets.HTML()
         self.slider.observe(self.show, names="value")
         self.study_box.observe(self._on_study_box, names="value")
@@ -161,8 +162,7 @@ class CohortBrowser:
         if self._quiet:
             return
         row = self.row
-        total = f" (of {len(self.cohort)})" if len(self.rows) != len(self.cohort) else ""
-        self.title.value = study_title(row, self.slider.value, len(self.rows)) + total
+        self.title.value = study_title(row, self.slider.value, len(self.rows), len(self.cohort))
         self.picture.value = image_png(self.images[int(row["cache_index"])])  # (S, S) uint8 from the cache
         self.report.value = report_html(report_text(row))
         self.labels.value = labels_html(row)
@@ -226,6 +226,6 @@ class CohortBrowser:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def cohort_browser(cohort: pd.DataFrame, images: np.ndarray, image_width: int = 300) -> CohortBrowser:
+def cohort_browser(cohort: pd.DataFrame, images: np.ndarray, image_width: int = 256) -> CohortBrowser:
     """A slider over cohort rows showing image, report (sections marked) and labels, with filters."""
     return CohortBrowser(cohort, images, image_width)

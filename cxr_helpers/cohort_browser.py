@@ -120,7 +120,8 @@ class CohortBrowser:
         self._filters = (ANY_LABEL, ANY_CODE, ANY_SPLIT)
         wide = {"description_width": "initial"}
         self.slider = widgets.IntSlider(value=0, min=0, max=len(self.rows) - 1, description="row",
-                                        continuous_update=False, layout=widgets.Layout(width="360px"))
+                                        continuous_update=False, readout=False,  # the title says "3 / 17"
+                                        layout=widgets.Layout(width="360px"))
         self.slider.add_class("cxr-study-slider")
         self.study_box = widgets.Text(placeholder="study id, then Enter", continuous_update=False, description="go to",
                                       style=wide, layout=widgets.Layout(width="210px"))

@@ -21,13 +21,12 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import ipywidgets as widgets
-
 from cxr_helpers.cohort_browser import report_text
-from cxr_helpers.config import CAM_LAYER_NAMES, load_settings
+from cxr_helpers.config import load_settings
 from cxr_helpers.explain import browser_panels as panels
+from cxr_helpers.explain.browser_widgets import BrowserWidgets
 from cxr_helpers.explain.figures import grid_jpeg
-from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for
+from cxr_helpers.explain.gradcam import cam_layer_for
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.explain.study_finder import (
     ANY_LABEL,
@@ -41,16 +40,9 @@ from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 CAM_ROLES, SHAP_ROLES = ("fusion", "image"), ("fusion", "text")
-WIDE = {"description_width": "initial"}
 
 
-def _classed(widget, name: str):
-    """``widget`` with a CSS class (the end-to-end test finds controls by it)."""
-    widget.add_class(name)
-    return widget
-
-
-class ExplanationBrowser:
+class ExplanationBrowser(BrowserWidgets):
     """Find a study; see its labels' Grad-CAMs (fusion beside image-only), predictions, reports and SHAP words."""
 
     def __init__(self, explainer, studies: Sequence[int] | None = None, truth=None, tile: int = 200,
@@ -73,57 +65,7 @@ class ExplanationBrowser:
         self._filter = ("all", ANY_LABEL)
         self._reports: dict[int, str] = {}
         self._reliance: dict[int, object] = {}
-        # -- finding a study
-        self.slider = _classed(widgets.IntSlider(value=0, min=0, max=len(self.shown) - 1, description="study",
-                                                 continuous_update=False, layout=widgets.Layout(width="340px")),
-                               "cxr-study-slider")
-        self.study_box = _classed(widgets.Text(placeholder="study id, then Enter", continuous_update=False,
-                                               description="go to", style=WIDE, layout=widgets.Layout(width="210px")),
-                                  "cxr-study-id")
-        self.filter_condition = _classed(widgets.Dropdown(options=[(v[0], k) for k, v in CONDITIONS.items()],
-                                                          value="all", description="show", style=WIDE,
-                                                          layout=widgets.Layout(width="330px")), "cxr-filter")
-        self.filter_label = _classed(widgets.Dropdown(options=[ANY_LABEL, *CHEXPERT_LABELS], value=ANY_LABEL,
-                                                      description="for", style=WIDE,
-                                                      layout=widgets.Layout(width="250px")), "cxr-filter-label")
-        self.find_message = _classed(widgets.HTML(), "cxr-find-message")
-        # -- what is shown
-        self.label_select = _classed(widgets.SelectMultiple(options=list(CHEXPERT_LABELS), rows=7, description="labels",
-                                                            style=WIDE, layout=widgets.Layout(width="260px")),
-                                     "cxr-label-select")
-        self.follow_top = widgets.Checkbox(value=True, description=f"each study's top {explainer.top_k} (fusion)",
-                                           indent=False, layout=widgets.Layout(width="260px"))
-        method = explainer.cam_method if explainer.cam_method in CAM_METHODS else "gradcam"
-        self.method_dropdown = widgets.Dropdown(options=list(CAM_METHODS), value=method, description="CAM",
-                                                style=WIDE, layout=widgets.Layout(width="190px"))
-        layers = [("auto (by finding extent)", "auto"), *[(name, name) for name in CAM_LAYER_NAMES]]
-        self.layer_dropdown = widgets.Dropdown(options=layers, value=explainer.cam_layer or "auto", description="layer",
-                                               style=WIDE, layout=widgets.Layout(width="250px"))
-        self.opacity = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
-                                           continuous_update=False, style=WIDE, layout=widgets.Layout(width="250px"))
-        self.truth_toggle = _classed(widgets.ToggleButton(value=False, description="truth overlay", icon="eye",
-                                                          disabled=truth is None,
-                                                          tooltip="outline each finding's true mask and underline "
-                                                                  "the words that state it (phantom only)"),
-                                     "cxr-truth-toggle")
-        self.view_picker = _classed(widgets.ToggleButtons(options=[("", "")], description="view", style=WIDE),
-                                    "cxr-view-picker")
-        names = {"fusion": "fusion", "text": "text-only"}
-        self.shap_toggle = widgets.ToggleButtons(options=[(names[r], r) for r in shap_roles], value=shap_roles[0],
-                                                 description="SHAP of", style=WIDE)
-        self.status = widgets.HTML("ready")
-        self.title = widgets.HTML()
-        self.image = _classed(widgets.Image(format="jpeg", layout=widgets.Layout(height="auto", object_fit="contain")),
-                              "cxr-grid")
-        self.predictions_html = widgets.HTML(layout=widgets.Layout(min_width="380px"))
-        self.reliance_html = widgets.HTML()
-        self.raw_report = _classed(widgets.HTML(layout=widgets.Layout(width="440px", max_height="520px",
-                                                                      overflow="auto")), "cxr-raw-report")
-        self.report_html = _classed(widgets.HTML(layout=widgets.Layout(width="540px", max_height="520px",
-                                                                       overflow="auto")), "cxr-shap-report")
-        self.controls = [self.slider, self.study_box, self.filter_condition, self.filter_label, self.label_select,
-                         self.follow_top, self.method_dropdown, self.layer_dropdown, self.opacity, self.view_picker,
-                         self.shap_toggle] + ([self.truth_toggle] if truth is not None else [])
+        super().__init__(explainer, len(self.shown), self.cam_roles, shap_roles, truth is not None)
         for control in (self.slider, self.method_dropdown, self.layer_dropdown, self.opacity, self.truth_toggle,
                         self.view_picker, self.shap_toggle, self.follow_top):
             control.observe(self._on_change, names="value")
@@ -131,24 +73,7 @@ class ExplanationBrowser:
         self.study_box.observe(self._on_study_box, names="value")
         self.filter_condition.observe(self._on_filter, names="value")
         self.filter_label.observe(self._on_filter, names="value")
-        self.widget = self._layout()
         self.update()
-
-    def _layout(self) -> widgets.VBox:
-        wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="4px 12px")
-        find = widgets.VBox([widgets.HBox([self.slider, self.study_box], layout=wrap),
-                             widgets.HBox([self.filter_condition, self.filter_label], layout=wrap)])
-        show = widgets.HBox([
-            widgets.VBox([self.label_select, self.follow_top]),
-            widgets.VBox([self.method_dropdown, self.layer_dropdown, self.opacity]),
-            widgets.VBox([self.view_picker, self.shap_toggle, self.truth_toggle]),
-        ], layout=wrap)
-        box = widgets.VBox([
-            widgets.HBox([self.title, self.status], layout=widgets.Layout(grid_gap="16px")), find, self.find_message,
-            show, widgets.HBox([self.image, widgets.VBox([self.predictions_html, self.reliance_html])], layout=wrap),
-            widgets.HBox([self.raw_report, self.report_html], layout=wrap),
-        ])
-        return _classed(box, "cxr-explanation-browser")  # the end-to-end browser test finds it by this class
 
     # -- what is shown
     @property

@@ -70,7 +70,8 @@ class StudyViews:
         if study_id not in self._images:
             row = self.explainer.row(study_id)
             own = str(row["dicom_id"])
-            first = StudyImage(own, str(row.get("view_position", "") or ""), Path(str(row["image_path"])), True)
+            view = row.get("view_position", "")
+            first = StudyImage(own, "" if pd.isna(view) else str(view), Path(str(row["image_path"])), True)
             folder = Path(str(row["image_path"])).parent
             table = self.metadata()
             listed = table[table["study_id"] == study_id]

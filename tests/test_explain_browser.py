@@ -265,6 +265,11 @@ def test_finder_selects_the_right_studies(varied, tmp_path):
     batch = finder.probabilities("fusion")
     one_by_one = np.stack([varied.probabilities(s, "fusion") for s in studies])
     np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
+    fresh = StudyExplainer(varied.cohort, varied.images, varied.models, varied.text_setting, batch_size=3,
+                           max_length=varied.max_length, pooling=varied.pooling)
+    for role in ("image", "text"):  # in batches of 3 (one full, one partial), then memoised for single studies
+        np.testing.assert_allclose(fresh.logits_many(studies, role), np.stack([varied.logits(s, role) for s in studies]),
+                                   atol=1e-5)
     for label in (ANY_LABEL, CARDIO, "Pneumothorax"):
         assert finder.matching("fusion_wrong", label) == expected_wrong(varied, studies, label)
     fusion, image = batch >= 0.5, finder.probabilities("image") >= 0.5

@@ -201,17 +201,15 @@ reliance.round(3)
 # %% [markdown]
 # ## 6. The study browser
 #
-# Find a study with the slider, by its id (type it, press Enter) or with a filter: a label positive
-# in the CSV, the fusion model wrong, fusion and image-only disagreeing, or a Grad-CAM that misses the
-# finding's mask (this last one reads section 7's records: run section 7 first). Each label shown
-# (default: the fusion model's top 3; pick several with Ctrl/Cmd-click) gets a row: the X-ray, the
-# fusion model's Grad-CAM and the image-only model's, side by side, with the CAM method and layer
-# ("auto": layer3 for small findings, layer4 for global ones) to choose. Below, the report as written
-# beside the cleaned text the model read, its words coloured by SHAP on one scale for all labels shown.
-# On the phantom, **truth overlay** outlines each finding's true mask (magenta) and underlines the
-# words that state it: is the map's peak (the cross) inside the outline, are the red words the
-# underlined ones? The view picker shows the study's other images (the lateral). A study seen before
-# shows at once; new ones are computed while the status says "computing...".
+# Find a study with the slider, its id (type it, press Enter) or a filter: a label positive in the CSV,
+# the fusion model wrong, fusion and image-only disagreeing, or a Grad-CAM missing the finding's mask
+# (that one reads section 7's records). Each label shown (default: the fusion model's top 3; Ctrl/Cmd-click
+# for several) gets a row: the X-ray (or the study's lateral, with **view**), then the fusion and the
+# image-only model's Grad-CAM; below, the report as written beside the cleaned text the model read,
+# coloured by SHAP on one scale for all labels. On the phantom, **truth overlay** outlines each finding's
+# true mask in magenta and underlines the words that state it: is the map's peak (the cross) inside the
+# outline, are the red words the underlined ones? Studies seen before show at once; new ones are
+# computed while the status says "computing...".
 
 # %%
 browser = explanation_browser(explainer, settings=settings)

@@ -238,7 +238,9 @@ plots.plot_image_grid(cohort, images, n=8, seed=settings.seed);
 # ## 8. Browse the cohort study by study
 #
 # Move the slider: the image, its report (headers in bold, the sections the labeler read highlighted)
-# and its 14 labels change together. Try to find a label coded -1 and the hedge in the report behind it.
+# and its 14 labels change together. The filters keep only the rows with a label coded 1, 0, -1 or blank
+# (in one split), and the study-id box jumps to a study (type its id, press Enter). Find a label coded
+# -1 and the hedge in the report behind it.
 
 # %%
 cohort_browser(cohort, images)

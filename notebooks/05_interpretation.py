@@ -304,11 +304,15 @@ reliance.round(3)
 # %% [markdown]
 # ## 6. The study browser
 #
-# Slide through the test studies; pick a label (default: the study's top-3), the CAM method, the
-# overlay's opacity and the model (fusion, or the two unimodal models side by side). Explanations
-# already computed show at once (they are cached in memory and under `explanations/`); a new study
-# is computed on demand while the status says "computing...". On the phantom the table also says
-# which findings are truly present.
+# Find a study with the slider, its id (type it, press Enter) or a filter: a label positive in the CSV,
+# the fusion model wrong, fusion and image-only disagreeing, or a Grad-CAM missing the finding's mask
+# (that one reads section 7's records). Each label shown (default: the fusion model's top 3; Ctrl/Cmd-click
+# for several) gets a row: the X-ray (or the study's lateral, with **view**), then the fusion and the
+# image-only model's Grad-CAM; below, the report as written beside the cleaned text the model read,
+# coloured by SHAP on one scale for all labels. On the phantom, **truth overlay** outlines each finding's
+# true mask in magenta and underlines the words that state it: is the map's peak (the cross) inside the
+# outline, are the red words the underlined ones? Studies seen before show at once; new ones are
+# computed while the status says "computing...".
 
 # %%
 browser = explanation_browser(explainer, settings=settings)

@@ -102,6 +102,36 @@ def _masks(rows: int, cols: int) -> dict[str, np.ndarray]:
     return {"Cardiomegaly": heart, "Pleural Effusion": effusion}
 
 
+def _study_folder(phantom: Path, subject_id: int, study_id: int) -> Path:
+    return phantom / "mimic-cxr-jpg" / "files" / f"p{str(subject_id)[:2]}" / f"p{subject_id}" / f"s{study_id}"
+
+
+def _write_study_images(phantom: Path, rows: list[dict], cache: list[np.ndarray]) -> list[dict]:
+    """Each study's frontal JPEG at its MIMIC path, a lateral beside it for every other study (with a mask
+    for Pleural Effusion), and the metadata CSV listing them; returns the laterals' visibility rows."""
+    metadata, visibility = [], []
+    for i, row in enumerate(rows):
+        folder = Path(row["image_path"]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(cache[i]).save(row["image_path"])
+        metadata.append({"dicom_id": row["dicom_id"], "subject_id": row["subject_id"], "study_id": row["study_id"],
+                         "ViewPosition": "PA"})
+        if i % 2:
+            continue
+        lateral = row["dicom_id"].replace("-0000-0000-0000-", "-1111-0000-0000-")
+        image = xray(96, seed=100 + i)[:, :80]
+        effusion = _masks(96, 80)["Pleural Effusion"]
+        image[effusion] += 0.3
+        Image.fromarray(np.uint8(255 * np.clip(image, 0, 1))).save(folder / f"{lateral}.jpg")
+        np.savez_compressed(phantom / "ground_truth" / "masks" / f"{lateral}.npz", **{"Pleural Effusion": effusion})
+        metadata.append({"dicom_id": lateral, "subject_id": row["subject_id"], "study_id": row["study_id"],
+                         "ViewPosition": "LATERAL"})
+        visibility.append({"dicom_id": lateral, "study_id": row["study_id"], "label": "Pleural Effusion",
+                           "visibility": "clear"})
+    pd.DataFrame(metadata).to_csv(phantom / "mimic-cxr-jpg" / "mimic-cxr-2.0.0-metadata.csv", index=False)
+    return visibility
+
+
 def build_artifacts(root: Path, n_studies: int = 8) -> object:
     """Write cohort.csv, images_64.npy, checkpoints, tiny BERT and a hand-made phantom ground truth; return settings."""
     artifacts, phantom = root / "artifacts", root / "phantom"
@@ -137,7 +167,8 @@ def build_artifacts(root: Path, n_studies: int = 8) -> object:
         labels.update({"Cardiomegaly": 1, "Pleural Effusion": 1, "Pneumothorax": 0})
         rows.append({
             "subject_id": subject_id, "study_id": study_id, "dicom_id": dicom_id, "view_position": "PA",
-            "split": "test" if i >= n_studies // 2 else "train", "image_path": f"/nowhere/{dicom_id}.jpg",
+            "split": "test" if i >= n_studies // 2 else "train",
+            "image_path": str(_study_folder(phantom, subject_id, study_id) / f"{dicom_id}.jpg"),
             "report_path": str(report_path), "cache_index": i, "indication": sections.get("indication", ""),
             "findings": sections.get("findings", ""), "impression": sections.get("impression", ""),
             "text_findings_impression": text_for_setting(sections, "findings_impression"),
@@ -148,6 +179,7 @@ def build_artifacts(root: Path, n_studies: int = 8) -> object:
     np.save(artifacts / f"images_{SIZE}.npy", np.stack(cache).astype(np.uint8))
     (artifacts / f"images_{SIZE}.json").write_text(json.dumps({"size": SIZE, "count": n_studies, "complete": True,
                                                                "done": [0], "failed": []}))
+    visibility += _write_study_images(phantom, rows, cache)
     pd.DataFrame(truth).to_csv(truth_dir / "truth.csv", index=False)
     pd.DataFrame(visibility).to_csv(truth_dir / "images.csv", index=False)
     (truth_dir / "report_spans.jsonl").write_text("".join(json.dumps(s) + "\n" for s in spans))

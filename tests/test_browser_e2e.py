@@ -1,8 +1,9 @@
 """End to end in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright.
 
 Opens notebooks 01 and 05 (copies, in a temporary folder) on the tiny phantom, runs all cells,
-moves the study slider and the label dropdown, and checks that the image, the heatmap and the
-coloured report change, that no cell errors and that no widget failed to render. Screenshots are
+and uses the browsers as a student would: notebook 05's study slider, study-id box, two labels
+selected, the truth overlay toggled and a filter; after each the grid and the report must change,
+no cell may error, no widget fail to render and the browser show no error. Screenshots are
 saved under test-artifacts/. If the browser cannot start, the test fails and says why.
 """
 
@@ -193,6 +194,23 @@ def wait_for_change(page, root: str, before: dict, timeout_s: float = 120) -> di
     raise AssertionError(f"the widget {root} did not change within {timeout_s} s")
 
 
+def wait_until(page, root: str, done, what: str, timeout_s: float = 180) -> dict:
+    """Poll the widget's state until ``done(state)`` holds and nothing is busy; fail naming ``what``."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        now = widget_state(page, root)
+        if done(now) and not page.query_selector(f"{root} .cxr-busy"):
+            return now
+        time.sleep(0.5)
+    page.screenshot(path=str(SCREENSHOTS / f"stuck{root.replace('.', '_')}.png"))
+    raise AssertionError(f"{what}: not seen within {timeout_s} s; status: {page.inner_text(root)[:300]}")
+
+
+def changed(before: dict):
+    """A predicate: both the pictures and the HTML differ from ``before``."""
+    return lambda now: now["images"] != before["images"] and now["html"] != before["html"]
+
+
 def run_notebook_to_widget(browser, lab, name: str, root: str):
     """Open ``name``, run all its cells without an error, and bring the widget ``root`` into view.
 
@@ -215,27 +233,68 @@ def test_notebook_01_browser_in_jupyterlab(browser, lab):
     after = wait_for_change(page, root, before)
     assert after["images"] != before["images"], "the image did not change when the slider moved"
     assert after["html"] != before["html"], "the report did not change when the slider moved"
+    page.locator(f"{root} select").nth(2).select_option(label="test")  # the split filter
+    wait_until(page, root, lambda now: "rows match" in now["html"] and "split test" in now["html"],
+               "the cohort browser's split filter")
     page.screenshot(path=str(SCREENSHOTS / "browser_01_cohort.png"), full_page=False)
     page.close()
 
 
-def test_notebook_05_browser_in_jupyterlab(browser, lab):
+def study_to_check(settings) -> tuple[int, list[str], str]:
+    """A test study with two findings drawn on its image (one stated in the report), those two labels,
+    and a label some other test study has positive in the CSV but this one has not (for the filter)."""
+    from cxr_helpers.labels import CHEXPERT_LABELS
+    from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
+    from cxr_helpers.prepare import load_cohort
+
+    cohort = load_cohort(settings.artifacts_dir)
+    test = cohort[cohort["split"] == "test"].drop_duplicates("study_id")
+    truth = load_ground_truth(phantom_root(settings))
+    for _, row in test.iterrows():
+        drawn = [name for name in CHEXPERT_LABELS if truth.mask(row["dicom_id"], name, settings.image_size) is not None]
+        stated = {s["label"] for s in truth.study_spans(row["study_id"]) if s["code"] == 1}
+        others = test[test["study_id"] != row["study_id"]]
+        filter_labels = [name for name in CHEXPERT_LABELS if row[name] != 1 and (others[name] == 1).any()]
+        if len(drawn) >= 2 and stated & set(drawn[:2]) and filter_labels:
+            return int(row["study_id"]), drawn[:2], filter_labels[0]
+    raise AssertionError("the tiny phantom has no test study with two drawn findings")
+
+
+def test_notebook_05_browser_in_jupyterlab(browser, lab, built_artifacts):
     root = ".cxr-explanation-browser"
+    study_id, labels, filter_label = study_to_check(built_artifacts)
     page, before = run_notebook_to_widget(browser, lab, "05_interpretation", root)
     assert before["images"] and before["html"], "the explanation browser shows no heatmap or report"
 
     press_slider(page, f"{root} .cxr-study-slider")
-    after_slider = wait_for_change(page, root, before)
-    assert after_slider["images"] != before["images"], "heatmap did not change with the study slider"
-    assert after_slider["html"] != before["html"], "coloured report did not change with the study slider"
+    state = wait_until(page, root, changed(before), "the study slider changing heatmap and report")
 
-    select = page.locator(f"{root} .cxr-label-dropdown select")
-    options = select.locator("option").all_inner_texts()
-    assert len(options) >= 2, f"label dropdown offers {options}"
-    select.select_option(label=options[1])
-    after_label = wait_for_change(page, root, after_slider)
-    assert after_label["images"] != after_slider["images"], "heatmap did not change with the label"
-    assert after_label["html"] != after_slider["html"], "coloured report did not change with the label"
+    page.fill(f"{root} .cxr-study-id input", str(study_id))  # the study-id box: type, Enter
+    page.press(f"{root} .cxr-study-id input", "Enter")
+    state = wait_until(page, root, lambda now: f"study <b>{study_id}</b>" in now["html"], f"a jump to study {study_id}")
+
+    page.locator(f"{root} .cxr-label-select select").select_option(label=labels)  # two labels
+    before, state = state, wait_until(page, root, lambda now: now["html"].count("</b>: p = ") == 2,
+                                      f"one SHAP block per selected label {labels}")
+    assert state["images"] != before["images"], "the grid did not change with the labels selected"
+    assert all(f"<b>{name}</b>: p = " in state["html"] for name in labels)
+    page.screenshot(path=str(SCREENSHOTS / "browser_05_two_labels.png"), full_page=False)
+
+    assert "text-decoration:underline" not in state["html"]
+    page.click(f"{root} .cxr-truth-toggle")  # the truth overlay: outlines and underlines
+    before, state = state, wait_until(page, root, lambda now: "text-decoration:underline" in now["html"],
+                                      "the truth overlay underlining the stating words")
+    assert state["images"] != before["images"], "the truth overlay did not draw on the grid"
+    assert "truly present" in state["html"], "the predictions table shows no truth with the overlay on"
+    page.screenshot(path=str(SCREENSHOTS / "browser_05_truth.png"), full_page=False)
+
+    page.locator(f"{root} .cxr-filter-label select").select_option(label=filter_label)
+    state = wait_until(page, root, lambda now: "studies: all studies" in now["html"], "the filter's label taking")
+    page.locator(f"{root} .cxr-filter select").select_option(label="label positive in the CSV")
+    before, state = state, wait_until(page, root, changed(state), f"the filter '{filter_label} positive'")
+    assert f"study <b>{study_id}</b>" not in state["html"], "the filter kept a study it excludes"
+    assert "label positive in the CSV" in state["html"]
     page.screenshot(path=str(SCREENSHOTS / "browser_05_explanations.png"), full_page=False)
+    assert not page.query_selector(f"{root} .cxr-error"), f"the browser shows an error: {page.inner_text(root)[:500]}"
     assert_no_errors(page, {"cells": []}, "05_interpretation after interaction")  # widgets still render
     page.close()

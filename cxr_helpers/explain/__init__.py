@@ -6,6 +6,7 @@ Read in data-flow order:
 - ``models``: the trained models being explained, loaded from the artifacts folder;
 - ``cache``: explanations stored per model, study, label and method;
 - ``study``: ``StudyExplainer``, everything about one study; ``export``: one study to files;
-- ``browser``: the ipywidgets study browser of notebook 05;
+- ``browser``: the ipywidgets study browser of notebook 05 (its widgets in ``browser_widgets``, what it
+  draws in ``browser_panels``); it finds studies with ``study_finder`` and shows other views with ``study_views``;
 - ``faithfulness/``: explanations checked against the phantom's ground truth and random baselines.
 """

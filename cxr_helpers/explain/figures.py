@@ -1,14 +1,24 @@
-"""Heatmaps over the X-ray: overlays, a fast PNG panel for the browser, the paper's Figure 8."""
+"""Heatmaps over the X-ray: overlays, the browser's fast grid, the paper's Figure 8.
+
+The study browser's grid (``grid_jpeg``) draws each tile with, optionally, a finding's true mask as
+an outline (``TRUTH_COLOUR``, the colour that also underlines the stating words in the report)
+and the heatmap's peak as a small cross, so a glance says whether the map points at the finding.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pytorch_grad_cam.utils.image import show_cam_on_image
+
+TRUTH_COLOUR = (255, 0, 255)  # magenta: absent from the jet colour map and clear on gray
+CAPTION_BAND, TITLE_BAND = 18, 20  # pixels above each tile (its caption) and above each row (its title)
 
 
 def gray_to_rgb(image: np.ndarray) -> np.ndarray:
@@ -73,3 +83,82 @@ def cam_figure(image: np.ndarray, cams: Mapping[str, np.ndarray], probabilities:
     if title:
         figure.suptitle(title)
     return figure
+
+
+def mask_boundary(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """The mask's rim (bool, same shape): mask pixels within ``width`` steps of a pixel outside it."""
+    mask = np.asarray(mask, dtype=bool)
+    inner = mask.copy()
+    for _ in range(width):  # erosion by the 4-neighbourhood; outside the image counts as outside the mask
+        padded = np.pad(inner, 1, constant_values=False)
+        inner &= padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+@dataclass
+class Tile:
+    """One picture of the browser's grid: RGB pixels, a caption, and what to draw over them."""
+
+    pixels: np.ndarray  # uint8 (H, W, 3)
+    caption: str = ""
+    outline: np.ndarray | None = None  # bool (H, W): a true mask, drawn as its rim in TRUTH_COLOUR
+    outline_alpha: float = 1.0  # 1 on the X-ray; lighter on the heatmaps
+    peak: tuple[int, int] | None = None  # (row, col) in ``pixels``: the heatmap's maximum, marked with a cross
+
+
+def tile_picture(tile: Tile, size: int) -> Image.Image:
+    """The tile at ``size`` x ``size`` px with its outline and peak drawn at that resolution (crisp lines)."""
+    picture = np.asarray(Image.fromarray(tile.pixels).resize((size, size), Image.Resampling.BILINEAR)).copy()
+    if tile.outline is not None and tile.outline.any():
+        big = np.asarray(Image.fromarray(np.uint8(tile.outline) * 255).resize((size, size), Image.Resampling.NEAREST)) > 0
+        rim = mask_boundary(big, width=2 if tile.outline_alpha >= 1 else 1)
+        colour = np.array(TRUTH_COLOUR, dtype=np.float32)
+        picture[rim] = np.uint8((1 - tile.outline_alpha) * picture[rim] + tile.outline_alpha * colour)
+    image = Image.fromarray(picture)
+    if tile.peak is not None:
+        height, width = tile.pixels.shape[:2]
+        y, x = (tile.peak[0] + 0.5) * size / height, (tile.peak[1] + 0.5) * size / width
+        draw = ImageDraw.Draw(image)
+        for colour, thickness in (("black", 4), ("white", 2)):
+            draw.line([(x - 6, y), (x + 6, y)], fill=colour, width=thickness)
+            draw.line([(x, y - 6), (x, y + 6)], fill=colour, width=thickness)
+    return image
+
+
+@lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """PIL's default font at ``size`` (loaded once)."""
+    return ImageFont.load_default(size=size)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` shortened with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def grid_jpeg(rows: Sequence[tuple[str, Sequence[Tile]]], tile: int = 200, quality: int = 88) -> bytes:
+    """JPEG bytes of a grid: one row per (title, tiles), each tile captioned above.
+
+    PIL only, and JPEG without chroma subsampling: a tenth of a PNG's encoding time, a quarter of its
+    bytes (what a browser update sends), and the outlines stay crisp.
+    """
+    columns = max((len(tiles) for _, tiles in rows), default=1)
+    row_height = TITLE_BAND + CAPTION_BAND + tile
+    canvas = Image.new("RGB", (columns * tile + (columns - 1) * 4, max(len(rows), 1) * row_height), "white")
+    draw = ImageDraw.Draw(canvas)
+    title_font, caption_font = _font(13), _font(12)
+    for r, (title, tiles) in enumerate(rows):
+        top = r * row_height
+        draw.text((2, top + 2), _fit(draw, title, title_font, canvas.width - 4), fill="black", font=title_font)
+        for c, item in enumerate(tiles):
+            left = c * (tile + 4)
+            draw.text((left + 2, top + TITLE_BAND + 2), _fit(draw, item.caption, caption_font, tile - 4),
+                      fill="#333333", font=caption_font)
+            canvas.paste(tile_picture(item, tile), (left, top + TITLE_BAND + CAPTION_BAND))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()

@@ -164,3 +164,65 @@ def shap_html_page(explanations: Sequence[TextExplanation], title: str, note: st
         f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif;max-width:1100px'>"
         f"<h2>{html.escape(title)}</h2><p>{note}</p>{shap_report_html(explanations)}</body></html>"
     )
+
+
+# ----------------------------------------------------------------------------- several labels on one colour scale
+SHAP_RED, SHAP_BLUE = (214, 39, 40), (31, 119, 180)  # towards the label, away from it
+UNDERLINE_STYLE = "text-decoration:underline 2px #ff00ff;text-underline-offset:3px;"  # figures.TRUTH_COLOUR
+
+
+def shared_scale(explanations: Sequence[TextExplanation]) -> float:
+    """The largest |word value| over all the explanations: full colour on one scale for every label shown."""
+    largest = max((float(np.max(np.abs(e.values))) for e in explanations if len(e.values)), default=0.0)
+    return largest if largest > 0 else 1.0
+
+
+def word_style(value: float, scale: float) -> str:
+    """CSS for one word: red (> 0) or blue (< 0), opacity |value| / scale; white text on strong colours."""
+    strength = float(np.clip(abs(value) / scale, 0.0, 1.0))
+    red, green, blue = SHAP_RED if value > 0 else SHAP_BLUE
+    text = "color:white;" if strength > 0.6 else ""
+    return f"background:rgba({red},{green},{blue},{strength:.2f});{text}"
+
+
+def shap_scale_legend_html(scale: float) -> str:
+    """A colour bar from -scale (blue) through 0 to +scale (red), with its numbers."""
+    blue, red = ",".join(map(str, SHAP_BLUE)), ",".join(map(str, SHAP_RED))
+    bar = (f"<span style='display:inline-block;width:160px;height:10px;vertical-align:middle;background:"
+           f"linear-gradient(to right,rgb({blue}),rgba({blue},0) 50%,rgba({red},0) 50%,rgb({red}))'></span>")
+    return (f"<div style='font-size:11px;color:#444'>word value (logit) {-scale:+.3g} {bar} {scale:+.3g}"
+            " &nbsp; one scale for every label shown</div>")
+
+
+def token_words(explanation: TextExplanation) -> list[int]:
+    """For each token, the index of its word in ``text.split()`` (tokens are words plus their separators)."""
+    index, positions = 0, []
+    for token in explanation.tokens:
+        positions.append(index)
+        index += len(token.split()) or 0
+    return [min(p, max(index - 1, 0)) for p in positions]
+
+
+def shap_words_html(explanation: TextExplanation, scale: float, underline: frozenset[int] | set[int] = frozenset()) -> str:
+    """One label's words coloured on ``scale``; words whose index (in ``text.split()``) is in ``underline`` underlined."""
+    words = []
+    for token, value, word_index in zip(explanation.tokens, explanation.values, token_words(explanation), strict=True):
+        if not token.strip():
+            continue
+        style = word_style(float(value), scale) + (UNDERLINE_STYLE if word_index in underline else "")
+        words.append(f"<span title='{float(value):+.3g}' style='{style}padding:0 1px;border-radius:2px'>"
+                     f"{html.escape(token.strip())}</span>")
+    return "<div style='line-height:1.9;font-size:12px'>" + " ".join(words) + "</div>"
+
+
+def shap_labels_html(explanations: Sequence[TextExplanation],
+                     underline: Mapping[str, set[int]] | None = None, scale: float | None = None) -> str:
+    """Several labels' word values on one shared colour scale, each headed by p and logit = base + sum, and a legend."""
+    scale = shared_scale(explanations) if scale is None else scale
+    blocks = [shap_scale_legend_html(scale)]
+    for e in explanations:
+        blocks.append(
+            f"<div style='margin-top:6px;font-size:12px'><b>{html.escape(e.label)}</b>: p = {e.probability:.2f}"
+            f" <span style='color:#666'>(logit {e.output:+.2f} = base {e.base_value:+.2f} + words "
+            f"{e.values.sum():+.2f})</span></div>" + shap_words_html(e, scale, (underline or {}).get(e.label, set())))
+    return "".join(blocks)

@@ -171,6 +171,27 @@ class StudyExplainer:
             self._logits[key] = np.asarray(out, dtype=np.float32)
         return self._logits[key]
 
+    def logits_many(self, study_ids: Sequence[int], role: str = "fusion") -> np.ndarray:
+        """Logits (N, 14) of many studies, computed in batches for those not yet memoised (then memoised)."""
+        missing = [int(s) for s in dict.fromkeys(study_ids) if (int(s), role) not in self._logits]
+        model = self.models.get(role)
+        model.eval()
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
+            with torch.no_grad():
+                if role == "text":
+                    out = self.text_logit_fn(chunk[0], "text")([self.text(s) for s in chunk])
+                else:
+                    images = torch.cat([self.image_tensor(s) for s in chunk]).to(self._device(role))  # (B, 1, S, S)
+                    if role == "image":
+                        out = model(images).float().cpu().numpy()
+                    else:
+                        texts = model.embed_texts([self.text(s) for s in chunk], batch_size=len(chunk))
+                        out = model.forward_features(images, texts).float().cpu().numpy()
+            for study_id, logits in zip(chunk, np.asarray(out, dtype=np.float32), strict=True):
+                self._logits[(study_id, role)] = logits
+        return np.stack([self._logits[(int(s), role)] for s in study_ids]) if len(study_ids) else np.zeros((0, 14))
+
     def probabilities(self, study_id: int, role: str = "fusion") -> np.ndarray:
         """Predicted probabilities (14,)."""
         return 1.0 / (1.0 + np.exp(-self.logits(study_id, role).astype(np.float64)))

@@ -357,7 +357,9 @@ if drawn:
 
 # %% [markdown]
 # Now every check, on the probes and the first `settings.explain_studies` test studies (a few
-# minutes on a CPU; the results go to `metrics/faithfulness.json`).
+# minutes on a CPU; the results go to `metrics/faithfulness.json`, the per-finding records to
+# `explanations/faithfulness_records.csv`: from then on the browser of section 6 can also find the
+# studies whose Grad-CAM misses the finding's mask).
 
 # %%
 if on_phantom:

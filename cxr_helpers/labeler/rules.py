@@ -128,6 +128,14 @@ _UNCHANGED_LIST = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|interval|appreciable|substantial|major|marked|definite|apparent"
     r"|other|further|radiographic|gross|visible)\s+){0,3}(?:change|changes|difference)\s+(?:in|of)\b[^.;:]*"
 )
+# "small or moderate effusion", "right or left", "one or two nodules": the alternatives are the
+# finding's size, side or number, not the finding itself (CheXpert's parse joins the two modifiers).
+_MODIFIER_BEFORE = re.compile(
+    r"\b(?:small|moderate|mild|minimal|trace|tiny|large|severe|marked|right|left|bilateral|unilateral|upper|lower"
+    r"|middle|mid|anterior|posterior|lateral|medial|apical|basilar|one|two|three|four|single|few|several|multiple"
+    r"|acute|chronic|early|new|old|focal|diffuse|partial|complete|\d+(?:\.\d+)?(?:st|nd|rd|th|cm|mm)?)\s*$"
+)
+_MODIFIER_REACH = 16  # characters before the conjunction searched for the modifier
 # Cue kinds, in the order they are checked.
 EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE = (
     "exclusion",
@@ -176,12 +184,7 @@ def analyse(prepared: str) -> Scopes:
         Cue(m.start(), m.end(), kind) for kind, pattern in _CUE_PATTERNS for m in pattern.finditer(prepared)
     ]
     unchanged = [match.span() for match in _UNCHANGED_LIST.finditer(prepared)]
-    if unchanged:
-        cues = [
-            cue
-            for cue in cues
-            if cue.kind != ALTERNATIVE or not any(begin <= cue.start < end for begin, end in unchanged)
-        ]
+    cues = [cue for cue in cues if cue.kind != ALTERNATIVE or _offers_alternatives(prepared, cue, unchanged)]
     cues.sort(key=lambda cue: cue.start)
     return Scopes(
         prepared,
@@ -191,6 +194,13 @@ def analyse(prepared: str) -> Scopes:
         cues,
         [cue.start for cue in cues],
     )
+
+
+def _offers_alternatives(prepared: str, cue: Cue, unchanged: list[tuple[int, int]]) -> bool:
+    """Whether an "or" / "versus" / "/" joins two readings, not two modifiers or two unchanged things."""
+    if any(begin <= cue.start < end for begin, end in unchanged):
+        return False
+    return _MODIFIER_BEFORE.search(prepared, max(0, cue.start - _MODIFIER_REACH), cue.start) is None
 
 
 def _before(positions: list[int], offset: int, floor: int) -> int:

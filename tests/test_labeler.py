@@ -18,7 +18,7 @@ from cxr_helpers.labeler import (
     label_sections,
 )
 from cxr_helpers.labeler.labeler import aggregate
-from cxr_helpers.labeler.mesh import MESH_LABELS, mesh_labels
+from cxr_helpers.labeler.mesh import MESH_LABELS, mesh_convention, mesh_labels
 from cxr_helpers.labeler.sources import ReportSource
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom import write_phantom
@@ -148,6 +148,10 @@ def test_or_only_hedges_the_words_beside_it_and_never_a_negated_list():
     labels = codes("No significant change in the right pneumothorax or pleural fluid.")
     assert labels["Pneumothorax"] == 1.0 and labels["Pleural Effusion"] == 1.0  # what did not change
     assert codes("Fracture of the 5th or 6th rib.")["Fracture"] == 1.0
+    assert codes("Small or moderate left pleural effusion.")["Pleural Effusion"] == 1.0  # size alternatives
+    assert codes("Mild or moderate cardiomegaly.")["Cardiomegaly"] == 1.0
+    assert codes("Right or left apical pneumothorax.")["Pneumothorax"] == 1.0
+    assert codes("One or two small nodules.")["Lung Lesion"] == 1.0
     assert codes("Status post CABG s/p sternotomy. Cardiomegaly.")["Cardiomegaly"] == 1.0
 
 
@@ -420,6 +424,23 @@ def test_evidence_html_escapes_and_colours_by_code():
 
 
 # --- MeSH ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, expected",
+    [
+        ("normal", None),
+        ("No Indexing", "no indexing"),
+        ("Thoracic Vertebrae/degenerative/mild", "degenerative change"),
+        ("Catheters, Indwelling/right;Spine/degenerative", "degenerative change + support devices"),
+        ("Technical Quality of Image Unsatisfactory ", "technical quality"),
+        ("Implanted Medical Device;Cardiomegaly/mild", None),  # a finding too
+        ("Pulmonary Atelectasis/degenerative", None),  # a scored label is never a convention
+        (float("nan"), None),
+    ],
+)
+def test_mesh_conventions_that_chexperts_no_finding_ignores(field, expected):
+    assert mesh_convention(field) == expected
 
 
 def test_mesh_mapping():

@@ -155,11 +155,20 @@ def test_or_only_hedges_the_words_beside_it_and_never_a_negated_list():
     assert codes("Status post CABG s/p sternotomy. Cardiomegaly.")["Cardiomegaly"] == 1.0
 
 
-def test_a_hedge_before_a_list_reaches_every_item():
+def test_a_hedge_that_takes_an_object_reaches_every_item_of_a_list():
     labels = codes("Differential diagnosis includes infection, aspiration, pulmonary edema.")
     assert labels["Pneumonia"] == -1.0 and labels["Edema"] == -1.0
-    labels = codes("Possible pneumonia, small left pleural effusion.")  # a new statement after the comma
+    labels = codes("Findings are concerning for pneumonia, atelectasis, pulmonary edema.")
+    assert labels["Pneumonia"] == labels["Atelectasis"] == labels["Edema"] == -1.0
+    labels = codes("Concerning for pneumonia, small left pleural effusion.")  # a new statement
     assert labels["Pneumonia"] == -1.0 and labels["Pleural Effusion"] == 1.0
+
+
+def test_a_hedging_adjective_reaches_its_own_noun_phrase_only():
+    labels = codes("Possible pneumonia, mild cardiomegaly.")
+    assert labels["Pneumonia"] == -1.0 and labels["Cardiomegaly"] == 1.0
+    labels = codes("Possible pneumonia and atelectasis.")  # no comma: one statement
+    assert labels["Pneumonia"] == -1.0 and labels["Atelectasis"] == -1.0
 
 
 @pytest.mark.parametrize(

@@ -85,12 +85,20 @@ _INTERPRETS = (
     r"(?:represent|reflect|indicate|signify|correspond\s+to|relate\s+to"
     r"|be\s+related\s+to|be\s+secondary\s+to)\b"
 )
+# A hedging word right before the finding ("possible pneumonia"): it reaches the mention's
+# comma-free stretch only (CheXpert's "possible", "probable", ... modify one noun).
 PRE_UNCERTAINTY = re.compile(
-    r"\b(?:possible|possibly|probable|questionable|questionably|presumed|presumably|presumptive"
-    r"|suspected|suspect|suspicious|suspicion|concern|concerning|worrisome|suggestions?\s+of|equivocal"
-    r"|perhaps|potential|potentially|question\s+of|differential\s+(?:diagnosis\s+)?(?:includes?|considerations?"
-    r"|would\s+include)|(?:evaluate|eval|assess|evaluation|assessment)\s+(?:for|of)"
-    r"|consider|considered|thought\s+to\s+represent|secondary\s+to|less\s+likely|alternatively)\b"
+    r"\b(?:possible|possibly|probable|questionable|questionably|presumed|presumably|presumptive|suspected"
+    r"|equivocal|perhaps|potential|potentially|less\s+likely|alternatively)\b"
+)
+# A hedge that takes its findings as an object ("concerning for", "differential diagnosis includes",
+# "may represent"): it reaches every item of a list, as a negation does (in CheXpert's parse the
+# items joined to the first one inherit the edge from the hedge).
+LIST_UNCERTAINTY = re.compile(
+    r"\b(?:suspect|suspicious|suspicion|concern|concerning|worrisome|suggestions?\s+of|question\s+of"
+    r"|differential\s+(?:diagnosis\s+)?(?:includes?|considerations?|would\s+include)"
+    r"|(?:evaluate|eval|assess|evaluation|assessment)\s+(?:for|of)|consider|considered|thought\s+to\s+represent"
+    r"|secondary\s+to)\b"
     r"|\b(?:may|might|could|can)\s+(?:also\s+)?"
     + _INTERPRETS
     + r"|\b(?:likely|probably|possibly|presumably)\s+(?:represent|reflect|indicat|relat)\w*"
@@ -137,11 +145,12 @@ _MODIFIER_BEFORE = re.compile(
 )
 _MODIFIER_REACH = 16  # characters before the conjunction searched for the modifier
 # Cue kinds, in the order they are checked.
-EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE = (
+EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, LIST_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE = (
     "exclusion",
     "pre_neg",
     "post_neg",
     "pre_unc",
+    "list_unc",
     "post_unc",
     "either_unc",
     "alternative",
@@ -151,6 +160,7 @@ _CUE_PATTERNS = (
     (PRE_NEG, PRE_NEGATION),
     (POST_NEG, POST_NEGATION),
     (PRE_UNC, PRE_UNCERTAINTY),
+    (LIST_UNC, LIST_UNCERTAINTY),
     (POST_UNC, POST_UNCERTAINTY),
     (EITHER_UNC, EITHER_SIDE_UNCERTAINTY),
     (ALTERNATIVE, ALTERNATIVES),
@@ -243,7 +253,7 @@ def classify(scopes: Scopes, start: int, end: int) -> tuple[int, Cue | None]:
     for kinds, code in (
         ((EXCLUSION,), UNCERTAIN),
         ((PRE_NEG, POST_NEG), NEGATIVE),
-        ((PRE_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE), UNCERTAIN),
+        ((PRE_UNC, LIST_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE), UNCERTAIN),
     ):
         for kind in kinds:
             if kind in found:
@@ -264,6 +274,8 @@ def _applies(
     if cue.kind == POST_NEG:
         return inside or after
     if cue.kind == PRE_UNC:
+        return inside or (before and cue.start >= stretch_start)
+    if cue.kind == LIST_UNC:
         return inside or (before and cue.start >= negation_reach)
     if cue.kind == POST_UNC:
         return inside or after

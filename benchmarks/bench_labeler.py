@@ -116,9 +116,10 @@ def macro_f1(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
     tp = (predicted & actual).sum(axis=-2)
     fp = (predicted & ~actual).sum(axis=-2)
     fn = (~predicted & actual).sum(axis=-2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(tp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-    return np.nanmean(f1, axis=-1)
+    scored = tp + fn > 0
+    f1 = np.where(scored, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample without any positive: NaN
+        return f1.sum(axis=-1) / scored.sum(axis=-1)
 
 
 def bootstrap_interval(predicted: np.ndarray, actual: np.ndarray) -> tuple[float, float]:

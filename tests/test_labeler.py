@@ -1,7 +1,9 @@
 """The report labeler: hard cases, aggregation, No Finding, evidence offsets, sections, MeSH, CLI, phantom."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -466,6 +468,41 @@ def test_mesh_mapping():
     assert normal["No Finding"] == 1.0 and normal["Cardiomegaly"] == 0.0
     assert mesh_labels("normal;Cardiomegaly")["No Finding"] == 0.0
     assert mesh_labels(float("nan"))["No Finding"] == 0.0
+
+
+# --- the benchmark's scoring ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/bench_labeler.py as a module (it is a script, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_labeler.py"
+    spec = importlib.util.spec_from_file_location("bench_labeler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_macro_f1_and_its_bootstrap_interval(bench):
+    predicted = np.array([[1, 1], [1, 0], [0, 0], [0, 1]], dtype=bool)
+    actual = np.array([[1, 0], [0, 0], [1, 0], [0, 0]], dtype=bool)
+    # label 1: tp 1, fp 1, fn 1 -> F1 0.5; label 2 has no reference positive and is left out
+    assert float(bench.macro_f1(predicted, actual)) == 0.5
+    low, high = bench.bootstrap_interval(predicted, actual)
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+    assert (low, high) == bench.bootstrap_interval(predicted, actual)  # seeded
+
+
+def test_the_chexpert_convention_reference(bench):
+    ours = pd.DataFrame({"uid": [1, 2, 3], **{label: np.nan for label in CHEXPERT_LABELS}})
+    ours.loc[0, "Atelectasis"] = -1.0  # hedged by the report
+    ours.loc[1, "No Finding"] = 1.0
+    fields = pd.Series(["Pulmonary Atelectasis", "Thoracic Vertebrae/degenerative", "No Indexing"])
+    reference = pd.DataFrame([{"uid": i + 1, **mesh_labels(field)} for i, field in enumerate(fields)])
+    kept, adjusted = bench.chexpert_convention_reference(ours, reference, fields)
+    assert kept.tolist() == [True, True, False]
+    assert adjusted.loc[0, "Atelectasis"] == 0.0 and reference.loc[0, "Atelectasis"] == 1.0
+    assert adjusted.loc[1, "No Finding"] == 1.0 and reference.loc[1, "No Finding"] == 0.0
 
 
 # --- tables ------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The report labeler: hard cases, aggregation, No Finding, evidence offsets, sections, MeSH, CLI, phantom."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,7 @@ from cxr_helpers.labeler import (
     label_sections,
 )
 from cxr_helpers.labeler.labeler import aggregate
-from cxr_helpers.labeler.mesh import MESH_LABELS, mesh_labels
+from cxr_helpers.labeler.mesh import MESH_LABELS, mesh_convention, mesh_labels
 from cxr_helpers.labeler.sources import ReportSource
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom import write_phantom
@@ -84,23 +86,111 @@ def test_negation_stops_at_but_however_and_a_new_clause(text):
         ("Cannot exclude a small apical pneumothorax.", "Pneumothorax"),
         ("Possible early pneumonia in the left lower lobe.", "Pneumonia"),
         ("Findings are concerning for infection.", "Pneumonia"),
-        ("Retrocardiac opacity, likely atelectasis.", "Atelectasis"),
         ("Subsegmental atelectasis versus consolidation.", "Consolidation"),
         ("Probable small right pleural effusion.", "Pleural Effusion"),
         ("A small effusion is suspected.", "Pleural Effusion"),
+        ("Streaky opacity, worrisome for early pneumonia.", "Pneumonia"),
+        ("Suspicious for a small right pneumothorax.", "Pneumothorax"),
+        ("There is a suggestion of a small left effusion.", "Pleural Effusion"),
+        ("Pneumonia is less likely.", "Pneumonia"),
+        ("Blunting of the angle, possibly reflecting a small effusion.", "Pleural Effusion"),
+        ("Basilar opacities likely reflect atelectasis.", "Atelectasis"),  # the phantom's own -1 sentence
+        ("Opacity probably representing pneumonia.", "Pneumonia"),
+        ("Atelectasis secondary to the effusion.", "Pleural Effusion"),  # CheXpert: "secondary to X"
+        ("Viral infection is another consideration.", "Pneumonia"),
+        ("Interstitial edema, or alternatively infection.", "Pneumonia"),
+        ("A small pneumothorax is not well visualized.", "Pneumothorax"),  # CheXpert: not a negation
+        ("A small pneumothorax was not appreciated on the lateral view.", "Pneumothorax"),
+        ("A small pneumothorax is not clearly seen.", "Pneumothorax"),
     ],
 )
 def test_hedges_are_uncertain(text, label):
     assert codes(text)[label] == -1.0
 
 
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("Retrocardiac opacity, likely atelectasis.", "Atelectasis"),
+        ("Pneumonia is likely.", "Pneumonia"),
+        ("Findings are most likely atelectasis.", "Atelectasis"),
+        ("Bibasilar airspace disease, probably atelectasis.", "Atelectasis"),
+        ("Findings are consistent with pneumonia.", "Pneumonia"),
+        ("Opacity compatible with right lower lobe pneumonia.", "Pneumonia"),
+        ("Findings are strongly suggestive of pneumonia.", "Pneumonia"),
+        ("Hyperinflation and opacity suggest pneumonia.", "Pneumonia"),
+        ("Right basilar consolidation due to pneumonia.", "Pneumonia"),
+    ],
+)
+def test_what_chexpert_does_not_count_as_a_hedge_is_positive(text, label):
+    # CheXpert's uncertainty rules list "possible", "probable", "suspicious", "concerning for",
+    # "suggestion of", "may", "less likely", ... but not "likely", "probably", "consistent with",
+    # "compatible with", "suggestive of" or "suggest(s)" (NegBio's "suggest" was dropped from its list).
+    assert codes(text)[label] == 1.0
+
+
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("Opacities compatible with scarring or atelectasis.", "Atelectasis"),
+        ("Improved left basilar atelectasis or infiltrate.", "Atelectasis"),
+        ("Left base opacity, atelectasis and/or pneumonia.", "Pneumonia"),
+        ("Mild bibasilar airspace disease/atelectasis.", "Atelectasis"),
+        ("Small effusion or pleural thickening.", "Pleural Effusion"),
+    ],
+)
+def test_alternatives_joined_by_or_are_uncertain(text, label):
+    # CheXpert's "XXX or YYY" rule; its loader reads "X/Y" and "and/or" as "or".
+    assert codes(text)[label] == -1.0
+
+
+def test_or_only_hedges_the_words_beside_it_and_never_a_negated_list():
+    assert codes("No pneumothorax or pleural effusion.")["Pleural Effusion"] == 0.0
+    assert codes("Atelectasis of the fifth or sixth rib level.")["Atelectasis"] == 1.0  # 3 words away
+    labels = codes("No significant change in the right pneumothorax or pleural fluid.")
+    assert labels["Pneumothorax"] == 1.0 and labels["Pleural Effusion"] == 1.0  # what did not change
+    assert codes("Fracture of the 5th or 6th rib.")["Fracture"] == 1.0
+    assert codes("Small or moderate left pleural effusion.")["Pleural Effusion"] == 1.0  # size alternatives
+    assert codes("Mild or moderate cardiomegaly.")["Cardiomegaly"] == 1.0
+    assert codes("Right or left apical pneumothorax.")["Pneumothorax"] == 1.0
+    assert codes("One or two small nodules.")["Lung Lesion"] == 1.0
+    assert codes("Status post CABG s/p sternotomy. Cardiomegaly.")["Cardiomegaly"] == 1.0
+
+
+def test_a_hedge_that_takes_an_object_reaches_every_item_of_a_list():
+    labels = codes("Differential diagnosis includes infection, aspiration, pulmonary edema.")
+    assert labels["Pneumonia"] == -1.0 and labels["Edema"] == -1.0
+    labels = codes("Findings are concerning for pneumonia, atelectasis, pulmonary edema.")
+    assert labels["Pneumonia"] == labels["Atelectasis"] == labels["Edema"] == -1.0
+    labels = codes("Concerning for pneumonia, small left pleural effusion.")  # a new statement
+    assert labels["Pneumonia"] == -1.0 and labels["Pleural Effusion"] == 1.0
+
+
+def test_a_hedging_adjective_reaches_its_own_noun_phrase_only():
+    labels = codes("Possible pneumonia, mild cardiomegaly.")
+    assert labels["Pneumonia"] == -1.0 and labels["Cardiomegaly"] == 1.0
+    labels = codes("Possible pneumonia and atelectasis.")  # no comma: one statement
+    assert labels["Pneumonia"] == -1.0 and labels["Atelectasis"] == -1.0
+
+
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("History of pneumonia.", "Pneumonia"),
+        ("Evaluate to rule out pneumothorax.", "Pneumothorax"),
+        ("Drainage of the left pleural effusion.", "Pleural Effusion"),
+    ],
+)
+def test_chexpert_negations_history_rule_out_drainage(text, label):
+    assert codes(text)[label] == 0.0
+
+
 def test_a_hedge_after_an_observation_only_reaches_forward():
     labels = codes("Left basilar opacity may represent atelectasis.")
     assert labels["Lung Opacity"] == 1.0 and labels["Atelectasis"] == -1.0
     assert "No Finding" not in labels
-    labels = codes("Persistent retrocardiac opacity is most likely atelectasis.")
+    labels = codes("Persistent retrocardiac opacity likely represents atelectasis.")
     assert labels["Lung Opacity"] == 1.0 and labels["Atelectasis"] == -1.0
-    assert codes("Pneumonia is likely.")["Pneumonia"] == -1.0
     assert codes("Subtle opacity may be due to overlapping soft tissue.")["Lung Opacity"] == -1.0
     labels = codes("Basilar consolidation may represent atelectasis versus early pneumonia.")
     assert labels["Consolidation"] == 1.0 and labels["Atelectasis"] == -1.0 and labels["Pneumonia"] == -1.0
@@ -111,9 +201,12 @@ def test_a_hedge_after_an_observation_only_reaches_forward():
     [
         ("Mild pulmonary vascular congestion.", "Edema", -1.0),  # points at edema (CheXpert: uncertain)
         ("No pulmonary vascular congestion.", "Edema", 0.0),
+        ("Mild central vascular prominence.", "Edema", -1.0),  # CheXpert: uncertain
+        ("Findings of CHF.", "Edema", 1.0),  # CheXpert: heart failure is an Edema mention ...
+        ("Findings of CHF.", "Cardiomegaly", -1.0),  # ... and makes Cardiomegaly uncertain
+        ("Congestive heart failure.", "Cardiomegaly", -1.0),
         ("Borderline cardiomegaly.", "Cardiomegaly", 1.0),  # a mild degree of the finding
         ("Borderline heart size.", "Cardiomegaly", -1.0),  # the size itself is in doubt
-        ("Opacities compatible with scarring or atelectasis.", "Atelectasis", 1.0),  # "or" is not a hedge
         ("Hydropneumothorax on the right.", "Pneumothorax", 1.0),
         ("Hydropneumothorax on the right.", "Pleural Effusion", 1.0),
         ("Small pericardial effusion.", "Pleural Effusion", None),
@@ -244,6 +337,29 @@ def test_no_finding_ignores_support_devices_and_negations_but_not_other_abnormal
     assert aggregate([mention("Other Finding", 0)])["No Finding"] == 1.0
     assert codes("Emphysema. No pneumothorax.").get("No Finding") is None
     assert codes("ET tube 4 cm above the carina. No pneumothorax.")["No Finding"] == 1.0
+    assert codes("No CHF. No pneumothorax.")["No Finding"] == 1.0  # a negated heart failure adds nothing
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tracheostomy tube in good position. Lungs are clear.",  # CheXpert lists these two devices
+        "Pacemaker defibrillator leads in the right ventricle. Lungs are clear.",  # among its findings
+        "Prominent epicardial fat pad. Lungs are clear.",  # CheXpert: any "prominen..."
+        "Chronic inflammatory changes at the apices. Lungs are otherwise clear.",
+        "Mild cephalization. Lungs are clear.",
+        "Pulmonary venous hypertension. Lungs are clear.",
+    ],
+)
+def test_chexpert_other_findings_keep_a_report_from_no_finding(text):
+    labels = codes(text)
+    assert "No Finding" not in labels
+    assert labels.get("Edema") != 1.0
+
+
+def test_a_size_word_that_is_also_an_other_finding_still_qualifies_the_heart():
+    assert codes("The cardiac silhouette is prominent.")["Cardiomegaly"] == 1.0
+    assert codes("Opacities most prominent in the lung bases.") == {"Lung Opacity": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -321,6 +437,23 @@ def test_evidence_html_escapes_and_colours_by_code():
 # --- MeSH ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "field, expected",
+    [
+        ("normal", None),
+        ("No Indexing", "no indexing"),
+        ("Thoracic Vertebrae/degenerative/mild", "degenerative change"),
+        ("Catheters, Indwelling/right;Spine/degenerative", "degenerative change + support devices"),
+        ("Technical Quality of Image Unsatisfactory ", "technical quality"),
+        ("Implanted Medical Device;Cardiomegaly/mild", None),  # a finding too
+        ("Pulmonary Atelectasis/degenerative", None),  # a scored label is never a convention
+        (float("nan"), None),
+    ],
+)
+def test_mesh_conventions_that_chexperts_no_finding_ignores(field, expected):
+    assert mesh_convention(field) == expected
+
+
 def test_mesh_mapping():
     labels = mesh_labels("Cardiomegaly/borderline;Pulmonary Atelectasis/base/left")
     assert labels["Cardiomegaly"] == 1.0 and labels["Atelectasis"] == 1.0
@@ -335,6 +468,41 @@ def test_mesh_mapping():
     assert normal["No Finding"] == 1.0 and normal["Cardiomegaly"] == 0.0
     assert mesh_labels("normal;Cardiomegaly")["No Finding"] == 0.0
     assert mesh_labels(float("nan"))["No Finding"] == 0.0
+
+
+# --- the benchmark's scoring ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/bench_labeler.py as a module (it is a script, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_labeler.py"
+    spec = importlib.util.spec_from_file_location("bench_labeler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_macro_f1_and_its_bootstrap_interval(bench):
+    predicted = np.array([[1, 1], [1, 0], [0, 0], [0, 1]], dtype=bool)
+    actual = np.array([[1, 0], [0, 0], [1, 0], [0, 0]], dtype=bool)
+    # label 1: tp 1, fp 1, fn 1 -> F1 0.5; label 2 has no reference positive and is left out
+    assert float(bench.macro_f1(predicted, actual)) == 0.5
+    low, high = bench.bootstrap_interval(predicted, actual)
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+    assert (low, high) == bench.bootstrap_interval(predicted, actual)  # seeded
+
+
+def test_the_chexpert_convention_reference(bench):
+    ours = pd.DataFrame({"uid": [1, 2, 3], **{label: np.nan for label in CHEXPERT_LABELS}})
+    ours.loc[0, "Atelectasis"] = -1.0  # hedged by the report
+    ours.loc[1, "No Finding"] = 1.0
+    fields = pd.Series(["Pulmonary Atelectasis", "Thoracic Vertebrae/degenerative", "No Indexing"])
+    reference = pd.DataFrame([{"uid": i + 1, **mesh_labels(field)} for i, field in enumerate(fields)])
+    kept, adjusted = bench.chexpert_convention_reference(ours, reference, fields)
+    assert kept.tolist() == [True, True, False]
+    assert adjusted.loc[0, "Atelectasis"] == 0.0 and reference.loc[0, "Atelectasis"] == 1.0
+    assert adjusted.loc[1, "No Finding"] == 1.0 and reference.loc[1, "No Finding"] == 0.0
 
 
 # --- tables ------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from cxr_helpers.labeler.mentions import find_mentions
 from cxr_helpers.labeler.text import prepare
-from cxr_helpers.labeler.vocabulary import FINDING_LABELS, OTHER_FINDING
+from cxr_helpers.labeler.vocabulary import DEVICES_THAT_ARE_FINDINGS, FINDING_LABELS, OTHER_FINDING
 from cxr_helpers.labels import CHEXPERT_LABELS, NEGATIVE, POSITIVE, UNCERTAIN
 from cxr_helpers.reports import find_headers, last_paragraph_span
 
@@ -27,6 +27,7 @@ READ_OPTIONS = ("impression", "findings_impression")
 NOTHING_READ = "none"
 _PART_SEPARATOR = "\n\n"  # between the sections joined by label_sections (a paragraph break: a sentence end)
 _WORD = re.compile(r"[a-z]{2,}")
+_DEVICE_FINDING = re.compile(r"\b(?:" + DEVICES_THAT_ARE_FINDINGS + r")\b")
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,11 @@ def aggregate(mentions: list[Mention]) -> dict[str, float | None]:
         codes.get(label, set()) & {POSITIVE, UNCERTAIN}
         for label in (*FINDING_LABELS, OTHER_FINDING)
         if label != "Support Devices"
+    ) or any(
+        mention.label == "Support Devices"
+        and mention.code in (POSITIVE, UNCERTAIN)
+        and _DEVICE_FINDING.search(mention.text.lower())
+        for mention in mentions
     )
     labels["No Finding"] = None if abnormal else 1.0
     return {label: labels[label] for label in CHEXPERT_LABELS}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cxr_helpers.labeler.rules import Cue, Scopes, analyse, classify, clause_bounds, forward_limit
 from cxr_helpers.labeler.text import prepare
 from cxr_helpers.labeler.vocabulary import (
+    ALSO_UNCERTAIN,
     MENTIONS,
     NORMAL_WORDS,
     OTHER_FINDING,
@@ -57,6 +58,9 @@ SIZE_BEFORE = {  # a size word right before the phrase, optionally "-sized" / "o
     for label, words in SIZE_WORDS.items()
 }
 NORMAL_AFTER = re.compile(_alternation(NORMAL_WORDS))
+ALSO_UNCERTAIN_AFTER = {
+    label: (re.compile(pattern), other) for label, (pattern, other) in ALSO_UNCERTAIN.items()
+}
 # A predicate already said about a generic phrase: its size word cannot come after the next comma.
 _PREDICATE = re.compile(
     r"\b(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has|have|stable"
@@ -93,8 +97,12 @@ def find_mentions(text: str, prepared: str | None = None) -> list[Found]:
     found = []
     for start, end, label, kind in candidates:
         mention = _classify_candidate(prepared, scopes, start, end, label, kind, taken)
-        if mention is not None:
-            found.append(mention)
+        if mention is None:
+            continue
+        found.append(mention)
+        also = ALSO_UNCERTAIN_AFTER.get(label)
+        if also and mention.code != NEGATIVE and also[0].fullmatch(prepared, start, end):
+            found.append(Found(also[1], start, end, UNCERTAIN, prepared[start:end]))
     return found
 
 
@@ -159,7 +167,9 @@ def _size_word(
         name = before.lastgroup
         return _CODES[name], before.start(name), before.end(name), before.group(name)
     for after in SIZE_AFTER[label].finditer(prepared, end, _size_search_end(prepared, scopes, end)):
-        if not any(begin <= after.start() < finish for begin, finish in taken):
+        if not any(
+            begin <= after.start() < finish and (begin, finish) != after.span() for begin, finish in taken
+        ):
             name = after.lastgroup
             return _CODES[name], after.start(name), after.end(name), after.group(name)
     return None

@@ -12,6 +12,9 @@ the part before the first ``/``. The mapping (exact names, as in the NegBio Open
 
 The coders recorded hedged findings too (``Cardiomegaly/borderline``), so the reference differs
 from CheXpert's rules in places; that difference is part of what the comparison shows.
+``mesh_convention`` names the coding conventions that make MeSH "normal" stricter than CheXpert's
+No Finding (devices, degenerative change, technical quality, no indexing), so a benchmark can
+count the errors they explain apart from the labeler's own.
 """
 
 from __future__ import annotations
@@ -63,3 +66,52 @@ def mesh_frame(reports: pd.DataFrame, id_column: str = "uid", mesh_column: str =
     ]
     frame = pd.DataFrame(rows, columns=[id_column, *CHEXPERT_LABELS])
     return frame.astype(dict.fromkeys(CHEXPERT_LABELS, float))
+
+
+# MeSH terms that keep a report from "normal" but not from CheXpert's No Finding (see docs/labeler.md):
+# devices in place (CheXpert's rule ignores Support Devices), degenerative change (the phantom's
+# normal reports mention it, so the labeler ignores it too) and the image's technical quality.
+# "No Indexing" is no coding at all: the report has no reference.
+DEVICE_TERMS = frozenset(
+    {
+        "Catheters, Indwelling",
+        "Implanted Medical Device",
+        "Medical Device",
+        "Tube, Inserted",
+        "Stents",
+        "Pacemaker, Artificial",
+        "Defibrillators, Implantable",
+        "Prostheses and Implants",
+        "Heart Valve Prosthesis",
+    }
+)
+TECHNICAL_TERMS = frozenset({"Technical Quality of Image Unsatisfactory"})
+NO_INDEXING = "No Indexing"
+DEGENERATIVE, DEVICES, TECHNICAL = "degenerative change", "support devices", "technical quality"
+
+
+def mesh_convention(mesh_field: str) -> str | None:
+    """Why a report coded other than "normal" would still be CheXpert's No Finding, or None.
+
+    ``"no indexing"`` for a report without terms; else, when every term is a device, a degenerative
+    change (a term qualified ``degenerative``) or technical quality, the kinds found joined by
+    " + " in a fixed order ("degenerative change + support devices"); None for "normal" or for a
+    field with any other term.
+    """
+    if not isinstance(mesh_field, str) or mesh_field.strip() == "normal":
+        return None
+    terms = [term.strip() for term in mesh_field.split(";") if term.strip()]
+    if [term.split("/")[0].strip() for term in terms] == [NO_INDEXING]:
+        return "no indexing"
+    kinds = set()
+    for term in terms:
+        name, *qualifiers = (part.strip() for part in term.split("/"))
+        if name in DEVICE_TERMS:
+            kinds.add(DEVICES)
+        elif name in TECHNICAL_TERMS:
+            kinds.add(TECHNICAL)
+        elif "degenerative" in qualifiers and name not in MESH_LABELS.values():
+            kinds.add(DEGENERATIVE)
+        else:
+            return None
+    return " + ".join(kind for kind in (DEGENERATIVE, DEVICES, TECHNICAL) if kind in kinds) or None

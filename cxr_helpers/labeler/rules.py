@@ -1,18 +1,25 @@
 """Negation and uncertainty: is a mention stated as present (1), absent (0) or hedged (-1)?
 
-The rules follow NegBio (Peng et al., AMIA 2018) and the CheXpert labeler (Irvin et al., AAAI
-2019) in spirit, with word patterns instead of a dependency parse:
+The rules follow the CheXpert labeler's rule files (Irvin et al., AAAI 2019: its
+``patterns/pre_negation_uncertainty.txt``, ``negation.txt`` and ``post_negation_uncertainty.txt``,
+written on NegBio's, Peng et al., AMIA 2018), with word patterns instead of a dependency parse.
+The words are our own; docs/labeler.md lists where they follow CheXpert and the few places they
+do not, and why.
 
 1. An exclusion hedge ("cannot exclude", "... cannot be excluded", "not ruled out") makes a
    mention uncertain: it is checked first because it contains a negation word.
 2. A negation cue makes it negative: before the mention ("no", "without", "negative for", "free
-   of", "resolution of", "removal of") up to the end of the clause, across a list's commas and
-   "or" ("no consolidation, effusion, or pneumothorax"); or after it within its comma-free
-   stretch ("... is not seen", "... has resolved", "... has been removed").
-3. An uncertainty cue makes it uncertain: before it ("possible", "probable", "likely",
-   "concerning for", "suggestive of", "question of"), after it ("... is likely",
-   "... is suspected"), or on either side ("may", "could", "versus", "?"), within the mention's
-   comma-free stretch of the clause.
+   of", "resolution of", "removal of", "history of", "rule out") up to the end of the clause,
+   across a list's commas and "or" ("no consolidation, effusion, or pneumothorax"); or after it
+   within its comma-free stretch ("... is not seen", "... has resolved", "... has been removed").
+3. An uncertainty cue makes it uncertain: before it ("possible", "probable", "concerning for",
+   "suspicious for", "suggestion of", "secondary to", "differential diagnosis includes"), reaching
+   over a list as a negation does; after it ("... is suspected", "... is less likely", "... is
+   not well visualized"); or on either side within the mention's comma-free stretch ("may",
+   "could", "?"). Alternatives are uncertain: "X versus Y", "X or Y", "X/Y" (the words right
+   beside the conjunction). As in CheXpert, "likely", "probably", "consistent with", "compatible
+   with" and "suggestive of" are not hedges ("most likely atelectasis" is positive); "X may / likely /
+   probably represent(s) Y" hedges Y (the phantom codes "likely reflect" as uncertain).
 4. Anything else is positive. "Stable", "unchanged", "again seen", "persistent" are not cues, so
    "stable cardiomegaly" stays positive; "no change" and "without interval change" are not negations.
 
@@ -48,13 +55,14 @@ PRE_NEGATION = re.compile(
     + r"|\bnegative\s+for\b|\bfree\s+of\b|\bclear\s+of\b|\babsence\s+of\b|\babsent\b|"
     + _NOT_FULLY
     + r"resolved\b"
-    r"|\b(?:resolution|removal|clearing|withdrawal|disappearance|interval\s+removal)\s+of\b"
-    r"|\b(?:do|does|did)\s+not\s+(?:see|identify|demonstrate|show|visualize|appreciate)\b"
+    r"|\b(?:resolution|removal|clearing|withdrawal|disappearance|interval\s+removal|drainage|history)\s+of\b"
+    r"|\b(?:do|does|did)\s+not\s+(?:see|identify|demonstrate|show)\b"
     r"|\bthere\s+(?:is|are|was|were)\s+not\b|\bnor\b|\bneither\b"
+    r"|\b(?:to\s+)?rule\s+out\b|\br/o\b|\bto\s+exclude\b"
 )
 POST_NEGATION = re.compile(
-    r"\b(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?not\s+(?:(?:\w+ly|been|be)\s+)?(?:seen|identified"
-    r"|visualized|visible|appreciated|present|evident|demonstrated|detected|noted|observed|enlarged|widened|dilated"
+    r"\b(?:(?:is|are|was|were|has\s+been|have\s+been)\s+)?not\s+(?:(?:(?!clearly\b)\w+ly|been|be)\s+)?"
+    r"(?:seen|identified|visible|present|evident|demonstrated|detected|noted|observed|enlarged|widened|dilated"
     r"|apparent|shown|increased|enlarging|large|prominent|found)\b"
     r"|\bno\s+longer\s+(?:(?:\w+ly|be)\s+)?(?:seen|visualized|visible|present|evident|identified|appreciated"
     r"|demonstrated|noted|apparent|enlarged)\b"
@@ -77,12 +85,20 @@ _INTERPRETS = (
     r"(?:represent|reflect|indicate|signify|correspond\s+to|relate\s+to"
     r"|be\s+related\s+to|be\s+secondary\s+to)\b"
 )
+# A hedging word right before the finding ("possible pneumonia"): it reaches the mention's
+# comma-free stretch only (CheXpert's "possible", "probable", ... modify one noun).
 PRE_UNCERTAINTY = re.compile(
-    r"\b(?:possible|possibly|probable|probably|likely|questionable|questionably|presumed|presumably|presumptive"
-    r"|suspected|suspect|suspicious|suspicion|concern|concerning|worrisome|suggest\w*|equivocal"
-    r"|perhaps|potential|potentially|question\s+of|differential\s+(?:diagnosis\s+)?(?:includes?|considerations?"
-    r"|would\s+include)|(?:to\s+)?rule\s+out|r/o|(?:evaluate|eval|assess|evaluation|assessment)\s+(?:for|of)"
-    r"|to\s+exclude|consider|considered|thought\s+to\s+represent|atypical)\b"
+    r"\b(?:possible|possibly|probable|questionable|questionably|presumed|presumably|presumptive|suspected"
+    r"|equivocal|perhaps|potential|potentially|less\s+likely|alternatively)\b"
+)
+# A hedge that takes its findings as an object ("concerning for", "differential diagnosis includes",
+# "may represent"): it reaches every item of a list, as a negation does (in CheXpert's parse the
+# items joined to the first one inherit the edge from the hedge).
+LIST_UNCERTAINTY = re.compile(
+    r"\b(?:suspect|suspicious|suspicion|concern|concerning|worrisome|suggestions?\s+of|question\s+of"
+    r"|differential\s+(?:diagnosis\s+)?(?:includes?|considerations?|would\s+include)"
+    r"|(?:evaluate|eval|assess|evaluation|assessment)\s+(?:for|of)|consider|considered|thought\s+to\s+represent"
+    r"|secondary\s+to)\b"
     r"|\b(?:may|might|could|can)\s+(?:also\s+)?"
     + _INTERPRETS
     + r"|\b(?:likely|probably|possibly|presumably)\s+(?:represent|reflect|indicat|relat)\w*"
@@ -94,37 +110,60 @@ _HEDGE_ENDS = (
     r"|and|but|although|though|however|if|as|to|from|with|for|by|particularly|especially|clinically)\b)"
 )
 POST_UNCERTAINTY = re.compile(
-    r"\b(?:is|are|was|were|appears?|seems?|remains?)\s+(?:(?:most|more|less|also|felt|thought|not)\s+)?"
-    r"(?:likely|probable|probably|possible|possibly|suspected|questionable|questioned|favou?red|considered"
-    r"|a\s+consideration|a\s+concern|certain|uncertain|equivocal|indeterminate)\b"
+    r"\b(?:is|are|was|were|appears?|seems?|remains?)\s+(?:(?:also|felt|thought)\s+)?"
+    r"(?:less\s+likely|probable|possible|possibly|suspected|questionable|questioned|favou?red|considered"
+    r"|(?:a|another)\s+(?:consideration|concern|possibility)|not\s+certain|uncertain|equivocal|indeterminate)\b"
     + _HEDGE_ENDS
-    + r"|\b(?:likely|possibly|probably|suspected|questioned|questionable)\s*(?=[.;,]|$)"
+    + r"|\b(?:possibly|suspected|questioned|questionable)\s*(?=[.;,]|$)"
+    # "X is not well visualized", "X is not clearly seen", "X was not appreciated", "X is poorly evaluated"
+    r"|\bnot\s+(?:(?:been|be)\s+)?(?:(?:well|clearly|definitely|adequately)\s+)?(?:visualized|appreciated|evaluated)\b"
+    r"|\bnot\s+(?:(?:been|be)\s+)?(?:well|clearly)\s+(?:seen|demonstrated|delineated|defined)\b"
+    r"|\b(?:poorly|incompletely|suboptimally)\s+(?:evaluated|visualized|assessed)\b"
 )
 EITHER_SIDE_UNCERTAINTY = re.compile(
     r"\b(?:may|might|could)\b(?!\s+(?:also\s+)?" + _INTERPRETS + r")|\bdifferential\b|\?"
     r"|\bin\s+the\s+(?:appropriate|correct|proper|right)\s+clinical\s+(?:setting|context|scenario)\b"
 )
-# "atelectasis versus pneumonia": both alternatives are uncertain, but only the words right beside it.
-ALTERNATIVES = re.compile(r"\b(?:versus|vs)\b")
-_ALTERNATIVE_GAP = 2  # at most this many words between "versus" and an alternative it hedges
+# "atelectasis versus pneumonia", "scarring or atelectasis", "opacities/atelectasis": the alternatives
+# are uncertain (CheXpert's "XXX versus YYY" and "XXX or YYY" rules; its loader reads "X/Y" and
+# "and/or" as "or"), but only the words right beside the conjunction. A negated list ("no effusion
+# or pneumothorax") is negative before this is looked at.
+ALTERNATIVES = re.compile(r"\b(?:versus|vs|or)\b|(?<=[a-z]{2})/(?=[a-z]{2})")
+_ALTERNATIVE_GAP = 2  # at most this many words between the conjunction and an alternative it hedges
+# "No significant change in the pneumothorax or pleural fluid": the "or" lists what did not change,
+# it offers no alternatives.
+_UNCHANGED_LIST = re.compile(
+    r"\b(?:no|without)\s+(?:(?:significant|interval|appreciable|substantial|major|marked|definite|apparent"
+    r"|other|further|radiographic|gross|visible)\s+){0,3}(?:change|changes|difference)\s+(?:in|of)\b[^.;:]*"
+)
+# "small or moderate effusion", "right or left", "one or two nodules": the alternatives are the
+# finding's size, side or number, not the finding itself (CheXpert's parse joins the two modifiers).
+_MODIFIER_BEFORE = re.compile(
+    r"\b(?:small|moderate|mild|minimal|trace|tiny|large|severe|marked|right|left|bilateral|unilateral|upper|lower"
+    r"|middle|mid|anterior|posterior|lateral|medial|apical|basilar|one|two|three|four|single|few|several|multiple"
+    r"|acute|chronic|early|new|old|focal|diffuse|partial|complete|\d+(?:\.\d+)?(?:st|nd|rd|th|cm|mm)?)\s*$"
+)
+_MODIFIER_REACH = 16  # characters before the conjunction searched for the modifier
 # Cue kinds, in the order they are checked.
-EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, EITHER_UNC, VERSUS = (
+EXCLUSION, PRE_NEG, POST_NEG, PRE_UNC, LIST_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE = (
     "exclusion",
     "pre_neg",
     "post_neg",
     "pre_unc",
+    "list_unc",
     "post_unc",
     "either_unc",
-    "versus",
+    "alternative",
 )
 _CUE_PATTERNS = (
     (EXCLUSION, EXCLUSION_HEDGE),
     (PRE_NEG, PRE_NEGATION),
     (POST_NEG, POST_NEGATION),
     (PRE_UNC, PRE_UNCERTAINTY),
+    (LIST_UNC, LIST_UNCERTAINTY),
     (POST_UNC, POST_UNCERTAINTY),
     (EITHER_UNC, EITHER_SIDE_UNCERTAINTY),
-    (VERSUS, ALTERNATIVES),
+    (ALTERNATIVE, ALTERNATIVES),
 )
 
 
@@ -154,6 +193,8 @@ def analyse(prepared: str) -> Scopes:
     cues = [
         Cue(m.start(), m.end(), kind) for kind, pattern in _CUE_PATTERNS for m in pattern.finditer(prepared)
     ]
+    unchanged = [match.span() for match in _UNCHANGED_LIST.finditer(prepared)]
+    cues = [cue for cue in cues if cue.kind != ALTERNATIVE or _offers_alternatives(prepared, cue, unchanged)]
     cues.sort(key=lambda cue: cue.start)
     return Scopes(
         prepared,
@@ -163,6 +204,13 @@ def analyse(prepared: str) -> Scopes:
         cues,
         [cue.start for cue in cues],
     )
+
+
+def _offers_alternatives(prepared: str, cue: Cue, unchanged: list[tuple[int, int]]) -> bool:
+    """Whether an "or" / "versus" / "/" joins two readings, not two modifiers or two unchanged things."""
+    if any(begin <= cue.start < end for begin, end in unchanged):
+        return False
+    return _MODIFIER_BEFORE.search(prepared, max(0, cue.start - _MODIFIER_REACH), cue.start) is None
 
 
 def _before(positions: list[int], offset: int, floor: int) -> int:
@@ -205,7 +253,7 @@ def classify(scopes: Scopes, start: int, end: int) -> tuple[int, Cue | None]:
     for kinds, code in (
         ((EXCLUSION,), UNCERTAIN),
         ((PRE_NEG, POST_NEG), NEGATIVE),
-        ((PRE_UNC, POST_UNC, EITHER_UNC, VERSUS), UNCERTAIN),
+        ((PRE_UNC, LIST_UNC, POST_UNC, EITHER_UNC, ALTERNATIVE), UNCERTAIN),
     ):
         for kind in kinds:
             if kind in found:
@@ -227,9 +275,11 @@ def _applies(
         return inside or after
     if cue.kind == PRE_UNC:
         return inside or (before and cue.start >= stretch_start)
+    if cue.kind == LIST_UNC:
+        return inside or (before and cue.start >= negation_reach)
     if cue.kind == POST_UNC:
         return inside or after
-    if cue.kind == VERSUS:
+    if cue.kind == ALTERNATIVE:
         gap = (
             text[end : cue.start]
             if after

@@ -10,7 +10,7 @@ Four kinds of entries:
 - ``MENTIONS``: a phrase that names the finding ("cardiomegaly", "pleural effusion").
 - ``WEAK_MENTIONS``: a phrase that points at the finding without stating it. A positive weak
   mention counts as uncertain (-1), a negated one as negative; "normal" after it makes it negative.
-  Used for pulmonary vascular congestion (Edema) and heart failure (Edema), see docs/labeler.md.
+  Used for pulmonary vascular congestion and vascular prominence (Edema), see docs/labeler.md.
 - ``QUALIFIED_MENTIONS``: a generic anatomy phrase ("heart size", "cardiac silhouette",
   "mediastinum") that only counts together with a size word: enlarged -> positive, normal ->
   negative, borderline -> uncertain; without a size word it is not a mention ("heart size is stable").
@@ -50,6 +50,8 @@ MENTIONS: dict[str, tuple[str, ...]] = {
         r"(?:(?:pulmonary|interstitial|alveolar|perihilar|airspace|air\s+space|lung)\s+)?edema",
         r"edematous\s+(?:lungs?|changes)",
         r"kerley\s+b?\s*lines",
+        r"(?:congestive\s+)?heart\s+failure",  # CheXpert: an Edema mention, and Cardiomegaly uncertain
+        r"chf",
     ),
     "Enlarged Cardiomediastinum": (
         r"(?:cardio)?mediastinal\s+(?:widening|enlargement|prominence)",
@@ -143,14 +145,21 @@ WEAK_MENTIONS: dict[str, tuple[str, ...]] = {
     "Edema": (
         r"(?:pulmonary\s+|central\s+|mild\s+|hilar\s+)?(?:vascular|venous)\s+(?:congestion|engorgement)",
         r"pulmonary\s+congestion",
-        r"congestive\s+(?:changes|failure|heart\s+failure)",
-        r"(?:congestive\s+)?heart\s+failure",
-        r"chf",
+        r"congestive\s+(?:changes|failure)",
         r"fluid\s+overload",
-        r"cephalization",
-        r"pulmonary\s+venous\s+hypertension",
+        # CheXpert: "vascular prominence" and "indistinctness" (of the vessels) are uncertain edema
+        r"(?:pulmonary\s+|central\s+|hilar\s+|perihilar\s+)?vascular\s+(?:prominence|indistinctness)",
+        r"indistinct(?:ness\s+of\s+the)?\s+(?:pulmonary\s+)?(?:vessels|vasculature|vascular\s+markings)",
     ),
 }
+# Mentions that also make another label uncertain (CheXpert's aggregation: a positive or uncertain
+# "heart failure" / "CHF" adds Cardiomegaly -1).
+ALSO_UNCERTAIN: dict[str, tuple[str, str]] = {
+    "Edema": (r"(?:congestive\s+)?heart\s+failure|chf", "Cardiomegaly"),
+}
+# Support devices that CheXpert's list of other findings names too ("defib", "tracheostomy"): a
+# positive or uncertain one keeps the report from No Finding although devices otherwise do not.
+DEVICES_THAT_ARE_FINDINGS = r"defib\w*|tracheostom\w*"
 
 # Generic anatomy phrases that need a size word (see SIZE_WORDS).
 QUALIFIED_MENTIONS: dict[str, tuple[str, ...]] = {
@@ -292,7 +301,17 @@ OTHER_FINDINGS: tuple[str, ...] = (
     r"(?:hilar|mediastinal)\s+(?:enlargement|prominence|fullness)",
     r"(?:prominent|enlarged)\s+(?:pulmonary\s+arter\w*|hila|hilum)",
     r"prominen\w*\s+(?:of\s+the\s+)?(?:\w+\s+)?hil(?:a|um|ar)\b(?:\s+contours?)?",
-    r"pulmonary\s+(?:arterial\s+)?hypertension",
+    r"(?:pulmonary\s+(?:arterial\s+|venous\s+)?)?hypertension",
+    r"cephalization",
+    r"(?<!most\s)(?<!more\s)(?<!less\s)prominen\w*",  # CheXpert counts any "prominen"; "most prominent in" locates
+    r"inflam\w*",
+    r"bronchospasm",
+    r"asthma\w*",
+    r"aortic\s+disease",
+    r"plaques?",
+    r"thoracentesis",
+    r"radiopaque",
+    r"aerophagia",
     # diaphragm, bones, soft tissue
     r"elevat\w*",
     r"eventration",

@@ -15,6 +15,7 @@ beside its random baseline (and the time it took). Nothing is written except met
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -24,6 +25,18 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+from cxr_helpers.config import load_settings
+from cxr_helpers.explain.cache import ExplanationCache
+from cxr_helpers.explain.faithfulness.report import (
+    grad_cam_per_label,
+    grad_cam_table,
+    resolution_table,
+    run_faithfulness,
+    shap_table,
+)
+from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.results import notebook_times
 
 
 def machine() -> str:
@@ -123,15 +136,36 @@ def browser_latency(settings, explainer, studies, repeats: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    from cxr_helpers.config import load_settings
-    from cxr_helpers.explain.faithfulness.report import per_label_table, run_faithfulness, summary_table
+def print_faithfulness(summary: dict) -> None:
+    """The faithfulness tables of a summary (metrics/faithfulness.json)."""
+    print(f"\n== Faithfulness: {summary['n_studies']} test studies, {summary['probes']} probes, "
+          f"{summary['cam_method']} on {summary['cam_layers']}, tolerance {summary['tolerance_px']:.1f} px, "
+          f"detected = logit drop > {summary['detection_drop']} ==")
+    print(grad_cam_table(summary).to_string(index=False))
+    for source, model in (("probes", "image"), ("test", "image"), ("test", "fusion")):
+        table = grad_cam_per_label(summary, source, model)
+        if not table.empty:
+            print(f"\n-- {source}, {model} model, per label --")
+            print(table.to_string())
+    print("\n-- what each layer can resolve at best (ideal map, probes) --")
+    print(resolution_table(summary).to_string(index=False))
+    print("\n-- SHAP --")
+    print(shap_table(summary).to_string(index=False))
+    print("\n-- model randomisation (mean Spearman vs the trained model) --")
+    for name, steps in summary["randomisation"].items():
+        print(f"{name:>16}: " + ", ".join(f"{s['randomised_through'].split('.')[-1]} {s['spearman']:.2f}"
+                                           for s in steps if s["spearman"] is not None))
 
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", default=None, help="artifacts folder (default: CXR_ARTIFACTS_DIR or artifacts/<profile>)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--skip-latency", action="store_true", help="only the faithfulness figures")
     parser.add_argument("--skip-faithfulness", action="store_true")
+    parser.add_argument("--recompute", action="store_true",
+                        help="run the faithfulness checks again (default: print metrics/faithfulness.json if present)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,31 +174,28 @@ def main() -> None:
     print("machine:", machine())
     print(f"profile {settings.profile} (fast={settings.fast}) | image size {settings.image_size} | "
           f"shap_max_evals {settings.shap_max_evals} | explain_studies {settings.explain_studies} | {settings.artifacts_dir}")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
-        print("\n== Latency (CPU, nothing cached unless said) ==")
-        print(latency_table(settings, args.repeats).to_string(index=False))
+    times = notebook_times(settings.artifacts_dir / "executed")
+    if times:
+        print("notebook run times of the last `make demo` (s):", {name: round(seconds) for name, seconds in times.items()},
+              f"total {sum(times.values()) / 60:.1f} min")
+    with pd.option_context("display.width", 220, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        if not args.skip_latency:
+            print("\n== Latency (CPU, nothing cached unless said) ==")
+            print(latency_table(settings, args.repeats).to_string(index=False))
         if args.skip_faithfulness:
             return
-        from cxr_helpers.explain.cache import ExplanationCache
-        from cxr_helpers.explain.study import StudyExplainer
-
+        saved = settings.metrics_dir / "faithfulness.json"
+        if saved.exists() and not args.recompute:
+            print_faithfulness(json.loads(saved.read_text()))
+            print(f"\nread from {saved} (--recompute runs the checks again)")
+            return
         explainer = StudyExplainer.from_settings(settings, cache=False)
         with tempfile.TemporaryDirectory() as folder:
             explainer.cache = ExplanationCache(Path(folder))
             began = time.perf_counter()
             result = run_faithfulness(settings, explainer, progress=False)
-            seconds = time.perf_counter() - began
-        print(f"\n== Faithfulness on {result.summary['n_studies']} test studies ({seconds:.0f} s; models "
-              f"{result.summary['models']}) ==")
-        print(summary_table(result.summary).to_string(index=False))
-        print("\n-- over all truly present findings (not only the correctly predicted) --")
-        print(summary_table({"checks": result.summary["checks_all_present"]}).to_string(index=False))
-        print("\n-- pointing game per label --")
-        print(per_label_table(result.summary, "pointing_game").to_string(index=False))
-        print("\n-- model randomisation (mean Spearman vs the trained model) --")
-        for name, steps in result.summary["checks"]["randomisation"]["models"].items():
-            print(f"{name:>16}: " + ", ".join(f"{s['randomised_through'].split('.')[-1]} {s['spearman']:.2f}"
-                                               for s in steps if s["spearman"] is not None))
+            print(f"\n(the checks took {time.perf_counter() - began:.0f} s)")
+        print_faithfulness(result.summary)
         print(f"\nwritten: {result.path}")
 
 

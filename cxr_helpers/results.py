@@ -42,3 +42,15 @@ def results_table(metrics_dir: Path, include_paper: bool = True) -> pd.DataFrame
         f"{split}_{key}" for split in ("train", "validate", "test") for key in ("loss", "accuracy", "macro_auroc")
     ]
     return table.reindex(columns=[c for c in order if c in table.columns])
+
+
+def notebook_times(executed_dir: Path) -> dict[str, float]:
+    """Seconds each executed notebook took (first cell started to last cell finished), from nbclient's timing."""
+    times = {}
+    for path in sorted(Path(executed_dir).glob("*.ipynb")):
+        stamps = [cell.get("metadata", {}).get("execution", {}) for cell in json.loads(path.read_text())["cells"]]
+        starts = [s["iopub.execute_input"] for s in stamps if "iopub.execute_input" in s]
+        ends = [s["shell.execute_reply"] for s in stamps if "shell.execute_reply" in s]
+        if starts and ends:
+            times[path.stem] = (pd.Timestamp(max(ends)) - pd.Timestamp(min(starts))).total_seconds()
+    return times

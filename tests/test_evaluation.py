@@ -29,3 +29,16 @@ def test_only_the_phantom_has_a_truth_table(tmp_path):
     pd.DataFrame({"study_id": [1], **{name: [0] for name in CHEXPERT_LABELS}}).to_csv(
         tmp_path / "ground_truth" / "truth.csv", index=False)
     assert list(truth_table(settings).index) == [1]
+
+
+def test_notebook_times_read_from_the_executed_notebooks_timing(tmp_path):
+    import json
+
+    from cxr_helpers.results import notebook_times
+
+    cells = [{"cell_type": "code", "metadata": {"execution": {"iopub.execute_input": start, "shell.execute_reply": end}}}
+             for start, end in (("2026-11-30T10:00:00.000Z", "2026-11-30T10:00:05.000Z"),
+                                ("2026-11-30T10:00:05.100Z", "2026-11-30T10:01:40.000Z"))]
+    (tmp_path / "02_image_baseline.ipynb").write_text(json.dumps({"cells": cells + [{"cell_type": "markdown"}]}))
+    assert notebook_times(tmp_path) == {"02_image_baseline": 100.0}
+    assert notebook_times(tmp_path / "missing") == {}

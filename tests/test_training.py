@@ -184,6 +184,7 @@ def test_train_image_writes_metrics_baselines_and_test_predictions(tmp_path):
     assert set(models["image"]) == {"train", "validate", "test"}
     assert models["image"]["test"]["n"] == int((cohort["split"] == "test").sum())
     assert models["image"]["validate"]["loss"] == pytest.approx(result["history"].val_loss[0])
+    assert models["image"]["test"]["ci_resamples"] == 2000 and len(models["image"]["test"]["macro_auroc_ci"]) == 2
     predictions = pd.read_csv(tmp_path / "predictions" / "image_test.csv")
     assert len(predictions) == models["image"]["test"]["n"]
     assert torch.load(tmp_path / "checkpoints" / "image.pt", weights_only=True)["meta"]["name"] == "image"

@@ -24,6 +24,7 @@ from cxr_helpers.evaluation import save_predictions
 from cxr_helpers.metrics import evaluate, read_metrics, sigmoid, write_baselines, write_metrics
 from cxr_helpers.prepare import load_cohort
 from cxr_helpers.reports import text_column
+from cxr_helpers.results import format_interval
 from cxr_helpers.text.embeddings import (
     cached_embeddings,
     embeddings_ready,
@@ -187,9 +188,8 @@ def setting_differences(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def leakage_table(settings: Settings, split: str = "test"):
-    """Macro AUROC and masked accuracy of each text model (rows) on each text setting (columns), from text.json."""
-
-
+    """Macro AUROC (with its 95% bootstrap interval on test) and masked accuracy of each text model (rows) on
+    each text setting (columns), from text.json."""
     models = read_metrics(Path(settings.artifacts_dir) / "metrics" / "text.json")["models"]
     rows = []
     for setting in TEXT_SETTINGS:
@@ -197,7 +197,8 @@ def leakage_table(settings: Settings, split: str = "test"):
             if name in models and split in models[name]:
                 figures = models[name][split]
                 rows.append({"model": name.removesuffix(f"_{setting}"), "setting": setting,
-                             "macro AUROC": figures["macro_auroc"], "accuracy": figures["accuracy"]})
+                             "macro AUROC": figures["macro_auroc"],
+                             "95% CI": format_interval(figures.get("macro_auroc_ci")), "accuracy": figures["accuracy"]})
     if not rows:
         raise FileNotFoundError("metrics/text.json holds no text models yet; run train_text (notebook 03) first")
     return pd.DataFrame(rows).pivot(index="model", columns="setting")

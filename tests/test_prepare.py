@@ -233,7 +233,7 @@ def test_phantom_ground_truth_spans_fall_in_the_extracted_sections(phantom):
     assert checked > 20
 
 
-def test_phantom_indication_text_is_leak_free(phantom, tmp_path):
+def test_phantom_indication_never_names_a_finding(phantom, tmp_path):
     from cxr_helpers.phantom.phrases import LABEL_KEYWORDS
 
     cohort = prepare_cohort(phantom_settings(phantom, tmp_path), progress=False).cohort

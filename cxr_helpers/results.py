@@ -50,12 +50,16 @@ def results_table(metrics_dir: Path, include_paper: bool = True) -> pd.DataFrame
 
 
 def _stage_models(metrics_dir: Path) -> dict[str, tuple[str, dict]]:
-    """{model: (stage, its figures per split)} over every stage's metrics JSON that exists."""
+    """{model: (stage, its figures per split)} over every stage's metrics JSON that exists.
+
+    A name stored by several stages (the trivial baselines) keeps its first stage.
+    """
     models = {}
     for stage in STAGES:
         path = Path(metrics_dir) / f"{stage}.json"
         if path.exists():
-            models.update({name: (stage, splits) for name, splits in json.loads(path.read_text())["models"].items()})
+            for name, splits in json.loads(path.read_text())["models"].items():
+                models.setdefault(name, (stage, splits))
     return models
 
 
@@ -106,3 +110,43 @@ def best_model(metrics_dir: str | Path, names: list[str], split: str = "validate
     scores = {name: ((models[name][1].get(split) or {}).get(metric)) for name in names if name in models}
     scores = {name: score for name, score in scores.items() if score is not None}
     return max(scores, key=scores.get) if scores else None
+
+
+def _frame_text(frame: pd.DataFrame) -> str:
+    """A table as aligned text, numbers to 3 decimals ("(none yet)" when empty)."""
+    if frame.empty:
+        return "  (none yet)"
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        return frame.to_string(index=False)
+
+
+def class_figures(artifacts_dir: str | Path) -> str:
+    """The figures a class should see in each notebook, read from an artifacts folder's JSON files."""
+    artifacts_dir = Path(artifacts_dir)
+    metrics_dir = artifacts_dir / "metrics"
+    parts = []
+    summary_path = artifacts_dir / "cohort_summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        splits = pd.DataFrame(summary["splits"]).T.reset_index(names="split")
+        parts.append(f"== 01 data prep: {summary['counts']['studies']} studies, {summary['counts']['images']} images; "
+                     f"patients in several splits: {summary['patients_in_several_splits']}\n{_frame_text(splits)}")
+    readme = readme_table(metrics_dir, include_paper=False) if metrics_dir.exists() else pd.DataFrame()
+    comparisons = comparisons_table(metrics_dir) if metrics_dir.exists() else pd.DataFrame()
+    for stage, title in (("image", "02 image baseline"), ("text", "03 text baseline"), ("fusion", "04 fusion")):
+        if readme.empty or stage not in set(readme["stage"]):
+            continue
+        rows = readme[readme["stage"] == stage].drop(columns="stage")
+        text = f"== {title} (test split, 95% bootstrap intervals over studies)\n{_frame_text(rows)}"
+        if not comparisons.empty and stage in set(comparisons["stage"]):
+            chosen = comparisons[comparisons["stage"] == stage].drop(columns=["stage", "question", "resamples"])
+            text += f"\n-- differences (paired bootstrap)\n{_frame_text(chosen)}"
+        parts.append(text)
+    faithfulness = metrics_dir / "faithfulness.json"
+    if faithfulness.exists():
+        # deferred: the explanations pull in shap and grad-cam
+        from cxr_helpers.explain.faithfulness.report import summary_table
+
+        checks = summary_table(json.loads(faithfulness.read_text()))
+        parts.append(f"== 05 interpretation (faithfulness checks)\n{_frame_text(checks)}")
+    return "\n\n".join(parts) if parts else f"no figures under {artifacts_dir}: run the notebooks (make demo) first"

@@ -11,9 +11,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from cxr_helpers import bootstrap
+from cxr_helpers.cli import main
 from cxr_helpers.evaluation import save_predictions
 from cxr_helpers.metrics import macro_auroc, masked_accuracy
-from cxr_helpers.results import best_model, comparisons_table, readme_table
+from cxr_helpers.results import best_model, class_figures, comparisons_table, readme_table
 
 
 def synthetic_test_split(n: int = 100, skill: float = 1.0, seed: int = 0):
@@ -157,6 +158,17 @@ def test_comparisons_land_in_the_metrics_json_and_the_tables(tmp_path):
     assert "baseline: all negative" not in readme.index and "paper: late fusion (test)" in readme.index
     assert best_model(tmp_path / "metrics", ["image", "tfidf_indication", "absent"]) == "tfidf_indication"
     assert best_model(tmp_path / "metrics", ["absent"]) is None
+
+
+def test_the_class_figures_are_read_from_the_artifacts_folder(tmp_path, capsys):
+    assert "run the notebooks" in class_figures(tmp_path)
+    write_metrics_dir(tmp_path)
+    figures = class_figures(tmp_path)
+    assert "== 02 image baseline" in figures and "[0.550, 0.650]" in figures  # image's interval, from image.json
+    assert "== 03 text baseline" in figures and "differences (paired bootstrap)" in figures
+    assert "== 04 fusion" not in figures  # no fusion.json yet
+    assert main(["figures", "--artifacts", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == figures
 
 
 def test_an_all_one_class_split_has_no_interval():

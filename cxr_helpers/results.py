@@ -86,7 +86,8 @@ def readme_table(metrics_dir: str | Path, include_paper: bool = True) -> pd.Data
             split = "test" if "test" in splits else "validate"
             rows.append({"stage": "paper", "model": f"{name} ({split})", "test accuracy": splits[split][1],
                          "accuracy 95% CI": "-", "test macro AUROC": None, "AUROC 95% CI": "-", "n": None})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.astype({"n": "Int64"}) if not table.empty else table
 
 
 def comparisons_table(metrics_dir: str | Path, stages: tuple[str, ...] = ("text", "fusion")) -> pd.DataFrame:

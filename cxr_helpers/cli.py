@@ -108,7 +108,9 @@ def print_results(metrics_dir: Path) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    print(class_figures(_settings_from_args(args).artifacts_dir))
+    from cxr_helpers.explain.faithfulness.report import summary_table  # the explanations pull in shap
+
+    print(class_figures(_settings_from_args(args).artifacts_dir, summary_table))
     return 0
 
 

@@ -8,6 +8,7 @@ bootstrap intervals), ``comparisons_table`` (the paired differences the notebook
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -121,8 +122,12 @@ def _frame_text(frame: pd.DataFrame) -> str:
         return frame.to_string(index=False)
 
 
-def class_figures(artifacts_dir: str | Path) -> str:
-    """The figures a class should see in each notebook, read from an artifacts folder's JSON files."""
+def class_figures(artifacts_dir: str | Path, faithfulness_table: Callable[[dict], pd.DataFrame] | None = None) -> str:
+    """The figures a class should see in each notebook, read from an artifacts folder's JSON files.
+
+    Notebook 05's checks are shown with ``faithfulness_table`` (``explain.faithfulness.report.summary_table``,
+    passed in by the CLI so that this module does not import the explanations).
+    """
     artifacts_dir = Path(artifacts_dir)
     metrics_dir = artifacts_dir / "metrics"
     parts = []
@@ -144,10 +149,7 @@ def class_figures(artifacts_dir: str | Path) -> str:
             text += f"\n-- differences (paired bootstrap)\n{_frame_text(chosen)}"
         parts.append(text)
     faithfulness = metrics_dir / "faithfulness.json"
-    if faithfulness.exists():
-        # deferred: the explanations pull in shap and grad-cam
-        from cxr_helpers.explain.faithfulness.report import summary_table
-
-        checks = summary_table(json.loads(faithfulness.read_text()))
+    if faithfulness.exists() and faithfulness_table is not None:
+        checks = faithfulness_table(json.loads(faithfulness.read_text()))
         parts.append(f"== 05 interpretation (faithfulness checks)\n{_frame_text(checks)}")
     return "\n\n".join(parts) if parts else f"no figures under {artifacts_dir}: run the notebooks (make demo) first"

@@ -368,7 +368,8 @@ for name in [paper_model, "fusion_concat_findings_impression"]:
 # - *The loss formula.* Figure 3 lacks the minus sign and averages over 14 labels, while the code masks blanks
 #   and averages over the valid entries (the equation above).
 # - *No Finding.* Coded only 1 or blank in MIMIC-CXR, so under the paper's masking it never has a negative:
-#   always answering "No Finding" is free accuracy (notebook 02), which is why it tops Figure 8's list.
+#   always answering "No Finding" is free accuracy (notebook 02), and a model that learns it puts No Finding
+#   at the top of every top-3 list, as in Figures 8 and 9.
 
 # %% [markdown]
 # ## 8. Every model in one table

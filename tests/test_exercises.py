@@ -209,6 +209,18 @@ def test_every_exported_check_is_in_the_registry():
     assert checks == {exercise.check for exercise in EXERCISES}
 
 
+def test_checks_leave_the_notebooks_random_state_and_modules_alone(solutions):
+    from cxr_helpers.fusion.model import mlp_head
+
+    head = mlp_head(512 + 8, 4, 0.5).train()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert quietly(exercises.check_concat_head, solutions.concat_head_forward, head)[0]
+    assert quietly(exercises.check_gated_fusion, solutions.GatedFusionHead)[0]
+    assert torch.equal(torch.rand(3), expected) and head.training
+
+
 def answer_texts(value) -> set[str]:
     """How an expected answer could appear in printed text."""
     if isinstance(value, (bool, np.bool_)) or isinstance(value, (pd.Series, np.ndarray)):

@@ -24,13 +24,25 @@ def check_concat_head(function: Callable[..., torch.Tensor], head: nn.Sequential
     """Compare ``function(head, image_features, text_embedding)`` with the workbook's head in eval mode.
 
     On a hand-made head (512 + 32 -> 16 -> 14, random weights) and, if given, on ``head`` (the notebook's
-    trained model's) with random inputs of its sizes.
+    model's) with random inputs of its sizes; the notebook's random state and the head's mode are kept.
     """
-    torch.manual_seed(0)
-    heads = [("hand-made", mlp_head(IMAGE_DIM + TEXT_DIM, HIDDEN, 0.5).eval(), TEXT_DIM)]
+    with torch.random.fork_rng():  # the notebook's random state stays as it was
+        torch.manual_seed(0)
+        heads = [("hand-made", mlp_head(IMAGE_DIM + TEXT_DIM, HIDDEN, 0.5).eval(), TEXT_DIM)]
     if head is not None:
-        heads.append(("notebook", head.eval(), head[0].in_features - IMAGE_DIM))
+        heads.append(("notebook", head, head[0].in_features - IMAGE_DIM))
+    was_training = head.training if head is not None else False
+    try:
+        return _compare_heads(function, heads)
+    finally:
+        if head is not None:
+            head.train(was_training)
+
+
+def _compare_heads(function: Callable[..., torch.Tensor], heads: list[tuple[str, nn.Sequential, int]]) -> bool:
+    """The verdict of ``check_concat_head`` over (origin, head, text_dim) triples, each head in eval mode."""
     for origin, candidate, text_dim in heads:
+        candidate.eval()
         image, text = _inputs(1, IMAGE_DIM, text_dim)
         with torch.no_grad():
             got = student_answer("concat_head_forward", lambda c=candidate, i=image, t=text: function(c, i, t))
@@ -55,7 +67,13 @@ def check_concat_head(function: Callable[..., torch.Tensor], head: nn.Sequential
 
 def check_gated_fusion(head_class: type) -> bool:
     """Shapes, a gate in (0, 1), gradients into both inputs, and: with the gate at 1 the report cannot matter."""
-    torch.manual_seed(0)
+    with torch.random.fork_rng():  # the notebook's random state stays as it was
+        torch.manual_seed(0)
+        return _check_gated(head_class)
+
+
+def _check_gated(head_class: type) -> bool:
+    """``check_gated_fusion`` under a fixed seed."""
     image, text = _inputs()
     image.requires_grad_()
     text.requires_grad_()

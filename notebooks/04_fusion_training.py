@@ -175,6 +175,10 @@ def concat_head_forward(head, image_features, text_embedding):
 
 exercises.check_concat_head(concat_head_forward, model.head);
 
+# %% [markdown]
+# And on the real batch above: your function against `model.fuse`. The head is freshly initialised here;
+# the equality holds for any weights, the trained ones of section 5 included.
+
 # %%
 try:
     by_hand = concat_head_forward(model.head, image_features, text_embedding)

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-browser install lint notebooks clean-artifacts
+.PHONY: demo test test-browser test-exercises install lint notebooks clean-artifacts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 # The real-browser test alone (JupyterLab + Debian's Chromium through Playwright).
 test-browser: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m browser tests/test_browser_e2e.py
+
+# Every exercise check against its solution, the stubs and wrong answers, and again without solutions.py.
+test-exercises: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/test_exercises.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cxr_helpers tests benchmarks

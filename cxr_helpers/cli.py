@@ -18,7 +18,7 @@ from cxr_helpers.labeler.cli import add_label_arguments, run_label
 from cxr_helpers.phantom import write_phantom
 from cxr_helpers.phantom.probes import write_probes
 from cxr_helpers.prepare import add_prepare_arguments, ensure_phantom, run_prepare
-from cxr_helpers.results import results_table
+from cxr_helpers.results import class_figures, comparisons_table, readme_table
 
 NOTEBOOKS = (
     "01_data_prep",
@@ -98,10 +98,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def print_results(metrics_dir: Path) -> None:
-    """Print the results table (all stages so far, with the paper's figures)."""
-    table = results_table(metrics_dir)
+    """Print the results table (test figures with 95% intervals, the paper's figures) and the discussed differences."""
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
-        print(table.to_string(index=False))
+        print(readme_table(metrics_dir).to_string(index=False))
+        differences = comparisons_table(metrics_dir)
+        if not differences.empty:
+            print("\nDifferences in test macro AUROC (paired bootstrap over studies):")
+            print(differences.drop(columns=["question"]).to_string(index=False))
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from cxr_helpers.explain.faithfulness.report import summary_table  # the explanations pull in shap
+
+    print(class_figures(_settings_from_args(args).artifacts_dir, summary_table))
+    return 0
 
 
 def run_notebook(name: str, out_dir: Path, timeout: int = 1800) -> float:
@@ -200,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     label = commands.add_parser("label", help="CheXpert-style labels from report text (docs/labeler.md)")
     add_label_arguments(label)
     label.set_defaults(run=run_label)
+
+    figures = commands.add_parser("figures", help="the figures a class should see, per notebook (docs/instructor.md)")
+    figures.add_argument("--artifacts", help="artifacts folder (default: CXR_ARTIFACTS_DIR or artifacts/<profile>)")
+    figures.set_defaults(run=cmd_figures)
 
     demo = commands.add_parser("demo", help="phantom + all notebooks headless + results table")
     demo.add_argument("--artifacts", help="artifacts folder")

@@ -65,7 +65,7 @@ class Settings:
     image_weights: str | None = "imagenet"  # "imagenet", a local .pth path, or None
     conv1_init: str = "rgb_sum"  # "rgb_sum" (from pretrained RGB kernels) or "random" (the paper)
     text_model: str = CXR_BERT  # hub id or local folder
-    text_setting: str = "findings_impression"  # or "indication" (leak-free)
+    text_setting: str = "findings_impression"  # or "indication" (does not hold the sentences the labels were read from)
     text_pooling: str = "cls"  # "cls" (the paper) or "mean" over tokens
     text_head_lr: float = 1e-3  # a head trained from scratch on frozen features needs more than 1e-5
     text_finetune_epochs: int = 0  # > 0: also train encoder + head end to end (the text model notebook 05 explains)

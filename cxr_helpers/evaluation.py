@@ -1,4 +1,8 @@
-"""After training: every split scored into metrics/<stage>.json, and the test predictions as a CSV."""
+"""After training: every split scored into metrics/<stage>.json, and the test predictions as a CSV.
+
+The test figures also carry bootstrap 95% intervals over test studies (``bootstrap.model_interval``):
+``macro_auroc_ci`` and ``accuracy_ci`` as [low, high], with ``ci_resamples``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxr_helpers.bootstrap import model_interval
 from cxr_helpers.distributed import is_main_process
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import evaluate, sigmoid, write_baselines, write_metrics
@@ -71,7 +76,8 @@ def record_results(
 
     ``loaders`` maps split names to unshuffled loaders over CohortImageDataset-like datasets
     (with a ``cohort`` and ``targets``). With ``baselines``, the trivial baselines (fit on the train
-    split's targets) are stored beside the model. Returns {split: figures}.
+    split's targets) are stored beside the model. The test figures get their bootstrap intervals
+    (seeded by ``settings.seed``, so every model of a run shares the resamples). Returns {split: figures}.
     """
     results, test = {}, None
     truth = truth_table(settings)
@@ -83,6 +89,9 @@ def record_results(
             results[split]["truth"] = truth_figures(logits, study_ids, truth)
         if split == "test":
             test = (logits, targets, indices, loader.dataset)
+            study_ids = loader.dataset.cohort["study_id"].to_numpy()[indices]
+            results[split].update(model_interval(sigmoid(logits), targets, study_ids, settings.uncertainty_policy,
+                                                 seed=settings.seed))
     if is_main_process():
         metrics_path = Path(settings.artifacts_dir) / "metrics" / f"{stage}.json"
         write_metrics(metrics_path, model_name, results)

@@ -15,7 +15,7 @@ header is mapped to a lower-case canonical name:
 - Text before the first header (minus the ``FINAL REPORT`` line) is ``preamble``.
 - The short sections (indication, history, comparison, technique, examination) hold one
   paragraph; further paragraphs before the next header are ``body`` (headerless findings,
-  as in reports without a FINDINGS header), so the leak-free indication stays leak-free.
+  as in reports without a FINDINGS header), so the indication setting never takes in findings text.
 - When a report has neither findings nor impression, ``last_paragraph`` holds its last
   paragraph: what the CheXpert labeler read for those reports.
 """
@@ -66,7 +66,7 @@ SECTION_ALIASES: dict[str, str] = {
     "wet read": "wet_read",
     "addendum": "addendum",
 }
-# Canonical sections whose text also goes into ``indication`` (the leak-free text setting).
+# Canonical sections whose text also goes into ``indication`` (the indication-only text setting).
 INDICATION_SOURCES = ("indication", "history")
 # Sections that hold one paragraph: text after it (before the next header) is ``body``, so a
 # headerless findings paragraph after ``INDICATION: ...`` never leaks into the indication.
@@ -256,7 +256,8 @@ def text_for_setting(sections: dict[str, str], setting: str, clean: bool = True)
     """The text a model reads under a text setting, cleaned unless ``clean=False``.
 
     - ``findings_impression`` (the paper): findings + impression, else the last paragraph.
-    - ``indication`` (leak-free): only why the study was ordered (indication/history/reason).
+    - ``indication``: only why the study was ordered (indication/history/reason): written before the
+      image is read, yet on real reports it often names the suspected finding.
     Returns "" when the report has no such text.
     """
     if setting == "findings_impression":

@@ -1,7 +1,8 @@
 """Reference solutions to the notebooks' "Your turn" exercises, one section per notebook.
 
-Kept apart from the notebooks so their stubs stay stubs; ``cxr_helpers.exercises`` checks a
-student's answer against these, and tests check every solution against its check.
+Kept apart from the notebooks so their stubs stay stubs. Nothing imports this module but the
+tests (which run every check against its solution): ``cxr_helpers.exercises`` checks behaviour,
+so an instructor can delete this file from a student copy and every notebook and check still runs.
 """
 
 from __future__ import annotations
@@ -14,17 +15,30 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.model_selection import GroupShuffleSplit
 from torch import nn
 
-from cxr_helpers.config import TEXT_SETTINGS
-from cxr_helpers.labels import NUM_LABELS, UNCERTAIN, label_index
+from cxr_helpers.labels import NUM_LABELS, label_index
 
 
 # ----------------------------------------------------------------------------- notebook 01: data preparation
-def count_uncertain(cohort: pd.DataFrame, label: str = "Pleural Effusion", split: str = "train") -> int:
-    """Notebook 01: how many studies of ``split`` have ``label`` coded -1 (uncertain)."""
-    studies = cohort[cohort["split"] == split].drop_duplicates("study_id")
-    return int((studies[label] == UNCERTAIN).sum())
+def split_by_patient(studies: pd.DataFrame, fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
+                     seed: int = 0) -> pd.Series:
+    """Split name per row of ``studies`` (subject_id, study_id), drawn by patient with GroupShuffleSplit twice.
+
+    GroupShuffleSplit's sizes count groups (patients), not rows (studies): the shares of studies
+    come out close to the fractions, not equal to them.
+    """
+    train, validate, test = fractions
+    groups = studies["subject_id"].to_numpy()
+    rows = np.arange(len(studies))
+    first = GroupShuffleSplit(n_splits=1, train_size=train, random_state=seed)
+    train_rows, rest = next(first.split(rows, groups=groups))  # positions: train patients vs the others
+    second = GroupShuffleSplit(n_splits=1, train_size=validate / (validate + test), random_state=seed)
+    validate_at, test_at = next(second.split(rest, groups=groups[rest]))  # positions within ``rest``
+    names = np.empty(len(studies), dtype=object)
+    names[train_rows], names[rest[validate_at]], names[rest[test_at]] = "train", "validate", "test"
+    return pd.Series(names, index=studies.index, name="split")
 
 # ----------------------------------------------------------------------------- notebook 02: image baseline
 def masked_bce_by_hand(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -47,16 +61,13 @@ def top_words(tfidf_model, label: str = "Pleural Effusion", k: int = 10) -> list
     return [str(vocabulary[i]) for i in order]
 
 # ----------------------------------------------------------------------------- notebook 04: fusion
-def fusion_gains(table: pd.DataFrame, strategy: str = "concat", metric: str = "test_macro_auroc") -> dict[str, float]:
-    """Gain of one fusion strategy over the image-only model, per text setting: {setting: fusion - image}.
-
-    ``table`` is ``fusion.comparison_table(...)``; the strategy table's models are named
-    fusion_<strategy>_<text_setting> (the end-to-end run has a suffix and does not count).
-    """
-    scores = table.set_index("model")[metric]
-    image = float(scores["image"])
-    return {setting: float(scores[f"fusion_{strategy}_{setting}"]) - image for setting in TEXT_SETTINGS
-            if f"fusion_{strategy}_{setting}" in scores.index}
+def concat_head_forward(head: nn.Sequential, image_features: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+    """The concat fusion head's forward pass in plain torch, with the weights of ``head`` (Linear, ReLU, Dropout, Linear)."""
+    first, _, _, last = head
+    fused = torch.cat([image_features, text_embedding], dim=1)  # (B, 512 + H): image first, as the model does
+    hidden = torch.relu(fused @ first.weight.T + first.bias)  # (B, hidden)
+    # Dropout is the identity in eval mode (in training it zeroes units with probability p, scales the rest by 1/(1-p)).
+    return hidden @ last.weight.T + last.bias  # (B, 14) logits: the sigmoid belongs to the loss
 
 
 class GatedFusionHead(nn.Module):

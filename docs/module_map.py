@@ -22,7 +22,7 @@ def first_line(path: Path) -> str:
 # then the glue around the notebooks. Modules not named here come last, alphabetically.
 ORDER = ("__init__", "__main__", "config", "artifacts", "labels", "reports", "labeler", "mimic", "phantom", "openi",
          "images", "prepare", "cohort_browser", "plots", "datasets", "image_model", "text", "fusion", "distributed",
-         "checkpoints", "training", "evaluation", "image_training", "metrics", "plots_training", "results", "explain",
+         "checkpoints", "training", "evaluation", "image_training", "metrics", "bootstrap", "plots_training", "results", "explain",
          "notebook", "exercises", "solutions", "cli")
 
 

@@ -23,7 +23,8 @@
 # - Know where MIMIC-CXR comes from, how its files are laid out, and what its use agreement forbids.
 # - Extract report sections (indication, findings, impression) and clean text the way the paper did.
 # - Read CheXpert labels coded 1 / 0 / -1 / -2 and see why their source (the report) matters.
-# - Build the paper's cohort: frontal views, one image per study, a seeded 70/20/10 split by patient.
+# - Build the paper's cohort: frontal views, one image per study, a seeded 70/20/10 split by patient,
+#   and write that split yourself with scikit-learn's group splitter.
 # - Check the cohort honestly: label prevalence, missing sections, report lengths, skipped inputs.
 #
 # **Reads / writes**
@@ -51,11 +52,13 @@ if "google.colab" in sys.modules and importlib.util.find_spec("cxr_helpers") is 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", WORKBOOK_URL], check=True)
     importlib.invalidate_caches()
 
+import numpy as np
 import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from cxr_helpers import plots
 from cxr_helpers.cohort_browser import cohort_browser
-from cxr_helpers.exercises import check_count_uncertain
+from cxr_helpers.exercises import check_split_by_patient
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.mimic import layout_tree, read_layout, read_report
 from cxr_helpers.notebook import setup_notebook
@@ -129,15 +132,17 @@ for name, text in sections.items():
     print(f"{name:>14}: {text}")
 
 # %% [markdown]
-# ## 3. Cleaning text the paper's way, and a leak-free alternative
+# ## 3. Cleaning text the paper's way, and an indication-only alternative
 #
 # The paper fed its text model the **findings + impression** sections, lower-cased, with punctuation and
 # special characters removed. We do the same (and drop the `___` placeholders). We also prepare a second
-# setting, **indication only**: why the study was ordered, written *before* anyone looked at the image.
+# setting, **indication only**: what the clinician asked when ordering the study, written *before* anyone
+# read the image. On the phantom the indication never names a finding; on real data it often does (the
+# paper's own Figure 2 example: "woman with pleural effusion, s/p chest tube placement").
 
 # %%
 print("paper (findings + impression):", text_for_setting(sections, "findings_impression"))
-print("leak-free (indication):       ", text_for_setting(sections, "indication"))
+print("indication only:             ", text_for_setting(sections, "indication"))
 print("clean_text example:           ", clean_text("Comparison to ___.  No focal consolidation; s/p CABG."))
 
 # %% [markdown]
@@ -148,7 +153,10 @@ print("clean_text example:           ", clean_text("Comparison to ___.  No focal
 # 1 positive ("small effusion"), 0 negative ("no effusion"), -1 uncertain ("cannot exclude effusion"),
 # blank (-2) when the label is not mentioned. So a text model fed findings + impression reads the very
 # sentences the labels were made from: its high score is partly **leakage**, not diagnosis. The indication
-# setting does not contain them, which is why notebook 03 trains on both and compares.
+# does not contain those sentences, which is why notebook 03 trains on both and compares. It is not free of
+# the answer either: a real indication often names the suspected finding ("eval for effusion"). That is
+# information a model may use (it exists before the image is read), but a text score on it is not a score
+# for reading the image.
 
 # %%
 labels = example[list(CHEXPERT_LABELS)]
@@ -165,7 +173,7 @@ print("impression:", sections.get("impression") or sections.get("findings") or s
 #
 # `prepare_cohort` does the whole job with the settings printed at the top: keep frontal images (PA or AP),
 # one per study (PA preferred), sample `n_studies` studies with the seed (the paper: 10,850; the phantom
-# keeps all), split 70/20/10 **by patient** so no patient's images leak across splits, extract and clean the
+# keeps all), split 70/20/10 **by patient** (section 6) so no patient is in two splits, extract and clean the
 # text, and decode every image once into a `uint8` cache (in parallel, resumable if interrupted).
 # The labels stay coded 1/0/-1/-2; how to treat -1 (the uncertainty policy) is decided when training.
 
@@ -185,7 +193,67 @@ print(len(result.skipped), "input rows skipped; by reason:")
 result.skipped["reason"].value_counts()
 
 # %% [markdown]
-# ## 6. The cohort at a glance
+# ## 6. The split by patient, by hand
+#
+# A patient's studies share an anatomy (and on real data often the same devices and chronic findings). If one
+# study of a patient is in training and another in test, a model can recognise the patient instead of reading
+# the finding, and the test score flatters it. The rule: the sets of patients in train, validation and test are
+# pairwise disjoint. A plain random split of *studies* (scikit-learn's `train_test_split`) breaks it:
+
+# %%
+studies = cohort.drop_duplicates("study_id")[["subject_id", "study_id"]].reset_index(drop=True)
+train_ids, _ = train_test_split(studies["study_id"], train_size=0.7, random_state=settings.seed)
+by_study = np.where(studies["study_id"].isin(train_ids), "train", "held out")
+two_sides = pd.Series(by_study).groupby(studies["subject_id"]).nunique().gt(1).sum()
+print(f"{len(studies)} studies of {studies['subject_id'].nunique()} patients; "
+      f"split by study: {two_sides} patients have studies in train and in held out")
+
+# %% [markdown]
+# ### Your turn: a 70/20/10 split by patient
+#
+# scikit-learn's **group** splitters never put one group on both sides. `GroupShuffleSplit(n_splits=1,
+# train_size=0.7, random_state=seed).split(rows, groups=subject_ids)` yields one (train rows, other rows) pair,
+# drawn by patient with the seed. Cut twice: train against the rest, then the rest into validate and test
+# (`train_size=0.2 / 0.3` of the remaining patients). Its sizes count *patients*, not studies, so the shares of
+# studies land close to 70/20/10, not on it. (`GroupKFold` is the other choice: equal folds, made for
+# cross-validation; 10 folds taken 7/2/1 work too. We use GroupShuffleSplit because, like the paper's split,
+# it is one seeded random draw.) Return a split name per row of `studies`; the check runs your function on
+# 2,000 hand-made patients (two sets of fractions, two seeds) and on this cohort.
+
+# %%
+def split_by_patient(studies, fractions=(0.7, 0.2, 0.1), seed=0):
+    """"train", "validate" or "test" per row of ``studies`` (subject_id, study_id), drawn by patient."""
+    # YOUR CODE HERE: rows = np.arange(len(studies)); groups = studies["subject_id"].to_numpy();
+    # one GroupShuffleSplit for train vs the rest, a second one on the rest for validate vs test.
+    return None
+
+
+check_split_by_patient(split_by_patient, studies);
+
+# %% [markdown]
+# `prepare_cohort` split the cohort with the workbook's own `random_split_by_patient` (for `split="random"`):
+# it shuffles the patients with NumPy's seeded generator and cuts the list where the running count of
+# *studies* crosses 70% and 90%. Both splits have the rule; compare their sizes and how often they agree.
+
+# %%
+splits = {"workbook (cohort.csv)": studies["study_id"].map(cohort.drop_duplicates("study_id").set_index("study_id")["split"])}
+mine = split_by_patient(studies, settings.split_fractions, settings.seed)
+if mine is not None:
+    splits["yours (GroupShuffleSplit)"] = pd.Series(np.asarray(mine, dtype=object))
+for name, split in splits.items():
+    in_two = split.groupby(studies["subject_id"]).nunique().gt(1).sum()
+    print(f"{name:>26}: {split.value_counts(normalize=True).round(3).to_dict()} | patients in two splits: {in_two}")
+if mine is not None:
+    print(f"studies in the same split in both: {(splits['yours (GroupShuffleSplit)'] == splits['workbook (cohort.csv)']).mean():.0%}")
+
+# %% [markdown]
+# Same rule, different assignment: the two draws use different random generators (NumPy's `default_rng` against
+# scikit-learn's `RandomState`), and one cuts by studies, the other by patients. Two independent 70/20/10
+# draws put a study in the same split about 0.7² + 0.2² + 0.1² = 54% of the time. (With `CXR_PROFILE=mimic`
+# and `split="official"`, cohort.csv holds MIMIC's own split, also by patient.)
+
+# %% [markdown]
+# ## 7. The cohort at a glance
 #
 # First the sizes: studies, images and patients per split. With a split by patient the shares are close to
 # 70/20/10 in studies but not exact, because a patient's studies move together.
@@ -203,6 +271,10 @@ label_table(cohort, "train")
 
 # %%
 plots.plot_label_codes(cohort, split="train");
+
+# %% [markdown]
+# **Think:** under the paper's U-Zeros policy every study coded -1 in this table becomes a *negative* when
+# training. Is that a fair target for a hedge like "cannot exclude pleural effusion"?
 
 # %% [markdown]
 # Which sections do the reports have? In MIMIC-CXR about 83% of reports have an impression, 12% only
@@ -223,7 +295,7 @@ plots.plot_report_lengths(cohort);
 print("views in the cohort:", result.summary["views"]["cohort"])
 
 # %% [markdown]
-# ## 7. A few images with their labels
+# ## 8. A few images with their labels
 #
 # The cache `images_<S>.npy` is a memory-mapped `uint8` array (N, S, S): opening it reads nothing until a
 # row is used, so even the paper's 10,850 images at 224 px (about 0.5 GB) open instantly. Row `cache_index`
@@ -235,7 +307,7 @@ print("cache:", images.shape, images.dtype)
 plots.plot_image_grid(cohort, images, n=8, seed=settings.seed);
 
 # %% [markdown]
-# ## 8. Browse the cohort study by study
+# ## 9. Browse the cohort study by study
 #
 # Move the slider: the image, its report (headers in bold, the sections the labeler read highlighted)
 # and its 14 labels change together. The filters keep only the rows with a label coded 1, 0, -1 or blank
@@ -246,7 +318,7 @@ plots.plot_image_grid(cohort, images, n=8, seed=settings.seed);
 cohort_browser(cohort, images)
 
 # %% [markdown]
-# ## 9. What this notebook wrote
+# ## 10. What this notebook wrote
 #
 # Notebooks 02 to 05 read only these files, so you can close this notebook now and reopen any later one cold.
 
@@ -255,36 +327,21 @@ for name, path in result.paths.items():
     print(f"{name:<14} {path}")
 
 # %% [markdown]
-# ## Your turn
-#
-# Uncertain labels (-1) are where the radiologist hedged. Write `count_uncertain(cohort, label, split)` that
-# returns how many **studies** of `split` have `label` coded -1. The check tries a few labels and splits.
-# (Solution: `cxr_helpers/solutions.py`.)
-
-# %%
-def count_uncertain(cohort, label="Pleural Effusion", split="train"):
-    # YOUR CODE HERE: keep the rows of `split`, one per study, and count `label == -1`.
-    return None
-
-
-check_count_uncertain(count_uncertain, cohort);
-
-# %% [markdown]
-# **Think:** under the paper's U-Zeros policy every one of those -1 studies becomes a *negative* when
-# training. Is that a fair target for a hedge like "cannot exclude pleural effusion"?
-
-# %% [markdown]
 # ## Summary
 #
 # - MIMIC-CXR-JPG + MIMIC-CXR need credentialed PhysioNet access; the phantom mirrors their layout exactly.
 # - Reports were split into sections, cleaned the paper's way, and kept in two settings: findings +
-#   impression (the paper, leaks the labels) and indication only (leak-free).
+#   impression (the paper, leaks the labels) and indication only (what the clinician asked: available before
+#   the image is read; on the phantom it never names a finding, on real data it often does).
 # - The cohort keeps one frontal image per study, a seeded 70/20/10 split by patient, labels coded 1/0/-1/-2.
+#   A group splitter (GroupShuffleSplit) gives the same guarantee, no patient in two splits, with another draw.
 # - Images were decoded once into a memory-mapped uint8 cache; every skipped input is listed with its reason.
 #
 # ## Questions
 #
-# 1. Why split by patient rather than by image or study? What would go wrong otherwise?
+# 1. Why split by patient rather than by image or study? What would go wrong otherwise? Why do the shares
+#    of studies of a patient-level split miss 70/20/10 slightly, and which way would a few patients with many
+#    studies push them?
 # 2. The paper resized every image straight to 224 x 224. What does that do to a 2544 x 3056 radiograph?
 # 3. Which labels are most often *not mentioned* (-2)? Why does that make plain accuracy misleading?
 # 4. Why does a text model on findings + impression say little about how well reports support diagnosis?

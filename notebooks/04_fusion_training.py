@@ -23,18 +23,21 @@
 #
 # **Learning objectives**
 # - Assemble a multimodal model from two trained unimodal encoders, and say what "late",
-#   "decision-level" and "intermediate" (FiLM) fusion each combine.
+#   "decision-level" and "intermediate" (FiLM) fusion each combine; write the concat head's forward pass
+#   and one training step in plain torch.
 # - Weigh the paper's end-to-end training against frozen, cached encoders (speed against fidelity).
 # - Read the results against the paper and against the image-only and text-only models.
 # - Measure *leakage* (findings+impression vs indication-only reports) and *modality reliance*
 #   (remove one modality and watch the score).
+# - Read every comparison with its 95% bootstrap interval, and the paper with a critical eye.
 #
 # **Reads / writes** (in the artifacts folder, `CXR_ARTIFACTS_DIR`)
 # - reads `cohort.csv` + `images_<S>.npy` (notebook 01), `checkpoints/image.pt` (notebook 02),
 #   `text/` (the text encoder and its cached embeddings) and `metrics/text.json` (notebook 03);
 # - writes `checkpoints/fusion_<strategy>_<setting>.pt` (+ `_last.pt`, `_history.json`), the paper's
 #   model `checkpoints/fusion_concat_findings_impression_end_to_end.pt`, `predictions/fusion_*_test.csv`,
-#   `metrics/fusion.json` (with the modality ablation) and `figures/fusion_*.png`.
+#   `metrics/fusion.json` (with the modality ablation, bootstrap intervals and the discussed differences)
+#   and `figures/fusion_*.png`.
 #
 # The same work runs without Jupyter: `python -m cxr_helpers train fusion --artifacts DIR`.
 
@@ -63,6 +66,7 @@ import torch
 from IPython.display import display
 
 from cxr_helpers import exercises, plots_training
+from cxr_helpers.datasets import CohortImageDataset
 from cxr_helpers.fusion.build import build_fusion_model
 from cxr_helpers.fusion.model import STRATEGIES, fusion_name
 from cxr_helpers.fusion.tables import (
@@ -76,8 +80,10 @@ from cxr_helpers.fusion.tables import (
 )
 from cxr_helpers.fusion.train import train_fusion
 from cxr_helpers.artifacts import require
+from cxr_helpers.metrics import masked_bce
 from cxr_helpers.notebook import setup_notebook
-from cxr_helpers.prepare import load_cohort
+from cxr_helpers.prepare import load_cohort, open_image_cache
+from cxr_helpers.results import comparisons_table
 from cxr_helpers.text.embeddings import embeddings_paths
 from cxr_helpers.training import load_history
 
@@ -133,6 +139,55 @@ print(model.head)
 # tokens (`input_ids`, `attention_mask`) and the encoder is part of the model.
 
 # %% [markdown]
+# Now a real batch: eight training studies, their X-rays from notebook 01's cache and their report
+# embeddings from notebook 03. The image encoder turns each X-ray into 512 pooled features; the model's
+# `fuse` runs the concat head on features and embedding. This is what the head computes, batch row by row.
+
+# %%
+train_set = CohortImageDataset(cohort, open_image_cache(settings.artifacts_dir, settings.image_size), "train",
+                               text_features=embeddings["findings_impression"])
+batch = train_set.__getitems__(list(range(min(8, len(train_set)))))
+model.eval()
+with torch.no_grad():
+    image_features = model.image_model.features(batch["image"])  # (B, 512) pooled ResNet-18 features
+    text_embedding = batch["text_features"]  # (B, H) report embeddings
+    head_logits = model.fuse(image_features, text_embedding)  # (B, 14): the model's own concat head
+print("image features", tuple(image_features.shape), "| report embedding", tuple(text_embedding.shape),
+      "| logits", tuple(head_logits.shape))
+
+# %% [markdown]
+# ### Your turn: the concat head's forward pass by hand
+#
+# Write the head in plain torch with its own weights: `head` is `model.head`, an `nn.Sequential` of
+# `Linear(512 + H, hidden)`, `ReLU`, `Dropout(0.5)`, `Linear(hidden, 14)`. Concatenate `[image_features,
+# text_embedding]` along dimension 1 (image first), apply the first layer as `x @ W.T + b`, the ReLU, skip
+# dropout (in eval mode it is the identity; in training it zeroes each unit with probability 0.5 and scales
+# the rest by 2), and the last layer. Return logits, not probabilities. The check compares your function with
+# the head itself on a hand-made head and on this model's head; the next cell on the real batch.
+
+# %%
+def concat_head_forward(head, image_features, text_embedding):
+    """Logits (B, 14) of the concat fusion head, computed from its weights."""
+    first, _, _, last = head  # Linear, ReLU, Dropout, Linear
+    # TODO: concatenate, first layer, ReLU, last layer.
+    raise NotImplementedError
+
+
+exercises.check_concat_head(concat_head_forward, model.head);
+
+# %% [markdown]
+# And on the real batch above: your function against `model.fuse`. The head is freshly initialised here;
+# the equality holds for any weights, the trained ones of section 5 included.
+
+# %%
+try:
+    by_hand = concat_head_forward(model.head, image_features, text_embedding)
+    print("largest difference from model.fuse on the real batch:", f"{(by_hand - head_logits).abs().max():.2e}",
+          "| allclose:", torch.allclose(by_hand, head_logits, atol=1e-5))
+except NotImplementedError:
+    print("Fill in concat_head_forward above to compare it with the model on the real batch.")
+
+# %% [markdown]
 # ## 3. Three ways to fuse
 #
 # The paper's conclusion proposes "different fusion strategies" as future work. All three below
@@ -169,6 +224,43 @@ print(f"FiLM at initialisation vs the image model: largest logit difference {gap
 # present only when *both* the image and the report hint at it? Which of the three can?
 
 # %% [markdown]
+# ### Your turn: a gated fusion head
+#
+# A *gated multimodal unit* learns, per example and per hidden unit, how much to trust each
+# modality: `h_image = tanh(W_i x)`, `h_text = tanh(W_t t)`, `g = sigmoid(W_g [x; t])`, and
+# `h = g * h_image + (1 - g) * h_text`, then dropout and a linear layer to 14 logits. Fill in
+# `gate()` and `forward()`; the check feeds random features, looks at shapes, at the gate's range,
+# at gradients into both inputs, and forces the gate to 1 to see that the report then stops mattering.
+
+# %%
+class GatedFusionHead(torch.nn.Module):
+    """Gated fusion of image features (B, image_dim) and a report embedding (B, text_dim) -> (B, 14)."""
+
+    def __init__(self, image_dim: int, text_dim: int, hidden: int = 256, dropout: float = 0.5):
+        super().__init__()
+        self.image_proj = torch.nn.Linear(image_dim, hidden)
+        self.text_proj = torch.nn.Linear(text_dim, hidden)
+        self.gate_proj = torch.nn.Linear(image_dim + text_dim, hidden)
+        self.out = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 14))
+
+    def gate(self, image_features, text_embedding):
+        # TODO: sigmoid of gate_proj applied to the concatenated inputs, (B, hidden).
+        raise NotImplementedError
+
+    def forward(self, image_features, text_embedding):
+        # TODO: tanh projections, mix them with g = self.gate(...), then self.out.
+        raise NotImplementedError
+
+
+exercises.check_gated_fusion(GatedFusionHead);
+
+# %% [markdown]
+# Stretch: add `"gated"` as a fourth strategy to a copy of `FusionModel.fuse` (it takes the pooled
+# image features and the report embedding, like `concat`) and train it on the cached features after
+# section 5. Does the learned gate lean towards the report more with findings+impression than with the
+# indication?
+
+# %% [markdown]
 # ## 4. Frozen, cached encoders or end to end?
 #
 # Training end to end (the paper) runs the BERT encoder forward and backward for every report in
@@ -186,8 +278,44 @@ print(f"FiLM at initialisation vs the image model: largest logit difference {gap
 # paper's model once, end to end, on the findings+impression reports. Section 9 shows the time per epoch of both.
 
 # %% [markdown]
-# ## 5. Train every fusion model
+# ## 5. One training step by hand, then every fusion model
 #
+# Every model here learns by minimising the paper's **masked binary cross-entropy**. With
+# $\hat y_{n,i} = \sigma(z_{n,i})$ the predicted probability of label $i$ for study $n$, $y_{n,i} \in \{0, 1\}$
+# its target (-1 becomes 0 under U-Zeros) and $m_{n,i} = 0$ where the label is blank and ignored, 1 elsewhere:
+#
+# $$L = -\frac{1}{\sum_{n,i} m_{n,i}} \sum_{n} \sum_{i=1}^{14} m_{n,i} \left[ y_{n,i} \log \hat y_{n,i} + (1 - y_{n,i}) \log (1 - \hat y_{n,i}) \right]$$
+#
+# Mind the minus sign: both logarithms are negative, so without it (as printed in the paper's Figure 3) the
+# "loss" is at most 0 and minimising it would push every prediction *away* from its target. The paper's code
+# has it right (`F.binary_cross_entropy`), and divides by the number of valid entries, not by 14 as the
+# figure does. `metrics.masked_bce` computes this formula (from the logits, which is the same number but
+# stays finite for confident predictions); `settings.blank_policy` decides which blanks are masked (the
+# phantom profile counts them as negatives).
+#
+# One step of training is four lines: forward, loss, backward, step. Here on the batch of section 2, with
+# the image encoder frozen so that only the head learns, as in the strategy table:
+
+# %%
+step_model = build_fusion_model(settings, "concat", text_dim, freeze_image=True)
+optimizer = torch.optim.AdamW([p for p in step_model.parameters() if p.requires_grad], lr=1e-3)
+inputs = {"image": batch["image"], "text_features": batch["text_features"]}
+for step in range(3):
+    step_model.train()
+    logits = step_model(**inputs)  # forward: (B, 14) logits
+    loss = masked_bce(logits, batch["targets"], settings.uncertainty_policy, settings.blank_policy)
+    optimizer.zero_grad()
+    loss.backward()  # gradients for the head only: the encoder is frozen
+    optimizer.step()  # AdamW moves the head's weights against the gradient
+    print(f"step {step + 1}: masked BCE on this batch before the step {loss.item():.4f}")
+
+# %% [markdown]
+# The loss on the batch goes down step by step: the head is fitting these eight studies. `training.fit`
+# does exactly this for every batch of every epoch, with the batches shuffled by seed and epoch, and adds
+# what a real run needs: validation loss, accuracy and AUROC after each epoch, the best epoch kept by
+# validation loss, checkpoints to resume from, and optional mixed precision and torchrun.
+#
+# **Train every fusion model.**
 # One call does notebook 04's whole job: for each model it trains with `fit` (best epoch by
 # validation loss, resumable), scores train / validation / test into `metrics/fusion.json`, writes
 # the test predictions, and scores the test split again with one modality removed. A finished run
@@ -230,14 +358,47 @@ for name in [paper_model, "fusion_concat_findings_impression"]:
         display(paper_comparison(settings.metrics_dir, name).round(4))
 
 # %% [markdown]
+# **Reading the paper critically.** Reproducing a paper means checking its reasoning too:
+# - *Epochs chosen on the test set.* "10 is the number where we maximize the validation and test accuracy":
+#   the test split helped choose the model, so its 0.7950 is optimistic. Here the epoch is chosen on
+#   validation loss only, and the test split is read once at the end.
+# - *Different splits compared.* The "10% better" sets the fusion model's test accuracy (0.7950) against the
+#   image model's *validation* accuracy (0.7047): 9 points, on two different splits, without an interval,
+#   with a metric that a model predicting the training prevalence already scores well on (notebook 02).
+# - *Figures 8 and 9-11 disagree.* Grad-CAM is shown for the top-3 labels No Finding, Cardiomegaly and
+#   Atelectasis, SHAP for No Finding, Pleural Effusion and Fracture: if both explain one model's top-3 for one
+#   study, the lists must be the same. They explain different predictions (other models or other studies),
+#   and the paper does not say which.
+# - *The loss formula.* Figure 3 lacks the minus sign and averages over 14 labels, while the code masks blanks
+#   and averages over the valid entries (the equation above).
+# - *No Finding.* Coded only 1 or blank in MIMIC-CXR, so under the paper's masking it never has a negative:
+#   always answering "No Finding" is free accuracy (notebook 02), and a model that learns it puts No Finding
+#   at the top of every top-3 list, as in Figures 8 and 9.
+
+# %% [markdown]
 # ## 8. Every model in one table
 #
 # Image-only (notebook 02), text-only (notebook 03: TF-IDF and the frozen encoder's head) and every
-# fusion model, on the test split. `training` says how each fusion model was trained.
+# fusion model, on the test split. `training` says how each fusion model was trained; `ci_low` and
+# `ci_high` bound the macro AUROC's 95% bootstrap interval over the test studies.
 
 # %%
 table = comparison_table(settings.metrics_dir)
 table.round(4)
+
+# %% [markdown]
+# **Does fusion beat the best single modality?** Beating the image model alone is not the question: a fusion
+# model fed findings+impression should be held against the best model that sees the same inputs, which may
+# well be a text model. For each fusion model `train_fusion` picked the best unimodal model on the same inputs
+# *on the validation split* (so the test split plays no part in the choice) and stored the difference in test
+# macro AUROC with a paired bootstrap interval in `metrics/fusion.json` ("comparisons").
+
+# %%
+differences = comparisons_table(settings.metrics_dir, ("fusion",))
+best_unimodal = differences[differences["question"].str.contains("best unimodal")].drop(columns=["stage", "question"])
+print("not significant at 95% (no interval that excludes 0):",
+      ", ".join(best_unimodal.loc[~best_unimodal["CI excludes 0"], "model"]) or "none")
+best_unimodal.round(3)
 
 # %% [markdown]
 # AUROC per label for the image-only model, the text-only head and the paper's fusion model on the
@@ -267,8 +428,9 @@ epoch_seconds_table(settings.metrics_dir).round(2)
 #
 # The CheXpert labels were extracted *from the report's impression (else findings)* by a rule-based
 # labeler. A model fed those sections can read the answer. The indication ("why was this X-ray
-# ordered?") is written before the image is read, so it carries context but not the labels. For each
-# strategy: the test macro AUROC with each text setting, the gain over the image-only model, and the
+# ordered?") is written before the image is read: on the phantom it never names a finding; on real data it
+# often names the suspected one, which is fair information at prediction time but not the labeler's text.
+# For each strategy: the test macro AUROC with each text setting, the gain over the image-only model, and the
 # share of the findings+impression gain that the indication alone does not give.
 
 # %%
@@ -276,12 +438,22 @@ leakage = leakage_table(settings.metrics_dir)
 leakage.round(3)
 
 # %% [markdown]
+# The same question with its uncertainty: findings+impression minus indication, per strategy, on paired
+# bootstrap draws of the test studies.
+
+# %%
+by_setting = differences[differences["question"].str.contains("minus indication")].drop(columns=["stage", "question"])
+print("not significant at 95% (no interval that excludes 0):",
+      ", ".join(by_setting.loc[~by_setting["CI excludes 0"], "model"]) or "none")
+by_setting.round(3)
+
+# %% [markdown]
 # Read this table together with the text-only rows of section 8: a frozen encoder whose embedding
 # hardly encodes the findings leaks little, whatever the section. With a text encoder that learns to
 # read (TF-IDF in notebook 03, the end-to-end model here, or `train_fusion(settings,
 # train_text_encoder=True)`, which fine-tunes a copy of the text encoder inside every table model)
 # the findings+impression setting pulls far ahead of the indication. The test split is small on the
-# phantom, so differences of a few hundredths are noise.
+# phantom (about 100 studies), so a difference whose interval includes 0 is not evidence of anything.
 #
 # **Think.** If nearly all of the gain disappears with indication-only reports, what did the paper's
 # "10% better" really measure? What would a deployed model have at prediction time: the final
@@ -310,68 +482,18 @@ reliance.round(3)
 # reports, and which with the indication only? Why might FiLM behave differently from concat?
 
 # %% [markdown]
-# ## Your turn 1: the fusion gain, per text setting
-#
-# Complete `fusion_gains(table)`: for the strategy table's **concat** models in `table` (section 8),
-# named `fusion_concat_<text_setting>`, return `{text_setting: their test macro AUROC - the test
-# macro AUROC of the model "image"}`, for both text settings. Use the columns `model` and
-# `test_macro_auroc`. The check prints feedback (the solution is in `cxr_helpers/solutions.py`).
-
-# %%
-def fusion_gains(table) -> dict:
-    """{text_setting: gain of concat fusion over the image-only model, in test macro AUROC}."""
-    # TODO: index the table by model, then subtract the "image" score from each fusion_concat_<setting> score.
-    return None
-
-
-exercises.check_fusion_gains(fusion_gains, table)
-
-# %% [markdown]
-# ## Your turn 2: a gated fusion head
-#
-# A *gated multimodal unit* learns, per example and per hidden unit, how much to trust each
-# modality: `h_image = tanh(W_i x)`, `h_text = tanh(W_t t)`, `g = sigmoid(W_g [x; t])`, and
-# `h = g * h_image + (1 - g) * h_text`, then dropout and a linear layer to 14 logits. Fill in
-# `gate()` and `forward()`; the check feeds random features, looks at shapes, at the gate's range,
-# at gradients into both inputs, and forces the gate to 1 to see that the report then stops mattering.
-
-# %%
-class GatedFusionHead(torch.nn.Module):
-    """Gated fusion of image features (B, image_dim) and a report embedding (B, text_dim) -> (B, 14)."""
-
-    def __init__(self, image_dim: int, text_dim: int, hidden: int = 256, dropout: float = 0.5):
-        super().__init__()
-        self.image_proj = torch.nn.Linear(image_dim, hidden)
-        self.text_proj = torch.nn.Linear(text_dim, hidden)
-        self.gate_proj = torch.nn.Linear(image_dim + text_dim, hidden)
-        self.out = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 14))
-
-    def gate(self, image_features, text_embedding):
-        # TODO: sigmoid of gate_proj applied to the concatenated inputs, (B, hidden).
-        raise NotImplementedError
-
-    def forward(self, image_features, text_embedding):
-        # TODO: tanh projections, mix them with g = self.gate(...), then self.out.
-        raise NotImplementedError
-
-
-exercises.check_gated_fusion(GatedFusionHead)
-
-# %% [markdown]
-# Stretch: add `"gated"` as a fourth strategy to a copy of `FusionModel.fuse` (it takes the pooled
-# image features and the report embedding, like `concat`) and train it on the cached features.
-# Does the learned gate lean towards the report more with findings+impression than with the indication?
-
-# %% [markdown]
 # ## Summary
 #
 # - The paper's late fusion concatenates ResNet-18's 512 pooled features with the report's [CLS]
-#   embedding and trains a 2-layer MLP on top, end to end. Decision-level fusion averages two
+#   embedding and trains a 2-layer MLP on top, end to end: a concatenation and two matrix products, which
+#   you wrote by hand; one training step is forward, masked BCE (with its minus sign), backward, step. Decision-level fusion averages two
 #   heads' logits; FiLM lets the report modulate the CNN's feature maps from the inside.
 # - Freezing and caching the encoders makes each strategy train in seconds; the paper's end-to-end
 #   training is much slower per epoch (section 9).
 # - Reports with findings and impression carry the labels (the labeler read them): most of the
-#   fusion gain on those reports is leakage, which the indication-only setting exposes.
+#   fusion gain on those reports is leakage, which the indication-only setting exposes. Fusion is held
+#   against the best unimodal model on the same inputs (chosen on validation), with a paired bootstrap
+#   interval: on about 100 test studies, several differences are not significant.
 # - Removing one modality at test time shows what a fusion model really uses.
 #
 # ## Questions
@@ -383,7 +505,10 @@ exercises.check_gated_fusion(GatedFusionHead)
 # 3. Why is an empty report a better stand-in for "no report" than a zero vector? When would the
 #    mean training embedding be better still?
 # 4. Which fusion figure would you quote for a system that only sees the indication at prediction time?
-# 5. Further research: fine-tune the image encoder (`train_fusion(settings, freeze_encoders=False)`)
+#    Give it with its interval.
+# 5. Why is the paired interval of a difference narrower than the two models' own intervals would suggest?
+#    When would it not be?
+# 6. Further research: fine-tune the image encoder (`train_fusion(settings, freeze_encoders=False)`)
 #    or the text encoder (`train_text_encoder=True`) in the strategy table and compare the tables;
 #    try a zero-vector report in `modality_ablation(..., text_removal="zeros")`.
 #

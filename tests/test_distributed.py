@@ -201,7 +201,7 @@ def test_cli_under_torchrun_resumes_a_killed_job_and_scores_the_whole_validation
     val = load_split_datasets(settings, ("validate",))["validate"]
     logits, targets, indices = predict(model, make_loader(val, 4, False), torch.device("cpu"))
     assert len(indices) == len(val) == 8
-    assert masked_bce(logits, targets, settings.uncertainty_policy) == pytest.approx(best["meta"]["val_loss"], abs=1e-5)
+    assert masked_bce(logits, targets, settings.uncertainty_policy, settings.blank_policy) == pytest.approx(best["meta"]["val_loss"], abs=1e-5)
     metrics = json.loads((whole / "metrics" / "image.json").read_text())
     assert "image" in json.dumps(metrics)
     test_rows = pd.read_csv(whole / "predictions" / "image_test.csv")

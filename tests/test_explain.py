@@ -291,34 +291,3 @@ def test_explain_study_to_files_writes_png_and_html(explain_settings, tmp_path):
         explain_study_to_files(explain_settings, 42, out_dir=tmp_path)
     with pytest.raises(ValueError, match="model_name"):
         explain_study_to_files(explain_settings, study, out_dir=tmp_path, model_name="resnet")
-
-
-# ----------------------------------------------------------------------------- exercises
-def test_exercise_checks_accept_the_solutions_and_reject_stubs(capsys):
-    from cxr_helpers.exercises import (
-        check_exact_shapley,
-        check_gradcam_from_hooks,
-        check_pointing_game_with_tolerance,
-        check_probability_shift,
-    )
-    from cxr_helpers.solutions import (
-        exact_shapley,
-        gradcam_from_hooks,
-        pointing_game_with_tolerance,
-        probability_shift,
-    )
-
-    assert check_pointing_game_with_tolerance(pointing_game_with_tolerance)
-    assert check_exact_shapley(exact_shapley)
-    assert check_gradcam_from_hooks(gradcam_from_hooks)
-    assert check_probability_shift(probability_shift)
-    for check in (check_pointing_game_with_tolerance, check_exact_shapley, check_gradcam_from_hooks,
-                  check_probability_shift):
-        assert not check(lambda *args: None)
-    assert "Not done yet" in capsys.readouterr().out
-    strict = lambda cam, mask, tolerance: pointing_game_with_tolerance(cam, mask, 0)  # noqa: E731
-    assert not check_pointing_game_with_tolerance(strict)
-    assert not check_exact_shapley(lambda value, n: np.full(n, (value(set(range(n))) - value(set())) / n))  # fair, not right
-    unweighted = lambda model, layer, image, label: gradcam_from_hooks(model, layer, image, label) ** 2  # noqa: E731
-    assert not check_gradcam_from_hooks(unweighted)
-    assert not check_probability_shift(lambda *args: -probability_shift(*args))

@@ -21,6 +21,7 @@ from cxr_helpers.explain.faithfulness.report import (
     resolution_table,
     run_faithfulness,
     shap_table,
+    summary_table,
 )
 from cxr_helpers.explain.faithfulness.resolution import grid_cells, layer_resolution
 from cxr_helpers.explain.faithfulness.scores import (
@@ -376,5 +377,8 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     words = shap_table(saved)
     assert set(words["model"]) == {"fusion", "text"} and (words["n mentions"] > 0).all()
     assert resolution_table(saved).empty  # no probes in this run
+    checks = summary_table(saved)  # what `python -m cxr_helpers figures` prints for notebook 05
+    assert len(checks) == len(table) + 2 * len(words) + len(saved["randomisation"])
+    assert checks["score"].notna().all() and (checks["n"] > 0).all()
     plot_checks(saved)
     plot_randomisation(result.randomisation)

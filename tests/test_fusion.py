@@ -324,6 +324,12 @@ def test_train_fusion_frozen_text_reads_cached_embeddings_only(tmp_path, fake_te
     assert model.embed_texts(["no pleural effusion"]).shape == (1, BERT_HIDDEN)
     tables = comparison_table(tmp_path / "metrics"), leakage_table(tmp_path / "metrics")
     assert len(tables[0]) == len(names) and list(tables[1].index) == list(STRATEGIES)
+    assert (tables[0]["ci_low"] <= tables[0]["ci_high"]).all()
+    # per strategy, findings+impression minus indication with its paired interval (no image.json: no unimodal pairs)
+    comparisons = json.loads((tmp_path / "metrics" / "fusion.json").read_text())["comparisons"]
+    assert set(comparisons) == {f"{fusion_name(s, 'findings_impression')} - {fusion_name(s, 'indication')}"
+                                for s in STRATEGIES}
+    assert all(len(c["ci"]) == 2 and c["resamples"] > 0 for c in comparisons.values())
     assert set(reliance_table(tmp_path / "metrics").index) == set(names)
     aurocs = label_aurocs(tmp_path / "metrics", ["image", name, "no such model"])
     assert list(aurocs) == [name] and set(aurocs[name]) == set(CHEXPERT_LABELS)
@@ -365,35 +371,6 @@ def test_missing_inputs_name_the_notebook_that_makes_them(tmp_path, fake_text_si
         train_fusion(settings_for(tmp_path), progress=False)
 
 
-def test_exercise_checks_accept_the_solutions_and_reject_stubs(capsys):
-    from cxr_helpers import exercises, solutions
-
-    class Stub(solutions.GatedFusionHead):
-        def gate(self, image_features, text_embedding):
-            raise NotImplementedError
-
-    class IgnoresGate(solutions.GatedFusionHead):
-        def forward(self, image_features, text_embedding):
-            return self.out(torch.tanh(self.image_proj(image_features)) + torch.tanh(self.text_proj(text_embedding)))
-
-    assert exercises.check_gated_fusion(solutions.GatedFusionHead)
-    assert not exercises.check_gated_fusion(Stub)
-    assert not exercises.check_gated_fusion(IgnoresGate)
-    table = pd.DataFrame({
-        "model": ["image", "tiny_bert_head_indication", "fusion_concat_findings_impression", "fusion_concat_indication",
-                  "fusion_concat_findings_impression_end_to_end"],
-        "strategy": ["-", "-", "concat", "concat", "concat"],
-        "text_setting": ["-", "indication", "findings_impression", "indication", "findings_impression"],
-        "training": ["-", "-", "frozen encoders", "frozen encoders", "end to end"],
-        "test_macro_auroc": [0.70, 0.60, 0.95, 0.74, 0.90],
-    })
-    assert solutions.fusion_gains(table) == pytest.approx({"findings_impression": 0.25, "indication": 0.04})
-    assert exercises.check_fusion_gains(solutions.fusion_gains, table)
-    assert not exercises.check_fusion_gains(lambda t: None, table)
-    assert not exercises.check_fusion_gains(lambda t: {"findings_impression": 0.2, "indication": 0.04}, table)
-    assert "Not done yet" in capsys.readouterr().out
-
-
 def test_a_finished_run_is_reused_until_its_inputs_change(tmp_path, fake_text_side):
     write_artifacts(tmp_path)
     last = tmp_path / "checkpoints" / "fusion_concat_indication_last.pt"
@@ -414,3 +391,20 @@ def test_a_finished_run_is_reused_until_its_inputs_change(tmp_path, fake_text_si
     before = last.stat().st_mtime_ns
     run(text_pooling="mean")
     assert last.stat().st_mtime_ns != before
+
+
+def test_fusion_is_compared_with_the_best_unimodal_model_chosen_on_validation(tmp_path):
+    settings = load_settings(profile="phantom", fast=True, artifacts_dir=tmp_path)
+    (tmp_path / "metrics").mkdir()
+    validation = {"image": 0.70, "tfidf_indication": 0.60, "tiny_bert_head_indication": 0.65,
+                  "tfidf_findings_impression": 0.99, "tiny_bert_head_findings_impression": 0.80}
+    test = {"image": 0.60, "tfidf_indication": 0.75}  # on test another model would win: it must not matter
+    models = {name: {"validate": {"macro_auroc": score}, "test": {"macro_auroc": test.get(name, 0.5)}}
+              for name, score in validation.items()}
+    (tmp_path / "metrics" / "image.json").write_text(json.dumps({"models": {"image": models.pop("image")}}))
+    (tmp_path / "metrics" / "text.json").write_text(json.dumps({"models": models}))
+    names = [fusion_name("concat", "indication"), fusion_name("concat", "findings_impression"),
+             fusion_name("concat", "findings_impression", end_to_end=True), fusion_name("film", "indication")]
+    pairs = {(model, baseline) for model, baseline, _ in fusion_train.fusion_differences(settings, names)}
+    assert pairs == {(names[0], "image"), (names[1], "tfidf_findings_impression"),
+                     (names[2], "tfidf_findings_impression"), (names[3], "image"), (names[1], names[0])}

@@ -233,7 +233,7 @@ def test_phantom_ground_truth_spans_fall_in_the_extracted_sections(phantom):
     assert checked > 20
 
 
-def test_phantom_indication_text_is_leak_free(phantom, tmp_path):
+def test_phantom_indication_never_names_a_finding(phantom, tmp_path):
     from cxr_helpers.phantom.phrases import LABEL_KEYWORDS
 
     cohort = prepare_cohort(phantom_settings(phantom, tmp_path), progress=False).cohort
@@ -256,20 +256,22 @@ def test_phantom_profile_builds_the_phantom_when_missing(tmp_path, monkeypatch):
     assert result.cohort["study_id"].nunique() == 12
 
 
-def test_exercise_check_tells_stub_wrong_and_right(tmp_path, capsys):
+def test_the_split_exercise_is_also_checked_on_the_prepared_cohort(tmp_path, capsys):
     from cxr_helpers import solutions
-    from cxr_helpers.exercises import check_count_uncertain
+    from cxr_helpers.exercises import check_split_by_patient
 
     fake = make_layout(tmp_path, n_subjects=10).write()
     cohort = prepare_cohort(settings_for(fake, tmp_path), progress=False).cohort
-    assert check_count_uncertain(lambda cohort, label="Pleural Effusion", split="train": None, cohort) is False
-    assert "Not done yet" in capsys.readouterr().out
-    rows = lambda cohort, label="Pleural Effusion", split="train": int((cohort[label] == -1).sum())  # noqa: E731
-    assert check_count_uncertain(rows, cohort) is False  # ignores the split
-    assert "Not quite" in capsys.readouterr().out
-    assert check_count_uncertain(solutions.count_uncertain, cohort) is True
-    train = cohort[cohort["split"] == "train"]
-    assert solutions.count_uncertain(cohort) == int((train["Pleural Effusion"] == -1).sum())
+    studies = cohort.drop_duplicates("study_id")[["subject_id", "study_id"]].reset_index(drop=True)
+    assert check_split_by_patient(solutions.split_by_patient, studies) is True
+    mine = solutions.split_by_patient(studies)
+    assert mine.groupby(studies["subject_id"]).nunique().max() == 1
+
+    def right_on_hand_made_only(table, fractions=(0.7, 0.2, 0.1), seed=0):  # breaks on the cohort's row count
+        return solutions.split_by_patient(table, fractions, seed) if len(table) > 1000 else ["train"]
+
+    assert check_split_by_patient(right_on_hand_made_only, studies) is False
+    assert "on the notebook's cohort" in capsys.readouterr().out
 
 
 def test_no_usable_study_is_a_clear_error(tmp_path):

@@ -325,14 +325,23 @@ def test_train_text_writes_metrics_checkpoints_and_predictions(settings):
             assert set(metrics[name]) == {"train", "validate", "test"}
             assert metrics[name]["test"]["n"] == int((cohort["split"] == "test").sum())
         assert (settings.artifacts_dir / "checkpoints" / f"text_head_{setting}.pt").exists()
-        predictions = pd.read_csv(settings.artifacts_dir / "predictions" / f"text_{setting}_test.csv")
-        assert len(predictions) == int((cohort["split"] == "test").sum())
-        assert {f"prob_{label}" for label in CHEXPERT_LABELS} <= set(predictions.columns)
+        for name in (f"tfidf_{setting}", f"tiny_bert_head_{setting}"):  # predictions/<model>_test.csv
+            predictions = pd.read_csv(settings.artifacts_dir / "predictions" / f"{name}_test.csv")
+            assert len(predictions) == int((cohort["split"] == "test").sum())
+            assert {f"prob_{label}" for label in CHEXPERT_LABELS} <= set(predictions.columns)
+            low, high = metrics[name]["test"]["macro_auroc_ci"]
+            assert low <= high and metrics[name]["test"]["ci_resamples"] > 0
     assert "baseline: train prevalence" in metrics
+    comparisons = json.loads((settings.artifacts_dir / "metrics" / "text.json").read_text())["comparisons"]
+    tfidf = comparisons["tfidf_findings_impression - tfidf_indication"]
+    kinds = ["tfidf", "tiny_bert_head"] + (["tiny_bert_finetuned"] if settings.text_finetune_epochs > 0 else [])
+    assert set(comparisons) == {f"{kind}_findings_impression - {kind}_indication" for kind in kinds}
+    assert tfidf["estimate"] == pytest.approx(metrics["tfidf_findings_impression"]["test"]["macro_auroc"]
+                                              - metrics["tfidf_indication"]["test"]["macro_auroc"], abs=1e-4)
     # the leak: the labels are written in the findings, not in the indication
     leaky = metrics["tfidf_findings_impression"]["test"]["macro_auroc"]
-    leak_free = metrics["tfidf_indication"]["test"]["macro_auroc"]
-    assert leaky > 0.95 and leaky > leak_free + 0.2
+    indication_only = metrics["tfidf_indication"]["test"]["macro_auroc"]
+    assert leaky > 0.95 and leaky > indication_only + 0.2
     assert outcome["indication"]["head"]["history"].epoch == [1, 2]
     table = leakage_table(settings)
     assert table.loc["tfidf", ("macro AUROC", "findings_impression")] == leaky

@@ -31,7 +31,8 @@ def comparison_table(metrics_dir: str | Path, split: str = "test") -> pd.DataFra
     """One row per model (image-only, text-only, every fusion model): accuracy and macro AUROC on ``split``.
 
     Reads metrics/image.json, text.json and fusion.json (whichever exist); "runs" in fusion.json
-    says how each fusion model was trained.
+    says how each fusion model was trained. ``ci_low`` / ``ci_high``: the macro AUROC's 95% bootstrap
+    interval over test studies (empty on other splits).
     """
     metrics_dir = Path(metrics_dir)
     runs = read_metrics(metrics_dir / "fusion.json").get("runs", {})
@@ -47,6 +48,8 @@ def comparison_table(metrics_dir: str | Path, split: str = "test") -> pd.DataFra
                 if stage == "fusion" else "-",
                 f"{split}_loss": figures.get("loss"), f"{split}_accuracy": figures.get("accuracy"),
                 f"{split}_macro_auroc": figures.get("macro_auroc"),
+                "ci_low": (figures.get("macro_auroc_ci") or [None, None])[0],
+                "ci_high": (figures.get("macro_auroc_ci") or [None, None])[1],
             })
     return pd.DataFrame(rows)
 
@@ -69,7 +72,7 @@ def paper_comparison(metrics_dir: str | Path, name: str = "fusion_concat_finding
 
 def leakage_table(metrics_dir: str | Path, split: str = "test", metric: str = "macro_auroc") -> pd.DataFrame:
     """Per strategy: the fusion score with each text setting, the gain over image-only, and the share of
-    the findings+impression gain that the indication alone does not give (the labels' own text).
+    the findings+impression gain that the indication alone does not give (what the labels' own text adds).
 
     The share is clipped to [0, 1] (1: the indication alone gains nothing, or loses) and left empty
     (None) when the findings+impression gain is below MIN_GAIN_FOR_SHARE: a share of no gain says nothing.
@@ -86,7 +89,7 @@ def leakage_table(metrics_dir: str | Path, split: str = "test", metric: str = "m
         for setting in TEXT_SETTINGS:
             row[f"gain ({setting})"] = None if image is None or scores[setting] is None else scores[setting] - image
         gain_fi, gain_ind = row["gain (findings_impression)"], row["gain (indication)"]
-        row["share of gain from leaked labels"] = (
+        row["share of gain not given by the indication"] = (
             None if gain_fi is None or gain_ind is None or gain_fi < MIN_GAIN_FOR_SHARE
             else float(np.clip((gain_fi - gain_ind) / gain_fi, 0.0, 1.0))
         )

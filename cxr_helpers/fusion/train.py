@@ -5,6 +5,8 @@ For every text setting and strategy: a FusionModel on notebook 02's image encode
 scored on train/validate/test (metrics/fusion.json, predictions/<name>_test.csv), checkpointed
 with the meta ``load_fusion_model`` needs, and scored with each modality removed. A finished run
 is reused only while its inputs (image checkpoint, cohort, report embeddings) are unchanged.
+Last, the differences notebook 04 discusses go under "comparisons" in fusion.json with paired
+bootstrap intervals (``fusion_differences``, ``bootstrap.record_comparisons``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_helpers.artifacts import file_sha256, missing_message, write_json
+from cxr_helpers.bootstrap import record_comparisons
 from cxr_helpers.config import TEXT_SETTINGS, seed_everything
 from cxr_helpers.datasets import CohortImageDataset, load_split_datasets, make_loader
 from cxr_helpers.distributed import barrier, is_main_process, main_process_first
@@ -29,8 +32,10 @@ from cxr_helpers.fusion.trunk_cache import CachedImageDataset, cache_image_trunk
 from cxr_helpers.metrics import read_metrics
 from cxr_helpers.prepare import load_cohort, open_image_cache
 from cxr_helpers.reports import text_column
+from cxr_helpers.results import best_model
 from cxr_helpers.text.embeddings import cached_embeddings, embedding_key, embeddings_paths, load_text_encoder
 from cxr_helpers.text.finetune import tokenize_texts
+from cxr_helpers.text.train import model_names
 from cxr_helpers.training import fit
 
 # With both encoders frozen only fresh fusion layers learn; like the text heads of notebook 03 they
@@ -208,7 +213,32 @@ def train_fusion(
         texts = cohort[text_column(text_setting)].fillna("").astype(str).tolist()
         inputs = run_inputs(settings, model, text_setting, texts, image_sha, cohort_sha)
         outputs[name] = _run_one(model, name, text_setting, datasets, settings, e2e_settings, progress, resume, inputs)
+    if is_main_process():
+        metrics_path = Path(settings.metrics_dir) / "fusion.json"
+        record_comparisons(metrics_path, fusion_differences(settings, list(read_metrics(metrics_path)["models"])),
+                           Path(settings.artifacts_dir) / "predictions", settings.uncertainty_policy, seed=settings.seed)
     return {"models": outputs, "seconds": time.perf_counter() - began}
+
+
+def fusion_differences(settings, fusion_models: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(model, baseline, question) for notebook 04: each fusion model minus the best unimodal model on the
+    same inputs, and per strategy findings+impression minus indication only.
+
+    The best unimodal model (image-only, or a text model on the same report sections) is chosen on the
+    validation split, as a user would choose it, so the test split stays out of the choice.
+    """
+    pairs = []
+    for name in fusion_models:
+        setting = next(s for s in TEXT_SETTINGS if s in name)
+        baseline = best_model(settings.metrics_dir, ["image", *model_names(settings, setting).values()])
+        if baseline is not None:
+            pairs.append((name, baseline, f"fusion minus the best unimodal model on the same inputs ({baseline}, "
+                                          "chosen on validation macro AUROC)"))
+    for strategy in STRATEGIES:
+        first, second = (fusion_name(strategy, s) for s in ("findings_impression", "indication"))
+        if first in fusion_models and second in fusion_models:
+            pairs.append((first, second, f"{strategy}: findings+impression minus indication only"))
+    return pairs
 
 
 def _with_text(dataset, features: np.ndarray):

@@ -20,7 +20,8 @@ How a study is made:
 3. A radiologist-style report is written from varied phrasings, with negations ("no
    pneumothorax") and hedges ("cannot exclude pneumonia"); sections vary as in MIMIC (most
    reports have an IMPRESSION, some only FINDINGS, a few neither). The INDICATION never names
-   a finding, so it is a fair, leak-free text input.
+   a finding: a property of the phantom (real indications often name the suspected finding),
+   which makes it a text input that carries clinical context but none of the labels' words.
 4. The labels in ``mimic-cxr-2.0.0-chexpert.csv.gz`` are derived from the report text the way
    the CheXpert labeler does it (impression, else findings, else last paragraph), so they are
    noisy in the same ways as MIMIC's: a finding only described in FINDINGS is blank, a hedge is

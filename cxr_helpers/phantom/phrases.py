@@ -21,7 +21,8 @@ SHORT_NAMES = {
     "DEV": "Support Devices",
 }
 # Lower-case word stems, one of which every span of the label contains (tests check this; the
-# INDICATION never contains any of them, so the leak-free text setting stays leak-free).
+# phantom's INDICATION never contains any of them: on the phantom, unlike many real reports, the
+# indication-only text setting holds none of the labels' words).
 LABEL_KEYWORDS: dict[str, tuple[str, ...]] = {
     "Atelectasis": ("atelecta",),
     "Cardiomegaly": ("cardiomegaly", "heart", "cardiac"),

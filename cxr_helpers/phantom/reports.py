@@ -3,8 +3,9 @@
 For every finding the radiologist decides whether to mention it in FINDINGS and in the IMPRESSION,
 and how: positive, negated ("no pneumothorax") or hedged ("cannot exclude pneumonia"); a finding
 can be missed, or described only in FINDINGS. Sections vary as in MIMIC (most reports have an
-IMPRESSION, some only FINDINGS, a few neither). The INDICATION never names a finding, so it is
-a fair, leak-free text input.
+IMPRESSION, some only FINDINGS, a few neither). The INDICATION never names a finding: a property
+of the phantom (real indications often name the suspected finding), so on the phantom it carries
+clinical context but none of the labels' words.
 
 Labels come from the mentions with CheXpert semantics (``derive_labels``): only the section the
 labeler reads counts (IMPRESSION, else FINDINGS, else the last paragraph); 1 positive, 0 negated,

@@ -2,7 +2,8 @@
 
 ``train_text`` reads cohort.csv and writes text/ (the tiny BERT in the phantom, the embedding
 caches), checkpoints/text_head_<setting>.pt, metrics/text.json and predictions/. Each head trains
-with the workbook's one loop (``training.fit``) on cached embeddings.
+with the workbook's one loop (``training.fit``) on cached embeddings. text.json also holds each
+model's bootstrap intervals and, under "comparisons", findings+impression minus indication per model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxr_helpers.bootstrap import model_interval, record_comparisons
 from cxr_helpers.config import TEXT_SETTINGS, Settings, seed_everything
 from cxr_helpers.datasets import cohort_targets, make_loader
 from cxr_helpers.distributed import is_initialized, is_main_process, main_process_first
@@ -22,6 +24,7 @@ from cxr_helpers.evaluation import record_results, save_predictions
 from cxr_helpers.metrics import evaluate, read_metrics, sigmoid, write_baselines, write_metrics
 from cxr_helpers.prepare import load_cohort
 from cxr_helpers.reports import text_column
+from cxr_helpers.results import format_interval
 from cxr_helpers.text.embeddings import (
     cached_embeddings,
     embeddings_ready,
@@ -90,9 +93,15 @@ def text_loaders(settings: Settings, cohort, text_features: np.ndarray) -> dict:
 
 
 def model_names(settings: Settings, setting: str) -> dict[str, str]:
-    """Names in metrics/text.json, e.g. {"tfidf": "tfidf_indication", "head": "tiny_bert_head_indication"}."""
+    """Names in metrics/text.json, e.g. {"tfidf": "tfidf_indication", "head": "tiny_bert_head_indication"}.
+
+    "finetuned" (the whole encoder trained with a classifier) is there only when the settings fine-tune.
+    """
     encoder = encoder_short_name(settings.text_model)
-    return {"tfidf": f"tfidf_{setting}", "head": f"{encoder}_head_{setting}", "finetuned": f"{encoder}_finetuned_{setting}"}
+    names = {"tfidf": f"tfidf_{setting}", "head": f"{encoder}_head_{setting}"}
+    if settings.text_finetune_epochs > 0:
+        names["finetuned"] = f"{encoder}_finetuned_{setting}"
+    return names
 
 
 def split_rows(cohort) -> dict[str, np.ndarray]:
@@ -109,7 +118,14 @@ def run_tfidf(settings: Settings, cohort, setting: str) -> tuple[TfidfBaseline, 
                       blank_policy=TEXT_BLANK_POLICY)
     logits = {split: model.logits(texts[r]) for split, r in rows.items()}
     results = {split: evaluate(logits[split], targets[r], settings.uncertainty_policy) for split, r in rows.items()}
+    results["test"].update(interval_on_test(settings, cohort, rows["test"], logits["test"]))
     return model, results, logits["test"]
+
+
+def interval_on_test(settings: Settings, cohort, test_rows: np.ndarray, test_logits: np.ndarray) -> dict:
+    """Bootstrap intervals over the test studies for one text model (``bootstrap.model_interval``)."""
+    return model_interval(sigmoid(test_logits), cohort_targets(cohort)[test_rows],
+                          cohort["study_id"].to_numpy()[test_rows], settings.uncertainty_policy, seed=settings.seed)
 
 
 def run_text_head(settings: Settings, cohort, setting: str, text_features: np.ndarray, progress: bool = True,
@@ -132,6 +148,7 @@ def run_text_head(settings: Settings, cohort, setting: str, text_features: np.nd
         results[split] = evaluate(logits, targets, settings.uncertainty_policy)
         if split == "test":
             test = (logits, targets, rows)
+            results[split].update(interval_on_test(settings, cohort, rows, logits))
     return {"model": head, "history": history, "metrics": results, "test": test,
             "checkpoint": checkpoint_dir / f"{name}.pt"}
 
@@ -140,8 +157,8 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
     """Notebook 03's whole job for both text settings: TF-IDF and frozen encoder + TextHead.
 
     Reads cohort.csv; writes text/ (tiny BERT in the phantom, embeddings), checkpoints/text_head_<setting>.pt,
-    metrics/text.json (TF-IDF, heads, trivial baselines) and predictions/text_<setting>_test.csv
-    (+ tfidf_<setting>_test.csv). Returns {setting: {"tfidf": figures per split, "tfidf_model": TfidfBaseline,
+    metrics/text.json (TF-IDF, heads, trivial baselines, comparisons) and predictions/<model>_test.csv
+    for every model (``model_names``). Returns {setting: {"tfidf": figures per split, "tfidf_model": TfidfBaseline,
     "head": run_text_head(...)}}.
     """
     cohort = load_cohort(settings.artifacts_dir)
@@ -159,7 +176,7 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
         tfidf_model, tfidf_results, tfidf_test = run_tfidf(settings, cohort, setting)
         if main:
             write_metrics(metrics_path, names["tfidf"], tfidf_results)
-            save_predictions(predictions / f"tfidf_{setting}_test.csv", cohort.iloc[rows["test"]],
+            save_predictions(predictions / f"{names['tfidf']}_test.csv", cohort.iloc[rows["test"]],
                              sigmoid(tfidf_test), targets[rows["test"]])
         with main_process_first():  # rank 0 builds the tiny BERT and the cache; the others then read them
             if encoder is None and not embeddings_ready(settings, cohort, setting):
@@ -169,7 +186,7 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
         if main:
             write_metrics(metrics_path, names["head"], head["metrics"])
             logits, test_targets, test_rows = head["test"]
-            save_predictions(predictions / f"text_{setting}_test.csv", cohort.iloc[test_rows], sigmoid(logits),
+            save_predictions(predictions / f"{names['head']}_test.csv", cohort.iloc[test_rows], sigmoid(logits),
                              test_targets)
         outcome[setting] = {"tfidf": tfidf_results, "tfidf_model": tfidf_model, "head": head}
         if settings.text_finetune_epochs > 0:
@@ -178,13 +195,21 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
             tuned["metrics"] = record_results(tuned["model"], tuned["loaders"], settings, "text", names["finetuned"],
                                               baselines=False)
             outcome[setting]["finetuned"] = tuned
+    if main:
+        record_comparisons(metrics_path, setting_differences(settings), predictions, settings.uncertainty_policy,
+                           seed=settings.seed)
     return outcome
 
 
+def setting_differences(settings: Settings) -> list[tuple[str, str, str]]:
+    """(model, baseline, question) per text model: findings+impression minus indication on the same model."""
+    first, second = model_names(settings, "findings_impression"), model_names(settings, "indication")
+    return [(first[kind], second[kind], f"{kind}: findings+impression minus indication only") for kind in first]
+
+
 def leakage_table(settings: Settings, split: str = "test"):
-    """Macro AUROC and masked accuracy of each text model (rows) on each text setting (columns), from text.json."""
-
-
+    """Macro AUROC (with its 95% bootstrap interval on test) and masked accuracy of each text model (rows) on
+    each text setting (columns), from text.json."""
     models = read_metrics(Path(settings.artifacts_dir) / "metrics" / "text.json")["models"]
     rows = []
     for setting in TEXT_SETTINGS:
@@ -192,7 +217,8 @@ def leakage_table(settings: Settings, split: str = "test"):
             if name in models and split in models[name]:
                 figures = models[name][split]
                 rows.append({"model": name.removesuffix(f"_{setting}"), "setting": setting,
-                             "macro AUROC": figures["macro_auroc"], "accuracy": figures["accuracy"]})
+                             "macro AUROC": figures["macro_auroc"],
+                             "95% CI": format_interval(figures.get("macro_auroc_ci")), "accuracy": figures["accuracy"]})
     if not rows:
         raise FileNotFoundError("metrics/text.json holds no text models yet; run train_text (notebook 03) first")
     return pd.DataFrame(rows).pivot(index="model", columns="setting")

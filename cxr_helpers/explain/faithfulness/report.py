@@ -184,3 +184,20 @@ def resolution_table(summary: dict) -> pd.DataFrame:
             for layer, by_extent in summary.get("resolution", {}).items()
             for extent, figures in by_extent.items() if extent != "grid"]
     return pd.DataFrame(rows)
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    """Every check in one table: what was checked, on what, the score beside its random baseline, and n."""
+    rows = [{"check": f"Grad-CAM pointing game ({row['extent']}, {row['layer']})", "on": row["source"],
+             "model": row["model"], "score": row["hit"], "random": row["tolerance_share"], "n": row["detected"]}
+            for row in grad_cam_table(summary).to_dict("records")]
+    for row in shap_table(summary).to_dict("records"):
+        rows.append({"check": "SHAP top-k word in the stating span", "on": "test", "model": row["model"],
+                     "score": row["top-k in span"], "random": row["random ranking"], "n": row["n stated"]})
+        rows.append({"check": "SHAP sign follows negation", "on": "test", "model": row["model"],
+                     "score": row["negation sign"], "random": row["random words"], "n": row["n mentions"]})
+    for name, steps in summary.get("randomisation", {}).items():
+        if steps:  # the last step randomises the whole model: a faithful explanation no longer resembles itself
+            rows.append({"check": f"randomisation: Spearman after {steps[-1]['randomised_through']}", "on": "test",
+                         "model": name, "score": steps[-1]["spearman"], "random": None, "n": steps[-1]["n"]})
+    return pd.DataFrame(rows, columns=["check", "on", "model", "score", "random", "n"])

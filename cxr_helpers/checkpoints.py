@@ -33,6 +33,7 @@ def run_fingerprint(model: nn.Module, settings, train_size: int) -> dict:
         "uncertainty_policy": settings.uncertainty_policy,
         "blank_policy": settings.blank_policy,
         "image_size": int(settings.image_size),
+        "augment_shift": float(settings.augment_shift),
         "train_size": int(train_size),
     } | ({"world_size": world_size()} if world_size() > 1 else {})  # per-rank batch: the global batch needs both
 

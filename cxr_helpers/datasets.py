@@ -56,6 +56,9 @@ class CohortImageDataset(Dataset):
     ``images``: the (N_cache, S, S) uint8 array or memmap that ``cache_index`` points into.
     ``text_features``: optional (N_cohort, H) array, row = cohort row (cached [CLS] embeddings).
     ``tokens``: optional {"input_ids", "attention_mask"} arrays (N_cohort, L), row = cohort row.
+    ``max_shift``: data augmentation for training, as a fraction of the side: each image is moved by
+    up to that many pixels in each direction (the uncovered border black), drawn from (seed, epoch,
+    cohort row) so that a resumed run sees the same images (``set_epoch``, called by ``fit``).
     """
 
     def __init__(
@@ -65,6 +68,8 @@ class CohortImageDataset(Dataset):
         split: str | None = None,
         text_features: np.ndarray | None = None,
         tokens: Mapping[str, np.ndarray] | None = None,
+        max_shift: float = 0.0,
+        seed: int = 0,
     ):
         if images.ndim != 3 or images.dtype != np.uint8:
             raise ValueError(f"image cache must be uint8 (N, S, S), got {images.dtype} {images.shape}")
@@ -93,6 +98,24 @@ class CohortImageDataset(Dataset):
         unknown = set(self.tokens) - set(TOKEN_KEYS)
         if unknown:
             raise KeyError(f"tokens may hold {TOKEN_KEYS}, got {sorted(unknown)}")
+        if not 0 <= max_shift < 0.5:
+            raise ValueError(f"max_shift is a fraction of the image side in [0, 0.5), got {max_shift}")
+        self.max_shift, self.seed, self.epoch = float(max_shift), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose shifts the next batches get (only matters with ``max_shift``)."""
+        self.epoch = int(epoch)
+
+    def _shifted(self, image: np.ndarray, cohort_rows: np.ndarray) -> np.ndarray:
+        """Each (1, S, S) image moved by its own (dy, dx), drawn from (seed, epoch, cohort row)."""
+        reach = int(self.max_shift * image.shape[-1])
+        moved = np.zeros_like(image)
+        for i, row in enumerate(cohort_rows):
+            rng = np.random.default_rng([self.seed, self.epoch, int(row)])
+            dy, dx = rng.integers(-reach, reach + 1, size=2)
+            source = image[i, 0, max(0, -dy):image.shape[-2] - max(0, dy), max(0, -dx):image.shape[-1] - max(0, dx)]
+            moved[i, 0, max(0, dy):max(0, dy) + source.shape[0], max(0, dx):max(0, dx) + source.shape[1]] = source
+        return moved
 
     @staticmethod
     def _check_rows(name: str, array: np.ndarray | None, expected: int) -> np.ndarray | None:
@@ -115,6 +138,8 @@ class CohortImageDataset(Dataset):
         # NumPy converts single-threaded: a torch op here would start a parallel region per batch,
         # which stalls whenever the model's threads hold the cores (same float32 result, bit for bit).
         image = np.divide(pixels, np.float32(255.0), dtype=np.float32)[:, None]  # (B, 1, S, S) in [0, 1]
+        if self.max_shift > 0:
+            image = self._shifted(image, self.rows[positions])
         batch = {
             "image": torch.from_numpy(image),
             "targets": torch.from_numpy(self.targets[positions]),  # (B, 14)
@@ -201,12 +226,15 @@ def make_loader(
         num_workers=num_workers,
         collate_fn=collate_batch,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=num_workers > 0,
+        # a persistent worker keeps its copy of the dataset: an augmented one must see each new epoch
+        persistent_workers=num_workers > 0 and not getattr(dataset, "max_shift", 0),
     )
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell the loader's sampler (ours or a DistributedSampler) which epoch comes next."""
+    """Tell the loader's sampler (ours or a DistributedSampler), and an augmented dataset, which epoch comes next."""
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
     for candidate in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
         if hasattr(candidate, "set_epoch"):
             candidate.set_epoch(epoch)

@@ -13,7 +13,7 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from cxr_helpers.config import seed_everything
-from cxr_helpers.datasets import load_split_datasets, make_loader
+from cxr_helpers.datasets import CohortImageDataset, load_split_datasets, make_loader
 from cxr_helpers.evaluation import record_results
 from cxr_helpers.image_model import build_image_model
 from cxr_helpers.labels import CHEXPERT_LABELS
@@ -22,8 +22,15 @@ from cxr_helpers.training import fit
 
 
 def image_loaders(settings, datasets: Mapping) -> dict[str, DataLoader]:
-    """Training loader (shuffled by seed and epoch) and unshuffled evaluation loaders per split."""
-    loaders = {"fit": make_loader(datasets["train"], settings.batch_size, True, settings.seed,
+    """Training loader (shuffled by seed and epoch) and unshuffled evaluation loaders per split.
+
+    The training loader's images are shifted by up to ``settings.augment_shift`` of the side (a new
+    draw every epoch); the evaluation loaders, the train split's included, see the images as they are.
+    """
+    train = datasets["train"]
+    augmented = CohortImageDataset(train.cohort, train.images, "train", max_shift=settings.augment_shift,
+                                   seed=settings.seed)
+    loaders = {"fit": make_loader(augmented, settings.batch_size, True, settings.seed,
                                   num_workers=settings.num_workers)}
     for split, dataset in datasets.items():
         loaders[split] = make_loader(dataset, settings.batch_size, False, settings.seed, num_workers=settings.num_workers)

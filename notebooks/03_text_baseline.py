@@ -224,14 +224,21 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "text_cur
 # took 0.1 s on cached embeddings, 2.5 s when re-encoding the reports every epoch, and 7.2 s when
 # fine-tuning the tiny encoder too (`benchmarks/bench_text_head.py`). Notebook 04 trains the
 # paper's fusion model end to end.
+#
+# On the phantom `train_text` (next section) also fine-tunes the tiny encoder with its head on
+# findings+impression (`settings.text_finetune_epochs`, 0 in the mimic profile): notebook 05 explains
+# that model's words with SHAP, and an explanation of a model that reads poorly would only show
+# noise. Blank labels count as "not mentioned" for every text model (left out of the loss): a text
+# model should learn what the report says, not guess what it leaves out.
 
 # %% [markdown]
 # ## 7. Both settings, two text models each
 #
 # `train_text` does this notebook's whole job for both text settings: the TF-IDF baseline and the
-# frozen encoder + head (the run above is reused), scored on every split with the same masked
-# metrics, written to `metrics/text.json` with the trivial baselines, and test predictions to
-# `predictions/`. Every test figure also gets a 95% bootstrap interval over the test studies (next section).
+# frozen encoder + head (the run above is reused), plus, where the settings ask for it, the fine-tuned
+# encoder on `settings.text_setting`; scored on every split with the same masked metrics, written to
+# `metrics/text.json` with the trivial baselines, and test predictions to `predictions/`. Every test
+# figure also gets a 95% bootstrap interval over the test studies (next section).
 
 # %%
 outcome = train_text(settings)

@@ -113,6 +113,41 @@ def test_shuffle_order_depends_only_on_seed_and_epoch(cohort, images):
     assert torch.cat([b["index"] for b in unshuffled]).tolist() == expected
 
 
+def test_shift_augmentation_moves_each_image_by_a_draw_of_seed_epoch_and_row(cohort, images):
+    plain = datasets.CohortImageDataset(cohort, images, "train")
+    shifted = datasets.CohortImageDataset(cohort, images, "train", max_shift=0.25, seed=3)
+
+    def images_by_row(dataset, positions):
+        batch = dataset.__getitems__(list(positions))
+        return {int(row): image for row, image in zip(batch["index"], batch["image"], strict=True)}
+
+    def batch(epoch, positions=(0, 1, 2, 3)):
+        loader = datasets.make_loader(shifted, batch_size=4, shuffle=True, seed=0)
+        datasets.set_loader_epoch(loader, epoch)  # what fit does: the dataset learns the epoch too
+        return images_by_row(shifted, positions)
+
+    original = images_by_row(plain, (0, 1, 2, 3))
+    first, again, later = batch(0), batch(0), batch(1)
+    assert all(torch.equal(first[r], again[r]) for r in first)  # a resumed run sees the same images
+    assert any(not torch.equal(first[r], later[r]) for r in first)  # another epoch, other shifts
+    subset = batch(0, (3, 2))  # a row's shift does not depend on the batch it is in
+    assert all(torch.equal(subset[r], first[r]) for r in subset)
+    for row, image in first.items():  # the same picture, moved: some shift (dy, dx) reproduces it
+        source = original[row][0].numpy()
+        reach = int(0.25 * SIZE)
+        matches = []
+        for dy in range(-reach, reach + 1):
+            for dx in range(-reach, reach + 1):
+                moved = np.zeros_like(source)
+                part = source[max(0, -dy):SIZE - max(0, dy), max(0, -dx):SIZE - max(0, dx)]
+                moved[max(0, dy):max(0, dy) + part.shape[0], max(0, dx):max(0, dx) + part.shape[1]] = part
+                matches.append(np.array_equal(moved, image[0].numpy()))
+        assert sum(matches) == 1, row
+    assert not datasets.make_loader(shifted, 4, True, num_workers=1).persistent_workers  # workers see new epochs
+    with pytest.raises(ValueError, match="max_shift"):
+        datasets.CohortImageDataset(cohort, images, "train", max_shift=0.5)
+
+
 def test_pickled_dataset_reopens_the_memmap_instead_of_copying_it(cohort, images, tmp_path):
     np.save(tmp_path / "images_64.npy", images)
     cache = np.load(tmp_path / "images_64.npy", mmap_mode="r")

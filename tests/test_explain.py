@@ -46,6 +46,7 @@ def test_cam_methods_by_name_and_clear_error():
     assert cam_class("gradcam") is pytorch_grad_cam.GradCAM
     assert cam_class("gradcam++") is pytorch_grad_cam.GradCAMPlusPlus
     assert cam_class("HiResCAM") is pytorch_grad_cam.HiResCAM
+    assert cam_class("layercam") is pytorch_grad_cam.LayerCAM
     assert cam_class("randomcam") is pytorch_grad_cam.RandomCAM
     with pytest.raises(ValueError, match="gradcam"):
         cam_class("saliency")
@@ -238,7 +239,7 @@ def test_cache_answers_second_calls_from_memory_then_disk(explain_settings, tmp_
         fresh.cams(study, ["Edema"])
         assert calls["cam"] == 3
     files = sorted(p.name for p in (tmp_path / "explanations").rglob("*.*"))
-    assert "cam_gradcam_layer4_edema.npz" in files and any(name.startswith("shap_partition") for name in files)
+    assert "cam_gradcam_layer3_edema.npz" in files and any(name.startswith("shap_partition") for name in files)
 
 
 def test_explanations_are_cached_per_method(explainer):

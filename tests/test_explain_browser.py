@@ -144,8 +144,8 @@ def test_truth_overlay_outlines_masks_and_underlines_stating_words(browser):
     assert "cardiomegaly" in shap_blocks[1].split("text-decoration:underline")[1].split("</span>")[0]
     assert shap_blocks[2].count("text-decoration:underline") == 2  # pleural, effusion
     assert "truly present" in after[3]
-    assert browser.grid_captions[0].startswith("Cardiomegaly · CSV: positive · truth: present, outlined · CAM layer4")
-    assert browser.grid_captions[1].startswith("Pleural Effusion · CSV: positive · truth: present, outlined · CAM layer3")
+    assert browser.grid_captions[0].startswith("Cardiomegaly · CSV: positive · truth: present, outlined · CAM layer3")
+    assert browser.grid_captions[1].startswith("Pleural Effusion · CSV: positive · truth: present, outlined · CAM layer2")
     assert all("mask" in caption or "flat map" in caption for caption in browser.grid_captions)
     browser.truth_toggle.value = False
     assert shown(browser) == before

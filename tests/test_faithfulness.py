@@ -296,8 +296,8 @@ def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth, mo
     assert records["area_share"].tolist() == pytest.approx(
         [truth.mask(row["dicom_id"], label, 64).mean() for label in records["label"]])
     assert (records["tolerance_share"] > records["area_share"]).all()
-    assert dict(zip(records["label"], records["layer"], strict=True)) == {"Cardiomegaly": "layer4",
-                                                                          "Pleural Effusion": "layer3"}
+    assert dict(zip(records["label"], records["layer"], strict=True)) == {"Cardiomegaly": "layer3",
+                                                                          "Pleural Effusion": "layer2"}
     detected_everywhere(monkeypatch, drop=DETECTION_DROP / 2)  # a model the finding does not move: no claim
     assert not image_checks.study_checks(oracle, truth, [oracle.study_id])["detected"].any()
 
@@ -342,7 +342,7 @@ def test_probe_checks_and_layer_resolution_on_a_real_probe_set(tmp_path):
     probes = load_probes(tmp_path)
     records = image_checks.probe_checks(split_head_image_model(), probes, 64)
     assert list(records["label"]) == ["Lung Lesion", "Cardiomegaly"] and set(records["source"]) == {"probe"}
-    assert list(records["layer"]) == ["layer3", "layer4"]
+    assert list(records["layer"]) == ["layer2", "layer3"]
     assert records[["hit", "hit_random", "tolerance_share", "area_share"]].notna().all().all()
     resolution = layer_resolution(probes, 64)
     assert resolution["layer2"]["grid"] == 8 and resolution["layer4"]["grid"] == 2
@@ -357,7 +357,7 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     saved = json.loads((explain_settings.artifacts_dir / "metrics" / "faithfulness.json").read_text())
     assert saved == json.loads(json.dumps(result.summary))
     assert saved["n_studies"] == 4 and saved["cam_method"] == "gradcam" and saved["tolerance_px"] == pytest.approx(3.2)
-    assert saved["cam_layers"] == {"global": "layer4", "localised": "layer3"}
+    assert saved["cam_layers"] == {"global": "layer3", "localised": "layer2"}
     for model in ("fusion", "image"):
         figures = saved["grad_cam"]["test"][model]
         assert figures["findings"] == 8 and figures["detected"] == 8  # 4 studies x (Cardiomegaly, Pleural Effusion)

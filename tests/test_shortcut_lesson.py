@@ -32,6 +32,9 @@ def test_the_two_worlds_hold_the_same_studies_and_only_one_has_the_marker(settin
     stamp = (marked.artifacts_dir / "cohort.csv").stat().st_mtime_ns
     assert build_world(settings, LABEL, WORLDS[0]) == marked  # already built: nothing is rewritten
     assert (marked.artifacts_dir / "cohort.csv").stat().st_mtime_ns == stamp
+    other = build_world(settings, "Cardiomegaly", WORLDS[0])  # another lesson label: its own marked world
+    assert other.data_dir != marked.data_dir
+    assert build_world(settings, "Cardiomegaly", WORLDS[1]).data_dir == plain.data_dir  # one unmarked world
 
 
 def test_the_lesson_reports_auroc_per_world_and_where_the_map_points(runs):

@@ -35,19 +35,28 @@ LESSON_IMAGE_SIZE = {True: 64, False: 96}
 LESSON_EPOCHS = {True: 2, False: 6}
 
 
-def world_settings(settings: Settings, world: str) -> Settings:
-    """Settings of one small world of the lesson: its own phantom and artifacts under ``<artifacts>/shortcut``."""
-    root = Path(settings.artifacts_dir) / "shortcut" / world.replace(" ", "_")
+def _world_folder(world: str, label: str) -> str:
+    """"with_marker_atelectasis", "without_marker": the folder of a world under ``<artifacts>/shortcut``."""
+    return world.replace(" ", "_") + (f"_{label.lower().replace(' ', '_')}" if world == "with marker" else "")
+
+
+def world_settings(settings: Settings, world: str, label: str) -> Settings:
+    """Settings of one small world of the lesson: its own phantom and artifacts under ``<artifacts>/shortcut``.
+
+    The marked world has one folder per lesson label (the marker goes with that label); the world
+    without the marker is the same for every label.
+    """
+    root = Path(settings.artifacts_dir) / "shortcut" / _world_folder(world, label)
     return dataclasses.replace(
         settings, profile="phantom", data_dir=root / "phantom" / "mimic-cxr-jpg", reports_dir=root / "phantom" / "mimic-cxr-reports",
         artifacts_dir=root / "artifacts", split="official", n_studies=None, blank_policy="negative",
         image_size=LESSON_IMAGE_SIZE[settings.fast], epochs=LESSON_EPOCHS[settings.fast], freeze_through="none",
-        image_weights=None)
+        image_weights=None, augment_shift=0.0)  # a marker always in the same corners, as on real films
 
 
 def build_world(settings: Settings, label: str, world: str, progress: bool = False) -> Settings:
     """Write the world's phantom (the same studies in both worlds; the marker only in one) and its cohort."""
-    lesson = world_settings(settings, world)
+    lesson = world_settings(settings, world, label)
     phantom = lesson.data_dir.parent
     if not (phantom / "ground_truth" / "phantom.json").exists():
         write_phantom(phantom, n_studies=LESSON_STUDIES[settings.fast], image_size=2 * lesson.image_size,
@@ -76,16 +85,17 @@ def auroc_table(runs: dict[str, dict], label: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("world").rename_axis(label)
 
 
-def where_the_map_points(run: dict, label: str, limit: int = 40) -> pd.DataFrame:
+def where_the_map_points(run: dict, label: str, limit: int = 40, layer: str = "auto") -> pd.DataFrame:
     """On test images with the marker and the finding: the map's energy on the marker vs on the finding.
 
+    The Grad-CAM is computed on ``layer`` ("auto": the finding's layer, ``cam_layer_for``).
     The marker's mask comes from ``ground_truth/markers.csv`` (on the world without a marker, the
     same corner is scored, where nothing is drawn); the finding's from the phantom's masks.
     """
     lesson = run["settings"]
     phantom = lesson.data_dir.parent
     truth = load_ground_truth(phantom)
-    markers = load_markers(_marked_world(phantom)).set_index("dicom_id")
+    markers = load_markers(_marked_world(phantom, label)).set_index("dicom_id")
     cohort = load_cohort(lesson.artifacts_dir)
     images = open_image_cache(lesson.artifacts_dir, lesson.image_size)
     test = cohort[(cohort["split"] == "test") & cohort["dicom_id"].isin(markers.index[markers["marker"] == 1])]
@@ -100,7 +110,7 @@ def where_the_map_points(run: dict, label: str, limit: int = 40) -> pd.DataFrame
         corner = resize_mask(marker_mask(marker, *raw.shape), lesson.image_size)
         image = np.asarray(images[row.cache_index], dtype=np.float32) / 255.0
         model = run["model"]
-        cam = cams_for_labels(model, model.cam_layer(cam_layer_for(label)), image, [label])[label]
+        cam = cams_for_labels(model, model.cam_layer(cam_layer_for(label, layer)), image, [label])[label]
         records.append({"study_id": row.study_id, "energy on marker": energy_inside_mask(cam, corner),
                         "energy on finding": energy_inside_mask(cam, finding),
                         "peak on marker": float(pointing_game_hit(cam, corner)),
@@ -108,9 +118,9 @@ def where_the_map_points(run: dict, label: str, limit: int = 40) -> pd.DataFrame
     return pd.DataFrame(records)
 
 
-def _marked_world(phantom: Path) -> Path:
-    """The world with the marker: markers.csv lives there (both worlds share studies and splits)."""
-    return phantom.parent.parent / "with_marker" / "phantom"
+def _marked_world(phantom: Path, label: str) -> Path:
+    """The world with the marker for ``label``: markers.csv lives there (both worlds share studies and splits)."""
+    return phantom.parent.parent / _world_folder("with marker", label) / "phantom"
 
 
 def marker_effect(run: dict, label: str, probability_shift, limit: int = 8) -> pd.DataFrame:

@@ -95,11 +95,12 @@ def text_loaders(settings: Settings, cohort, text_features: np.ndarray) -> dict:
 def model_names(settings: Settings, setting: str) -> dict[str, str]:
     """Names in metrics/text.json, e.g. {"tfidf": "tfidf_indication", "head": "tiny_bert_head_indication"}.
 
-    "finetuned" (the whole encoder trained with a classifier) is there only when the settings fine-tune.
+    "finetuned" (the whole encoder trained with a classifier) is there only when the settings fine-tune,
+    and only for ``settings.text_setting`` (the text notebook 05 explains).
     """
     encoder = encoder_short_name(settings.text_model)
     names = {"tfidf": f"tfidf_{setting}", "head": f"{encoder}_head_{setting}"}
-    if settings.text_finetune_epochs > 0:
+    if settings.text_finetune_epochs > 0 and setting == settings.text_setting:
         names["finetuned"] = f"{encoder}_finetuned_{setting}"
     return names
 
@@ -189,7 +190,7 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
             save_predictions(predictions / f"{names['head']}_test.csv", cohort.iloc[test_rows], sigmoid(logits),
                              test_targets)
         outcome[setting] = {"tfidf": tfidf_results, "tfidf_model": tfidf_model, "head": head}
-        if settings.text_finetune_epochs > 0:
+        if "finetuned" in names:
             train_rows = rows["train"]
             tuned = run_text_finetune(settings, cohort, setting, features[train_rows], progress, resume)
             tuned["metrics"] = record_results(tuned["model"], tuned["loaders"], settings, "text", names["finetuned"],
@@ -204,7 +205,8 @@ def train_text(settings: Settings, progress: bool = True, resume: bool = True) -
 def setting_differences(settings: Settings) -> list[tuple[str, str, str]]:
     """(model, baseline, question) per text model: findings+impression minus indication on the same model."""
     first, second = model_names(settings, "findings_impression"), model_names(settings, "indication")
-    return [(first[kind], second[kind], f"{kind}: findings+impression minus indication only") for kind in first]
+    return [(first[kind], second[kind], f"{kind}: findings+impression minus indication only")
+            for kind in first if kind in second]
 
 
 def leakage_table(settings: Settings, split: str = "test"):

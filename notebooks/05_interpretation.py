@@ -342,6 +342,8 @@ display(browser.widget)
 #   the map points at; test studies, where findings co-occur as in life. Localised and global findings
 #   are reported apart.
 # - **SHAP**: one of the top-k words inside the span stating the finding (vs a random ranking), and
+#   again inside the whole sentence that holds the span ("plate-like atelectasis at the left base"),
+#   which tells "the wrong words" from "the right sentence, credit spread over its modifiers"; and
 #   the SHAP sum over a mention signed like the mention (+ "small effusion", - "no effusion").
 # - **Model randomisation** (Adebayo et al., 2018): randomise the trained weights from the top down;
 #   an explanation that does not change explains nothing.
@@ -402,6 +404,12 @@ if on_phantom:
 # image, and may detect few findings at all. That is a finding about the model, not a bug in
 # Grad-CAM. SHAP's checks on the text model ask whether it reads the words a radiologist would; on
 # findings+impression reports that is also how it "cheats" (the labels were extracted from them).
+# In the default run (30 test studies, 48 stated findings) the fine-tuned text model's top 3 words
+# fell in the finding's own span for only a third of them (random 0.19) but in its sentence for
+# nine in ten (random 0.53): a BERT spreads the credit over the whole phrase ("mildly", "plate-like",
+# "4.6 cm"), and on the phantom those modifiers come only with their finding. The negation sign is
+# weakest where the negated sentence is in almost every report ("no pneumothorax"): a phrase that
+# is always there tells the model nothing, so removing it moves little.
 #
 # **What this means for clinical trust.** A plausible-looking heatmap is not evidence of a right
 # reason. Only a map that beats its random baselines, for a finding the model demonstrably uses,

@@ -35,7 +35,7 @@ from cxr_helpers.explain.faithfulness.scores import (
     tolerance_pixels,
     top_k_hit,
 )
-from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, span_word_indices
+from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, sentence_spans, span_word_indices
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
 from cxr_helpers.explain.gradcam import cams_for_labels
 from cxr_helpers.explain.models import text_head_logit_fn
@@ -151,6 +151,15 @@ def test_spans_map_to_the_cleaned_words_that_state_them():
     assert [cleaned_list.split()[i] for i in sorted(cue)] == ["no", "pneumothorax"]  # consolidation stays out
     assert span_word_indices(report, cleaned, spans, "Cardiomegaly", sections=("indication",)) == set()
     assert cleaned_word_offsets(report, "words never written in it") is None
+    sentences = sentence_spans(report, spans)  # each span widened to its sentence, nothing beyond it
+    assert [words[i] for i in sorted(span_word_indices(report, cleaned, sentences, "Cardiomegaly"))] == [
+        "there", "is", "mild", "cardiomegaly"]
+    assert [words[i] for i in sorted(span_word_indices(report, cleaned, sentences, "Pleural Effusion"))] == [
+        "small", "left", "pleural", "effusion"]
+    decimal = "FINDINGS:  Normal heart.  There is a 4.6 cm right lung base mass.  No effusion."
+    start = decimal.index("mass")
+    mass = sentence_spans(decimal, [{"label": "Lung Lesion", "start": start, "end": start + 4, "code": 1}])[0]
+    assert decimal[mass["start"]:mass["end"]].strip() == "There is a 4.6 cm right lung base mass"
 
 
 # ----------------------------------------------------------------------------- randomisation
@@ -304,8 +313,10 @@ def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth, mo
     top_k, mentions = shap_checks(oracle, truth, [oracle.study_id], k=1)
     cardio = top_k[top_k["label"] == "Cardiomegaly"].iloc[0]
     assert cardio["hit"] == 1.0 and cardio["hit_random"] == pytest.approx(1 / cardio["n_words"])
+    assert cardio["hit_sentence"] == 1.0 and cardio["hit_sentence_random"] > cardio["hit_random"]
     effusion = top_k[top_k["label"] == "Pleural Effusion"].iloc[0]
     assert effusion["hit"] == 0.0  # all-zero values: the first word, "there", is no effusion word
+    assert effusion["hit_sentence"] == 0.0  # nor in "small left pleural effusion"
     negation = mentions[(mentions["label"] == "Pneumothorax") & (mentions["code"] == 0)].iloc[0]
     assert negation["mention"] == "no pneumothorax"
     assert negation["mention_value"] == -1.0 and negation["sign_agrees"] == 1.0
@@ -376,9 +387,11 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     assert set(grad_cam_per_label(saved, "test", "image").index) == {"Cardiomegaly", "Pleural Effusion"}
     words = shap_table(saved)
     assert set(words["model"]) == {"fusion", "text"} and (words["n mentions"] > 0).all()
+    assert (words["top-k in its sentence"] >= words["top-k in span"]).all()  # a sentence holds its span
+    assert (words["random (sentence)"] >= words["random ranking"]).all()
     assert resolution_table(saved).empty  # no probes in this run
     checks = summary_table(saved)  # what `python -m cxr_helpers figures` prints for notebook 05
-    assert len(checks) == len(table) + 2 * len(words) + len(saved["randomisation"])
+    assert len(checks) == len(table) + 3 * len(words) + len(saved["randomisation"])
     assert checks["score"].notna().all() and (checks["n"] > 0).all()
     plot_checks(saved)
     plot_randomisation(result.randomisation)

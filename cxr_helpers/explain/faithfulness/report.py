@@ -71,13 +71,13 @@ def map_summary(records: pd.DataFrame) -> dict:
                           for label, group in records.groupby("label", sort=True)}}
 
 
-def text_summary(records: pd.DataFrame, score: str, baseline: str) -> dict:
-    """Mean score and baseline, overall and per label, with n."""
+def text_summary(records: pd.DataFrame, *columns: str) -> dict:
+    """Mean of each score and baseline column, overall and per label, with n."""
     if records.empty:
         return {"overall": {"n": 0}, "per_label": {}}
 
     def block(frame: pd.DataFrame) -> dict:
-        return {"n": len(frame), score: mean(frame[score]), baseline: mean(frame[baseline])}
+        return {"n": len(frame), **{column: mean(frame[column]) for column in columns if column in frame}}
 
     return {"overall": block(records),
             "per_label": {label: block(group) for label, group in records.groupby("label", sort=True)}}
@@ -124,7 +124,8 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
         "top_k_words": int(settings.top_k_labels), "models": dict(explainer.models.names),
         "grad_cam": {source: {role: map_summary(group) for role, group in frame.groupby("model", sort=False)}
                      for source, frame in (maps.groupby("source", sort=False) if not maps.empty else [])},
-        "shap_top_k": {role: text_summary(records, "hit", "hit_random") for role, records in top_k.items()},
+        "shap_top_k": {role: text_summary(records, "hit", "hit_random", "hit_sentence", "hit_sentence_random")
+                       for role, records in top_k.items()},
         "negation": {role: text_summary(records, "sign_agrees", "random_sign_agrees")
                      for role, records in mentions.items()},
         "randomisation": randomisation_summary(randomisation),
@@ -165,13 +166,14 @@ def grad_cam_per_label(summary: dict, source: str = "probes", model: str = "imag
 
 
 def shap_table(summary: dict) -> pd.DataFrame:
-    """One row per model: top-k span hits and negation sign agreement, each with its random baseline."""
+    """One row per model: top-k hits in the span and in its sentence, negation sign agreement, each beside random."""
     rows = []
     for model in sorted(set(summary.get("shap_top_k", {})) | set(summary.get("negation", {}))):
         top_k = summary.get("shap_top_k", {}).get(model, {}).get("overall", {})
         negation = summary.get("negation", {}).get(model, {}).get("overall", {})
         rows.append({"model": model, "top-k in span": top_k.get("hit"), "random ranking": top_k.get("hit_random"),
-                     "n stated": top_k.get("n", 0), "negation sign": negation.get("sign_agrees"),
+                     "top-k in its sentence": top_k.get("hit_sentence"),
+                     "random (sentence)": top_k.get("hit_sentence_random"), "n stated": top_k.get("n", 0), "negation sign": negation.get("sign_agrees"),
                      "random words": negation.get("random_sign_agrees"), "n mentions": negation.get("n", 0)})
     return pd.DataFrame(rows)
 
@@ -194,6 +196,8 @@ def summary_table(summary: dict) -> pd.DataFrame:
     for row in shap_table(summary).to_dict("records"):
         rows.append({"check": "SHAP top-k word in the stating span", "on": "test", "model": row["model"],
                      "score": row["top-k in span"], "random": row["random ranking"], "n": row["n stated"]})
+        rows.append({"check": "SHAP top-k word in the span's sentence", "on": "test", "model": row["model"],
+                     "score": row["top-k in its sentence"], "random": row["random (sentence)"], "n": row["n stated"]})
         rows.append({"check": "SHAP sign follows negation", "on": "test", "model": row["model"],
                      "score": row["negation sign"], "random": row["random words"], "n": row["n mentions"]})
     for name, steps in summary.get("randomisation", {}).items():

@@ -11,6 +11,8 @@ TEXT_SECTIONS = {"findings_impression": ("findings", "impression", "last_paragra
                  "indication": ("indication", "history")}
 NEGATION_CUES = frozenset({"no", "not", "without", "negative", "free", "absent"})
 _RAW_WORD = re.compile(r"[A-Za-z0-9'\u2019]+")
+_SENTENCE_END = re.compile(r"\.(?=\s|$)|\n\s*\n")  # a full stop, not a decimal point, or a blank line
+_SENTENCE_START = re.compile(r"\.(?=\s)|:|\n\s*\n")  # what ends the sentence before, or a header's colon
 
 
 def cleaned_word_offsets(report: str, cleaned_text: str, start_at: int = 0) -> list[tuple[int, int]] | None:
@@ -41,8 +43,20 @@ def _text_start(report: str, sections: Sequence[str]) -> int:
 
 def _sentence_start(report: str, position: int) -> int:
     """Start of the sentence (or clause after a header colon) holding ``position``."""
-    cut = max(report.rfind(".", 0, position), report.rfind(":", 0, position), report.rfind("\n\n", 0, position))
-    return cut + 1
+    cuts = [found.end() for found in _SENTENCE_START.finditer(report, 0, position)]
+    return cuts[-1] if cuts else 0
+
+
+def _sentence_end(report: str, position: int) -> int:
+    """End of the sentence holding ``position``: the next full stop (not a decimal point) or paragraph break."""
+    found = _SENTENCE_END.search(report, position)
+    return found.start() if found else len(report)
+
+
+def sentence_spans(report: str, spans: Sequence[dict]) -> list[dict]:
+    """The same spans, each widened to the sentence that holds it ("plate-like [[atelectasis]] at the left base")."""
+    return [dict(span, start=_sentence_start(report, span["start"]), end=_sentence_end(report, span["end"]))
+            for span in spans]
 
 
 def span_word_indices(report: str, cleaned_text: str, spans: Sequence[dict], label: str, codes: Sequence[int] = (1,),

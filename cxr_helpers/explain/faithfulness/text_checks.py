@@ -3,7 +3,8 @@
 For each test study, the labels its report states (positively, then negated) are explained on
 the text the model read; the phantom's character spans say which of those words state each
 finding. Two checks, each beside a random baseline: one of the top-k words lies in the stating
-span (baseline: a random ranking), and the SHAP sum over a mention ("small apical pneumothorax",
+span (baseline: a random ranking; reported again for the whole sentence that holds the span, to
+tell "the wrong words" from "the right sentence, spread over its modifiers"), and the SHAP sum over a mention ("small apical pneumothorax",
 or "no pneumothorax" with its negation cue) has the sign of the mention (baseline: a random word
 set of the same size).
 """
@@ -18,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxr_helpers.explain.faithfulness.scores import random_top_k_hit, top_k_hit
-from cxr_helpers.explain.faithfulness.spans import TEXT_SECTIONS, span_word_indices
+from cxr_helpers.explain.faithfulness.spans import TEXT_SECTIONS, sentence_spans, span_word_indices
 from cxr_helpers.labels import label_index
 from cxr_helpers.phantom.truth import GroundTruth
 
@@ -57,11 +58,14 @@ def shap_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: str
             p = float(probabilities[label_index(label)])
             if label in positives:
                 relevant = span_word_indices(report, cleaned, spans, label, (1,), sections)
+                sentence = span_word_indices(report, cleaned, sentence_spans(report, spans), label, (1,), sections)
                 if relevant:
                     top_k.append({"study_id": int(study_id), "label": label, "model": role, "probability": p,
                                   "correct": p >= 0.5, "truly_present": truth.present(study_id, label),
                                   "hit": float(top_k_hit(values, relevant, k)),
                                   "hit_random": random_top_k_hit(n_words, len(relevant), k),
+                                  "hit_sentence": float(top_k_hit(values, sentence, k)),
+                                  "hit_sentence_random": random_top_k_hit(n_words, len(sentence), k),
                                   "n_words": n_words, "n_relevant": len(relevant)})
             for code, expected in ((1, 1.0), (0, -1.0)):
                 mention = span_word_indices(report, cleaned, spans, label, (code,), sections, with_negation_cue=True)

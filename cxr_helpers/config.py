@@ -82,8 +82,8 @@ class Settings:
     num_workers: int = 0
     # interpretation (notebook 05)
     top_k_labels: int = 3
-    cam_method: str = "gradcam"
-    cam_layer: str = "auto"  # "auto": per finding (layer3 for small ones, layer4 for global ones), or layer2-4
+    cam_method: str = "auto"  # "auto": per finding (Grad-CAM for small ones, LayerCAM for global ones), or a method
+    cam_layer: str = "auto"  # "auto": per finding (layer2 for small ones, layer3 for global ones), or layer2-4
     shap_max_evals: int = 300
     explain_studies: int = 50
     probes_per_label: int = 30  # phantom probe set: fresh images with one finding each (notebook 05)

@@ -83,7 +83,7 @@ from cxr_helpers.explain.faithfulness.report import (
     shap_table,
 )
 from cxr_helpers.explain.figures import cam_figure, images_figure
-from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for
 from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.fusion.ablation import reliance_on_report
@@ -153,7 +153,7 @@ model, image = explainer.models.image, explainer.image_tensor(study_id)  # (1, 1
 label = explainer.top_labels(study_id, "image", 1)[0]
 with pytorch_grad_cam.GradCAM(model=model, target_layers=[model.cam_layer("layer4")]) as cam:
     plain = cam(input_tensor=image, targets=[ClassifierOutputTarget(label_index(label))])[0]  # (S, S) in [0, 1]
-cached = explainer.cams(study_id, [label], role="image", layer="layer4")[label]
+cached = explainer.cams(study_id, [label], role="image", method="gradcam", layer="layer4")[label]
 print(f"{label}: largest difference between the plain call and the cached explainer:", np.abs(plain - cached).max())
 
 # %% [markdown]
@@ -189,12 +189,12 @@ if exercises.check_gradcam_from_hooks(gradcam_from_hooks):
 # `layer2` as on `layer3` and almost never on `layer4`, and `layer3` did at least as well as `layer4`
 # on global ones (`benchmarks/bench_cam_layers.py`; section 7 measures this run's maps). The paper
 # used `layer4`. The figures show the fusion model's and the image-only model's top-3 labels, each on
-# its layer (the paper's Figure 8).
+# its layer and with its method (below; the paper's Figure 8).
 
 # %%
 cams = explainer.cams(study_id)  # {label: (S, S) map} for the fusion model's top-3 labels, each on its layer
 probabilities = explainer.probabilities(study_id)
-print({name: cam_layer_for(name, explainer.cam_layer) for name in cams})
+print({name: f"{cam_method_for(name, explainer.cam_method)} on {cam_layer_for(name, explainer.cam_layer)}" for name in cams})
 figure = cam_figure(explainer.image(study_id), cams, {n: probabilities[label_index(n)] for n in cams},
                     title=f"study {study_id}: fusion model")
 _ = plots_training.save_figure(figure, settings.artifacts_dir, "05_gradcam_fusion")
@@ -215,8 +215,10 @@ _ = cam_figure(explainer.image(study_id), image_cams, {n: image_probabilities[la
 # `benchmarks/bench_cam_layers.py --per-label`), LayerCAM on `layer3` pointed at global findings
 # far more often than Grad-CAM (0.97 against 0.63; for Cardiomegaly 0.93 against 0.07; Grad-CAM
 # averages each channel's gradient into one weight, LayerCAM weighs each cell by its own), while
-# on small findings Grad-CAM on `layer2` did better (0.70 against 0.41). The workbook keeps the
-# paper's Grad-CAM as its default; pick LayerCAM in the browser of section 6 and compare.
+# on small findings Grad-CAM on `layer2` did better (0.70 against 0.41). So the workbook's default
+# (`CXR_CAM_METHOD=auto`) explains global findings with LayerCAM and small ones with the paper's
+# Grad-CAM; `CXR_CAM_METHOD=gradcam` gives the paper's method everywhere, and the browser of section
+# 6 switches between them. Section 7 measures this run's maps.
 
 # %%
 label = next(iter(cams))  # the fusion model's top label
@@ -538,7 +540,8 @@ exercises.check_pointing_game_with_tolerance(pointing_game_with_tolerance)
 #
 # - Grad-CAM weights each channel of a layer by its average gradient and keeps the positive part of
 #   the weighted sum; it can only point as finely as its layer's grid, so small findings are
-#   explained on `layer2` and global ones on `layer3` (measured on the phantom's probes).
+#   explained on `layer2` and global ones on `layer3`, the global ones with LayerCAM, which weighs
+#   each cell by its own gradient (both choices measured on the phantom's probes).
 # - SHAP approximates Shapley values (all coalitions of words) with Owen values over a hierarchy, in
 #   `max_evals` model calls; the values add up to the explained output.
 # - An explanation is a claim that can be checked: only for findings the model detects, against

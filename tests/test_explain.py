@@ -19,7 +19,15 @@ from explain_factory import CARDIO, EFFUSION, SIZE, split_head_image_model, tiny
 from cxr_helpers.explain.cache import ExplanationCache
 from cxr_helpers.explain.export import explain_study_to_files
 from cxr_helpers.explain.figures import cam_panel_png, gray_to_rgb, overlay_cam
-from cxr_helpers.explain.gradcam import FixedTextImageModel, cam_class, cams_for_labels, compute_cams
+from cxr_helpers.explain.gradcam import (
+    FixedTextImageModel,
+    cam_class,
+    cam_layer_for,
+    cam_method_for,
+    cams_for_labels,
+    check_cam_method,
+    compute_cams,
+)
 from cxr_helpers.explain.models import (
     LoadedModels,
     fusion_text_logit_fn,
@@ -50,6 +58,18 @@ def test_cam_methods_by_name_and_clear_error():
     assert cam_class("randomcam") is pytorch_grad_cam.RandomCAM
     with pytest.raises(ValueError, match="gradcam"):
         cam_class("saliency")
+
+
+def test_auto_picks_the_method_and_layer_by_the_findings_extent():
+    assert [cam_method_for(name) for name in ("Cardiomegaly", "Edema", "Pneumothorax", "Lung Lesion")] == [
+        "layercam", "layercam", "gradcam", "gradcam"]
+    assert [cam_layer_for(name) for name in ("Cardiomegaly", "Pneumothorax")] == ["layer3", "layer2"]
+    assert cam_method_for("Cardiomegaly", "GradCAM++") == "gradcam++" and cam_layer_for("Edema", "layer4") == "layer4"
+    assert check_cam_method("auto") == "auto" and check_cam_method("HiResCAM") == "hirescam"
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        check_cam_method("saliency")
+    with pytest.raises(KeyError, match="Chest Pain"):
+        cam_method_for("Chest Pain")
 
 
 def test_cams_have_the_image_shape_and_differ_per_target():
@@ -239,7 +259,7 @@ def test_cache_answers_second_calls_from_memory_then_disk(explain_settings, tmp_
         fresh.cams(study, ["Edema"])
         assert calls["cam"] == 3
     files = sorted(p.name for p in (tmp_path / "explanations").rglob("*.*"))
-    assert "cam_gradcam_layer3_edema.npz" in files and any(name.startswith("shap_partition") for name in files)
+    assert "cam_layercam_layer3_edema.npz" in files and any(name.startswith("shap_partition") for name in files)
 
 
 def test_explanations_are_cached_per_method(explainer):
@@ -248,6 +268,13 @@ def test_explanations_are_cached_per_method(explainer):
     plus = explainer.cams(study, ["Cardiomegaly"], role="image", method="gradcam++")["Cardiomegaly"]
     eigen = explainer.cams(study, ["Cardiomegaly"], role="image", method="eigencam")["Cardiomegaly"]
     assert grad.shape == plus.shape == eigen.shape == (SIZE, SIZE)
+    by_extent = explainer.cams(study, ["Cardiomegaly", "Pneumothorax"], role="image", method="auto", layer="layer3")
+    np.testing.assert_array_equal(by_extent["Cardiomegaly"],  # auto: LayerCAM for the global finding
+                                  explainer.cams(study, ["Cardiomegaly"], "image", "layercam", "layer3")["Cardiomegaly"])
+    np.testing.assert_array_equal(by_extent["Pneumothorax"],
+                                  explainer.cams(study, ["Pneumothorax"], "image", "gradcam", "layer3")["Pneumothorax"])
+    assert not np.array_equal(by_extent["Cardiomegaly"],
+                              explainer.cams(study, ["Cardiomegaly"], "image", "gradcam", "layer3")["Cardiomegaly"])
     with pytest.raises(ValueError, match="role"):
         explainer.cams(study, ["Cardiomegaly"], role="text")
     with pytest.raises(ValueError, match="role"):

@@ -144,8 +144,8 @@ def test_truth_overlay_outlines_masks_and_underlines_stating_words(browser):
     assert "cardiomegaly" in shap_blocks[1].split("text-decoration:underline")[1].split("</span>")[0]
     assert shap_blocks[2].count("text-decoration:underline") == 2  # pleural, effusion
     assert "truly present" in after[3]
-    assert browser.grid_captions[0].startswith("Cardiomegaly · CSV: positive · truth: present, outlined · CAM layer3")
-    assert browser.grid_captions[1].startswith("Pleural Effusion · CSV: positive · truth: present, outlined · CAM layer2")
+    assert browser.grid_captions[0].startswith("Cardiomegaly · CSV: positive · truth: present, outlined · LayerCAM on layer3")
+    assert browser.grid_captions[1].startswith("Pleural Effusion · CSV: positive · truth: present, outlined · GradCAM on layer2")
     assert all("mask" in caption or "flat map" in caption for caption in browser.grid_captions)
     browser.truth_toggle.value = False
     assert shown(browser) == before
@@ -161,7 +161,7 @@ def test_cam_method_layer_opacity_and_shap_model_change_the_view(browser):
     assert eigen not in (base[0],)
     browser.layer_dropdown.value = "layer2"
     assert browser.image.value != eigen and browser.last_error is None
-    assert "CAM layer2" in browser.grid_captions[0] and "X-ray PA | fusion p=" in browser.grid_captions[0]
+    assert "EigenCAM on layer2" in browser.grid_captions[0] and "X-ray PA | fusion p=" in browser.grid_captions[0]
     browser.shap_toggle.value = "text"
     assert browser.report_html.value != base[1] and "<b>text-only</b> model" in browser.report_html.value
 

@@ -367,7 +367,7 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     result = run_faithfulness(explain_settings, explainer, probes=False, randomisation_studies=1, progress=False)
     saved = json.loads((explain_settings.artifacts_dir / "metrics" / "faithfulness.json").read_text())
     assert saved == json.loads(json.dumps(result.summary))
-    assert saved["n_studies"] == 4 and saved["cam_method"] == "gradcam" and saved["tolerance_px"] == pytest.approx(3.2)
+    assert saved["n_studies"] == 4 and saved["cam_method"] == {"global": "layercam", "localised": "gradcam"} and saved["tolerance_px"] == pytest.approx(3.2)
     assert saved["cam_layers"] == {"global": "layer3", "localised": "layer2"}
     for model in ("fusion", "image"):
         figures = saved["grad_cam"]["test"][model]

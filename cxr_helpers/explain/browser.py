@@ -26,7 +26,7 @@ from cxr_helpers.config import load_settings
 from cxr_helpers.explain import browser_panels as panels
 from cxr_helpers.explain.browser_widgets import BrowserWidgets
 from cxr_helpers.explain.figures import grid_jpeg
-from cxr_helpers.explain.gradcam import cam_layer_for
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.explain.study_finder import (
     ANY_LABEL,
@@ -237,7 +237,8 @@ class ExplanationBrowser(BrowserWidgets):
             notes = {name: panels.truth_words(name, self.truth.present(study_id, name), masks[name],
                                               self.truth.image_visibility(dicom_id, name)) for name in labels}
         rows = panels.grid_rows(self.views.pixels(study_id, dicom_id), view.view_position, labels, coded, cams,
-                                p_view, {name: cam_layer_for(name, layer) for name in labels}, self.opacity.value,
+                                p_view, {name: f"{CAM_METHODS[cam_method_for(name, method)]} on {cam_layer_for(name, layer)}"
+                                         for name in labels}, self.opacity.value,
                                 masks, notes)
         self.image.value = grid_jpeg(rows, self.tile)
         self.grid_captions = [" | ".join([title, *(t.caption for t in tiles)]) for title, tiles in rows]  # in words

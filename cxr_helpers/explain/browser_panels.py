@@ -48,12 +48,12 @@ def truth_words(label: str, present: bool, mask: np.ndarray | None, visibility: 
 
 def grid_rows(pixels: np.ndarray, view: str, labels: Sequence[str], coded: Mapping[str, int],
               cams: Mapping[str, Mapping[str, np.ndarray]], probabilities: Mapping[str, np.ndarray],
-              layers: Mapping[str, str], opacity: float, masks: Mapping[str, np.ndarray | None] | None = None,
+              cams_used: Mapping[str, str], opacity: float, masks: Mapping[str, np.ndarray | None] | None = None,
               truth_notes: Mapping[str, str] | None = None) -> list[tuple[str, list[Tile]]]:
     """One (title, tiles) per label: the X-ray, then one Grad-CAM per model in ``cams`` ({role: {label: map}}).
 
     ``masks`` (the truth overlay on) outlines each label's true mask on every tile and says whether each
-    map's peak falls inside it; ``layers`` names the CAM layer used per label.
+    map's peak falls inside it; ``cams_used`` names the CAM method and layer used per label.
     """
     gray = np.uint8(255 * gray_to_rgb(pixels))
     rows = []
@@ -62,7 +62,7 @@ def grid_rows(pixels: np.ndarray, view: str, labels: Sequence[str], coded: Mappi
         title = f"{label} · CSV: {CODE_NAMES.get(coded[label], coded[label])}"
         if truth_notes is not None:
             title += f" · {truth_notes.get(label, '')}"
-        title += f" · CAM {layers[label]}"
+        title += f" · {cams_used[label]}"
         tiles = [Tile(gray, f"X-ray {view}", outline=mask)]
         for role, maps in cams.items():
             cam = maps[label]

@@ -63,9 +63,10 @@ class BrowserWidgets:
                                                             style=WIDE, layout=_width("260px")), "cxr-label-select")
         self.follow_top = widgets.Checkbox(value=True, indent=False, layout=_width("260px"),
                                            description=f"each study's top {explainer.top_k} ({ROLE_NAMES[cam_roles[0]]})")
-        method = explainer.cam_method if explainer.cam_method in CAM_METHODS else "gradcam"
-        self.method_dropdown = widgets.Dropdown(options=list(CAM_METHODS), value=method, description="CAM", style=WIDE,
-                                                layout=_width("190px"))
+        methods = [("auto (by finding extent)", "auto"), *[(name, name) for name in CAM_METHODS]]
+        method = explainer.cam_method if explainer.cam_method in ("auto", *CAM_METHODS) else "auto"
+        self.method_dropdown = widgets.Dropdown(options=methods, value=method, description="CAM", style=WIDE,
+                                                layout=_width("250px"))
         layers = [("auto (by finding extent)", "auto"), *[(name, name) for name in CAM_LAYER_NAMES]]
         self.layer_dropdown = widgets.Dropdown(options=layers, value=explainer.cam_layer or "auto", description="layer",
                                                style=WIDE, layout=_width("250px"))

@@ -56,7 +56,7 @@ def explain_study_to_files(settings, study_id: int, out_dir: Path | None = None,
         cams = explainer.cams(study_id, role=role, method=method)
         figure = cam_figure(explainer.image(study_id), cams,
                             {label: float(probabilities[label_index(label)]) for label in cams},
-                            title=f"study {study_id}: {CAM_METHODS.get(method, method)} of {name}")
+                            title=f"study {study_id}: {CAM_METHODS.get(method, 'CAM by finding extent')} of {name}")
         path = out_dir / f"study_{study_id}_{name}_{label_slug(method)}.png"
         figure.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(figure)

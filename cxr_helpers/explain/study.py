@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from cxr_helpers.explain.cache import ExplanationCache
-from cxr_helpers.explain.gradcam import FixedTextImageModel, cam_layer_for, cam_method_name, cams_for_labels
+from cxr_helpers.explain.gradcam import (
+    FixedTextImageModel,
+    cam_layer_for,
+    cam_method_for,
+    cams_for_labels,
+    check_cam_method,
+)
 from cxr_helpers.explain.models import (
     CAM_ROLES,
     MODEL_ROLES,
@@ -218,23 +224,25 @@ class StudyExplainer:
              method: str | None = None, layer: str | None = None) -> dict[str, np.ndarray]:
         """{label: CAM (S, S) in [0, 1]} for the study (default: its top-3 labels), cached.
 
-        ``layer``: a ResNet stage, or "auto" (the default ``cam_layer`` setting): each label on the
-        layer that suits its extent (``gradcam.cam_layer_for``).
+        ``method`` and ``layer``: a CAM method and a ResNet stage, or "auto" (the default
+        ``cam_method`` and ``cam_layer`` settings): each label with the method and on the layer that
+        suit its extent (``gradcam.cam_method_for``, ``gradcam.cam_layer_for``).
         """
-        method = cam_method_name(method or self.cam_method)  # validated before anything is computed
+        method = check_cam_method(method or self.cam_method)  # validated before anything is computed
         labels = list(labels) if labels is not None else self.top_labels(study_id, role)
-        by_layer: dict[str, list[str]] = {}
+        groups: dict[tuple[str, str], list[str]] = {}
         for label in labels:
-            by_layer.setdefault(cam_layer_for(label, layer or self.cam_layer), []).append(label)
+            chosen = (cam_method_for(label, method), cam_layer_for(label, layer or self.cam_layer))
+            groups.setdefault(chosen, []).append(label)
         found = {}
-        for name, group in by_layer.items():
+        for (how, name), group in groups.items():
 
-            def compute(missing: list[str], name=name) -> dict[str, np.ndarray]:
+            def compute(missing: list[str], how=how, name=name) -> dict[str, np.ndarray]:
                 model, target = self.cam_model(study_id, role, name)
-                return cams_for_labels(model, target, self.image(study_id), missing, method)
+                return cams_for_labels(model, target, self.image(study_id), missing, how)
 
             found.update(self.cache.get_many("cam", self.models.names.get(role, role), study_id, group,
-                                             f"{method}@{name}", self.models.fingerprints.get(role, ""), compute))
+                                             f"{how}@{name}", self.models.fingerprints.get(role, ""), compute))
         return {label: found[label] for label in labels}
 
     def shap_values(self, study_id: int, labels: Sequence[str] | None = None, role: str = "fusion",

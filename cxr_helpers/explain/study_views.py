@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cxr_helpers.explain.gradcam import cam_layer_for, cam_method_name, cams_for_labels
+from cxr_helpers.explain.gradcam import cam_layer_for, cam_method_for, cams_for_labels, check_cam_method
 from cxr_helpers.images import load_image
 from cxr_helpers.mimic import METADATA_CSV, VIEW_PREFERENCE, find_csv
 
@@ -121,14 +121,14 @@ class StudyViews:
         chosen = self.image(study_id, dicom_id)
         if chosen.model_input:
             return self.explainer.cams(study_id, labels, role, method, layer)
-        method = cam_method_name(method)
+        method = check_cam_method(method)
         found = {}
         for label in labels:
-            name = cam_layer_for(label, layer)
-            key = ("cam", chosen.dicom_id, role, label, method, name)
+            how, name = cam_method_for(label, method), cam_layer_for(label, layer)
+            key = ("cam", chosen.dicom_id, role, label, how, name)
             if key not in self._memory:
                 model, target = self.explainer.cam_model(study_id, role, name)
-                self._memory[key] = cams_for_labels(model, target, self.pixels(study_id, dicom_id), [label], method)[label]
+                self._memory[key] = cams_for_labels(model, target, self.pixels(study_id, dicom_id), [label], how)[label]
                 self.computed += 1
             found[label] = self._memory[key]
         return found

@@ -27,7 +27,13 @@ from cxr_helpers.explain.faithfulness.scores import (
     pointing_game_hit,
     tolerance_pixels,
 )
-from cxr_helpers.explain.gradcam import RANDOM_CAM, cam_layer_for, cams_for_labels, finding_extent
+from cxr_helpers.explain.gradcam import (
+    RANDOM_CAM,
+    cam_layer_for,
+    cam_method_for,
+    cams_for_labels,
+    finding_extent,
+)
 from cxr_helpers.images import resize_mask, resize_pixels
 from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 from cxr_helpers.phantom.probes import ProbeSet
@@ -86,7 +92,7 @@ def test_cases(explainer, truth: GroundTruth, studies: Sequence[int]) -> pd.Data
 
 
 def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: str = "image",
-                 method: str = "gradcam", layer: str = "auto", progress: bool = False) -> pd.DataFrame:
+                 method: str = "auto", layer: str = "auto", progress: bool = False) -> pd.DataFrame:
     """Detection and map scores for every visible present finding of the studies, for one model (role)."""
     cases = test_cases(explainer, truth, studies)
     size = int(explainer.images.shape[-1])
@@ -95,11 +101,11 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
     records, road_left = [], ROAD_LIMIT
     for case, drop in tqdm(list(zip(cases.itertuples(index=False), drops, strict=True)),
                            desc=f"Grad-CAM checks ({role})", disable=not progress):
-        name = cam_layer_for(case.label, layer)
-        cam = explainer.cams(case.study_id, [case.label], role, method, name)[case.label]
+        how, name = cam_method_for(case.label, method), cam_layer_for(case.label, layer)
+        cam = explainer.cams(case.study_id, [case.label], role, how, name)[case.label]
         random_cam = explainer.cams(case.study_id, [case.label], role, RANDOM_CAM, name)[case.label]
         p = float(explainer.probabilities(case.study_id, role)[label_index(case.label)])
-        record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": method,
+        record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": how,
                   "probability": p, "drop": float(drop), "detected": bool(drop > DETECTION_DROP),
                   **map_scores(cam, random_cam, truth.mask(case.dicom_id, case.label, size), tolerance),
                   "road": np.nan, "road_random": np.nan}
@@ -111,7 +117,7 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
     return pd.DataFrame(records)
 
 
-def probe_checks(model, probes: ProbeSet, size: int, method: str = "gradcam", layer: str = "auto",
+def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer: str = "auto",
                  progress: bool = False) -> pd.DataFrame:
     """Detection and map scores of an image model on each probe (one finding per image)."""
     tolerance = tolerance_pixels(size)
@@ -123,11 +129,11 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "gradcam", la
         if not mask.any():
             continue
         drop = logit_drops(model, [probes.images[k]], [probes.without[k]], label, size)[0]
-        name = cam_layer_for(label, layer)
+        how, name = cam_method_for(label, method), cam_layer_for(label, layer)
         image = resize_pixels(probes.images[k], size)
-        cam = cams_for_labels(model, model.cam_layer(name), image, [label], method)[label]
+        cam = cams_for_labels(model, model.cam_layer(name), image, [label], how)[label]
         random_cam = cams_for_labels(model, model.cam_layer(name), image, [label], RANDOM_CAM)[label]
         records.append({"source": "probe", "probe_id": row.probe_id, "label": label, "extent": finding_extent(label),
-                        "model": "image", "layer": name, "method": method, "drop": float(drop),
+                        "model": "image", "layer": name, "method": how, "drop": float(drop),
                         "detected": bool(drop > DETECTION_DROP), **map_scores(cam, random_cam, mask, tolerance)})
     return pd.DataFrame(records)

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cxr_helpers.explain.faithfulness.scores import rank_correlation
-from cxr_helpers.explain.gradcam import FixedTextImageModel, compute_cams
+from cxr_helpers.explain.gradcam import FixedTextImageModel, cam_layer_for, cam_method_for, compute_cams
 from cxr_helpers.explain.models import fusion_text_logit_fn, text_logit_fn
 from cxr_helpers.explain.shap_text import explain_text
 from cxr_helpers.labels import label_index
@@ -72,13 +72,15 @@ def _constant(array: np.ndarray) -> bool:
     return bool(np.ptp(np.asarray(array)) == 0)
 
 
-def randomisation_checks(explainer, studies: Sequence[int], method: str = "gradcam", seed: int = 0,
+def randomisation_checks(explainer, studies: Sequence[int], method: str = "auto", seed: int = 0,
                          progress: bool = False) -> pd.DataFrame:
     """Spearman correlation between each model's explanation and that of its randomised copy.
 
     Grad-CAM: cascading randomisation from the head down to conv1 (one row per step). SHAP: the
     layers after the encoders (the text head, or the fusion layers) randomised at once. A map
     that turns constant after randomisation counts as correlation 0 (it ranks nothing any more).
+    Each map is computed with the label's method and on its layer (``explainer.cam_layer``), before
+    and after.
     """
 
 
@@ -89,17 +91,18 @@ def randomisation_checks(explainer, studies: Sequence[int], method: str = "gradc
                 continue
             model = explainer.models.get(role)
             label = explainer.top_labels(study_id, role, 1)[0]
-            original = explainer.cams(study_id, [label], role, method)[label]
+            how, name = cam_method_for(label, method), cam_layer_for(label, explainer.cam_layer)
+            original = explainer.cams(study_id, [label], role, how, name)[label]
             image = explainer.image_tensor(study_id)
             stages = cascading_stages(model)
             for step in range(1, len(stages) + 1):
                 randomised = randomise_modules(model, [m for _, names in stages[:step] for m in names], seed)
                 if role == "fusion":
                     cam_model = FixedTextImageModel(randomised, explainer.text_embedding(study_id))
-                    layer = randomised.cam_layer()
+                    layer = randomised.cam_layer(name)
                 else:
-                    cam_model, layer = randomised, randomised.cam_layer()
-                cam = compute_cams(cam_model, layer, image, [label_index(label)], method)[0]
+                    cam_model, layer = randomised, randomised.cam_layer(name)
+                cam = compute_cams(cam_model, layer, image, [label_index(label)], how)[0]
                 rho = 0.0 if _constant(cam) and not _constant(original) else rank_correlation(original, cam)
                 records.append({"kind": "Grad-CAM", "model": role, "study_id": int(study_id), "label": label,
                                 "step": step, "randomised_through": stages[step - 1][0], "spearman": rho})

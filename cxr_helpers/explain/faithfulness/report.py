@@ -25,7 +25,13 @@ from cxr_helpers.explain.faithfulness.randomisation import randomisation_checks
 from cxr_helpers.explain.faithfulness.resolution import layer_resolution
 from cxr_helpers.explain.faithfulness.scores import POINTING_TOLERANCE, tolerance_pixels
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
-from cxr_helpers.explain.gradcam import CAM_LAYER_FOR_EXTENT
+from cxr_helpers.explain.gradcam import (
+    AUTO,
+    CAM_LAYER_FOR_EXTENT,
+    CAM_METHOD_FOR_EXTENT,
+    CAM_METHODS,
+    check_cam_method,
+)
 from cxr_helpers.explain.models import CAM_ROLES, SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.phantom.probes import ensure_probes
@@ -100,7 +106,7 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
     truth = load_ground_truth(phantom_root(settings))
     explainer = explainer or StudyExplainer.from_settings(settings)
     studies = list(studies) if studies is not None else explainer.study_ids("test")[: settings.explain_studies]
-    size, method = int(explainer.images.shape[-1]), explainer.cam_method
+    size, method = int(explainer.images.shape[-1]), check_cam_method(explainer.cam_method)
     parts = [study_checks(explainer, truth, studies, role, method, explainer.cam_layer, progress)
              for role in CAM_ROLES if explainer.has(role)]
     probe_set = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label) if probes else None
@@ -117,7 +123,8 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
     randomisation = randomisation_checks(explainer, studies[:randomisation_studies], method, progress=progress)
     summary = {
         "phantom": str(truth.root.parent), "studies": [int(s) for s in studies], "n_studies": len(studies),
-        "probes": 0 if probe_set is None else len(probe_set.table), "cam_method": method,
+        "probes": 0 if probe_set is None else len(probe_set.table),
+        "cam_method": dict(CAM_METHOD_FOR_EXTENT) if method == AUTO else method,
         "cam_layers": dict(CAM_LAYER_FOR_EXTENT) if explainer.cam_layer == "auto" else explainer.cam_layer,
         "image_size": size, "tolerance_share": POINTING_TOLERANCE, "tolerance_px": tolerance_pixels(size),
         "detection_drop": DETECTION_DROP, "shap_max_evals": int(explainer.shap_max_evals),
@@ -145,15 +152,17 @@ def grad_cam_table(summary: dict) -> pd.DataFrame:
         for model, result in models.items():
             for extent, figures in result.get("overall", {}).items():
                 rows.append({"source": source, "model": model, "extent": extent,
-                             "layer": _layer_of(summary, extent), **{k: figures.get(k) for k in (
+                             "method": _per_extent(summary, "cam_method", extent),
+                             "layer": _per_extent(summary, "cam_layers", extent), **{k: figures.get(k) for k in (
                                  "findings", "detected", "hit", "hit_random", "tolerance_share", "hit_exact",
                                  "hit_exact_random", "area_share", "energy", "energy_random", "road", "road_random")}})
     return pd.DataFrame(rows)
 
 
-def _layer_of(summary: dict, extent: str) -> str:
-    layers = summary.get("cam_layers")
-    return layers.get(extent, "") if isinstance(layers, dict) else str(layers)
+def _per_extent(summary: dict, key: str, extent: str) -> str:
+    """The CAM method or layer (``key``) used for findings of this extent: one for all, or one per extent."""
+    chosen = summary.get(key)
+    return chosen.get(extent, "") if isinstance(chosen, dict) else str(chosen)
 
 
 def grad_cam_per_label(summary: dict, source: str = "probes", model: str = "image") -> pd.DataFrame:
@@ -190,7 +199,8 @@ def resolution_table(summary: dict) -> pd.DataFrame:
 
 def summary_table(summary: dict) -> pd.DataFrame:
     """Every check in one table: what was checked, on what, the score beside its random baseline, and n."""
-    rows = [{"check": f"Grad-CAM pointing game ({row['extent']}, {row['layer']})", "on": row["source"],
+    rows = [{"check": f"{CAM_METHODS.get(row['method'], row['method'])} pointing game ({row['extent']}, {row['layer']})",
+             "on": row["source"],
              "model": row["model"], "score": row["hit"], "random": row["tolerance_share"], "n": row["detected"]}
             for row in grad_cam_table(summary).to_dict("records")]
     for row in shap_table(summary).to_dict("records"):

@@ -9,7 +9,7 @@ model's logit drops by more than ``DETECTION_DROP`` without it (the phantom's co
 each (method, layer) the table gives the share of detected findings whose map peaks within the
 tolerance (5% of the side) of the finding's mask, localised and global findings apart, beside the
 random peak's chance (the share of pixels within that tolerance). This is how
-``explain.gradcam.CAM_LAYER_FOR_EXTENT`` was chosen. Nothing is written.
+``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were chosen. Nothing is written.
 """
 
 from __future__ import annotations

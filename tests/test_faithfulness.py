@@ -3,6 +3,7 @@ baselines, the span-to-word mapping, the randomisation test, and the whole run o
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from explain_factory import REPORT, split_head_image_model, tiny_fusion, tiny_text_tools, xray
 
 import cxr_helpers.explain.faithfulness.image_checks as image_checks
+import cxr_helpers.explain.faithfulness.randomisation as randomisation
 from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP, logit_drops, study_drops
 from cxr_helpers.explain.faithfulness.figures import plot_checks, plot_randomisation
 from cxr_helpers.explain.faithfulness.randomisation import cascading_stages, head_stages, randomise_modules
@@ -359,6 +361,17 @@ def test_probe_checks_and_layer_resolution_on_a_real_probe_set(tmp_path):
     assert resolution["layer2"]["grid"] == 8 and resolution["layer4"]["grid"] == 2
     lesion = [resolution[layer]["localised"]["hit"] for layer in ("layer2", "layer3", "layer4")]
     assert lesion[0] >= lesion[2]  # a finer grid can never resolve less
+
+
+def test_randomisation_compares_each_map_with_its_own_method_and_layer(explain_settings, monkeypatch):
+    # with a "randomisation" that changes nothing, every map must come back identical: the map after
+    # is computed with the same method and on the same layer as the map before
+    monkeypatch.setattr(randomisation, "randomise_modules", lambda model, names, seed=0: copy.deepcopy(model))
+    explainer = StudyExplainer.from_settings(explain_settings, cache=False)
+    records = randomisation.randomisation_checks(explainer, explainer.study_ids("test")[:2])
+    maps = records[records["kind"] == "Grad-CAM"]
+    assert set(maps["model"]) == {"fusion", "image"}
+    assert (maps["spearman"] > 0.999).all(), maps[["model", "label", "step", "spearman"]]
 
 
 def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings, monkeypatch):

@@ -8,7 +8,7 @@ Each probe is a fresh phantom image with exactly one finding; a finding counts a
 model's logit drops by more than ``DETECTION_DROP`` without it (the phantom's counterfactual). For
 each (method, layer) the table gives the share of detected findings whose map peaks within the
 tolerance (5% of the side) of the finding's mask, localised and global findings apart, beside the
-random peak's chance (the share of pixels within that tolerance). This is how
+random peak's chance (the share of pixels within that tolerance), and where the misses peak. This is how
 ``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were chosen. Nothing is written.
 """
 
@@ -37,6 +37,26 @@ def pointing_table(records: pd.DataFrame, by: str = "extent") -> pd.DataFrame:
     table["random peak"] = detected[detected["run"] == detected["run"].iloc[0]].groupby(by)["tolerance_share"].mean()
     table["detected"] = detected[detected["run"] == detected["run"].iloc[0]].groupby(by).size()
     return table
+
+
+def missed_peaks(records: pd.DataFrame, size: int, cells: int = 8) -> pd.DataFrame:
+    """Where the maps of detected findings that miss their mask peak: on a cells x cells grid, per run.
+
+    A map that misses near the finding is a near miss; one whose misses pile up in the same cell
+    whatever the label points at something the model uses for every label (a hot spot), not at the
+    finding.
+    """
+    rows = []
+    for run, group in records[records["detected"]].groupby("run", sort=False):
+        cell = (group["peak_y"] * cells // size).astype(str) + "," + (group["peak_x"] * cells // size).astype(str)
+        misses, hits = cell[group["hit"] == 0], cell[group["hit"] == 1]
+        if misses.empty:
+            continue
+        top = misses.value_counts().index[:2].tolist()
+        rows.append({"run": run, "misses": len(misses), "top 2 cells (row,col)": " ".join(top),
+                     "share of misses there": misses.isin(top).mean(), "share of hits there": hits.isin(top).mean(),
+                     "one cell's share": 1 / cells**2})
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -68,6 +88,8 @@ def main() -> None:
         print(pointing_table(records).round(2).to_string())
         if args.per_label:
             print(pointing_table(records, "label").round(2).to_string())
+        print(f"\nWhere the misses peak (a {settings.image_size // 8} px grid of 8 x 8 cells):")
+        print(missed_peaks(records, settings.image_size).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

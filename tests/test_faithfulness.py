@@ -307,6 +307,7 @@ def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth, mo
     assert records["area_share"].tolist() == pytest.approx(
         [truth.mask(row["dicom_id"], label, 64).mean() for label in records["label"]])
     assert (records["tolerance_share"] > records["area_share"]).all()
+    assert all(truth.mask(row["dicom_id"], r.label, 64)[r.peak_y, r.peak_x] for r in records.itertuples())  # peak on the mask
     assert dict(zip(records["label"], records["layer"], strict=True)) == {"Cardiomegaly": "layer3",
                                                                           "Pleural Effusion": "layer2"}
     detected_everywhere(monkeypatch, drop=DETECTION_DROP / 2)  # a model the finding does not move: no claim

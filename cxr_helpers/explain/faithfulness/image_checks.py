@@ -45,7 +45,8 @@ ROAD_LIMIT = 20  # findings per model scored by ROAD (its imputation dominates t
 
 
 def map_scores(cam: np.ndarray, random_cam: np.ndarray, mask: np.ndarray, tolerance: float) -> dict:
-    """The map's and a random map's scores against one mask, with the uniform-peak baselines."""
+    """The map's and a random map's scores against one mask, with the uniform-peak baselines, and where the map peaks."""
+    peak_y, peak_x = np.unravel_index(int(np.argmax(cam)), np.shape(cam))
     return {
         "hit": float(pointing_game_hit(cam, mask, tolerance)),
         "hit_exact": float(pointing_game_hit(cam, mask)),
@@ -55,6 +56,7 @@ def map_scores(cam: np.ndarray, random_cam: np.ndarray, mask: np.ndarray, tolera
         "energy_random": energy_inside_mask(random_cam, mask),
         "area_share": mask_area_share(mask),
         "tolerance_share": mask_area_share(mask, tolerance),
+        "peak_y": int(peak_y), "peak_x": int(peak_x),  # pixel of the map's maximum (row, column)
     }
 
 

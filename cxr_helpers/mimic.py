@@ -12,6 +12,7 @@ file (and row); problems with single rows are counted skips.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -70,18 +71,20 @@ def find_csv(data_dir: Path, stem: str, required: bool = True) -> Path | None:
     )
 
 
-def read_csv_checked(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV (gzipped or not) as strings, with an error naming the file if it does not parse
-    or lacks a required column."""
+def read_csv_checked(path: Path | io.BytesIO, required: tuple[str, ...], name: str | None = None,
+                     error: type[ValueError] = MimicLayoutError) -> pd.DataFrame:
+    """A CSV (a path, gzipped or not, or bytes in memory) as strings, with an ``error`` naming the
+    file (``name``, default the path) if it does not parse or lacks a required column."""
+    name = name or str(path)
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, zlib.error,
-            gzip.BadGzipFile) as error:
-        raise MimicLayoutError(f"{path}: malformed CSV, cannot be parsed ({type(error).__name__}: {error})") from error
+            gzip.BadGzipFile) as failure:
+        raise error(f"{name}: malformed CSV, cannot be parsed ({type(failure).__name__}: {failure})") from failure
     table.columns = [str(c).strip() for c in table.columns]
     missing = [column for column in required if column not in table.columns]
     if missing:
-        raise MimicLayoutError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+        raise error(f"{name}: missing column(s) {missing}; found {list(table.columns)}")
     return table
 
 

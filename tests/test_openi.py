@@ -383,6 +383,9 @@ def test_missing_inputs_and_wrong_kinds_are_clear_errors(tmp_path):
     )
     with pytest.raises(OpenIError, match="missing column"):
         run_import(tmp_path / "kaggle", images, tmp_path / "out")
+    (tmp_path / "kaggle" / "indiana_reports.csv").write_bytes(b'uid,findings\n1,"unclosed\n')
+    with pytest.raises(OpenIError, match=r"indiana_reports\.csv.*malformed CSV"):
+        run_import(tmp_path / "kaggle", images, tmp_path / "out")
 
 
 def test_images_become_8_bit_gray_and_shrink_keeping_their_aspect():

@@ -16,8 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
+from cxr_helpers.mimic import read_csv_checked
 from cxr_helpers.openi.archive import base_name
 from cxr_helpers.openi.records import (
     OpenIError,
@@ -89,22 +88,9 @@ def is_kaggle_reports(reports: Path) -> bool:
     return False
 
 
-def _read_table(label: str, data: bytes, required: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV as strings ("" for empty); an error naming the file if it does not parse or lacks columns."""
-    try:
-        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise OpenIError(f"{label}: not a readable CSV ({type(error).__name__}: {error})") from error
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise OpenIError(f"{label}: missing column(s) {missing}; found {list(table.columns)}")
-    return table
-
-
 def read_projections(label: str, data: bytes) -> Projections:
     """The projections table keyed by NLM image id; bad and duplicate rows as skips."""
-    table = _read_table(label, data, PROJECTION_COLUMNS)
+    table = read_csv_checked(io.BytesIO(data), PROJECTION_COLUMNS, label, OpenIError)
     out = Projections(label)
     for row, (uid_text, filename, projection) in enumerate(
         zip(table["uid"], table["filename"], table["projection"], strict=True), start=2
@@ -161,7 +147,7 @@ def read_kaggle_reports(
                 "(pass it with --projections)"
             )
         projections = read_projections(*located)
-    table = _read_table(label, data, REQUIRED_REPORT_COLUMNS)
+    table = read_csv_checked(io.BytesIO(data), REQUIRED_REPORT_COLUMNS, label, OpenIError)
     images = projections.images_of()
     reports_out: list[OpenIReport] = []
     skips: list[Skip] = []

@@ -8,7 +8,8 @@ Side by side in one run, on the same model and batches, it prints images per sec
 - loader + training step (forward, masked BCE, backward, AdamW step),
 for three loaders: the cache read a whole batch at a time (what the workbook uses), the cache read
 one image at a time (default PyTorch collation), and decoding + resizing each JPEG with
-``images.load_image`` every epoch (no cache). When the loader rate is far above the training rate,
+``images.load_image`` every epoch (no cache); and the workbook's loader again with the convolution
+weights in the default contiguous layout instead of the model's channels_last. When the loader rate is far above the training rate,
 the model, not the data, is the bottleneck.
 """
 
@@ -84,10 +85,14 @@ def loader_rate(loader: DataLoader, batches: int, repeats: int = 3) -> float:
     return best
 
 
-def training_rate(loader: DataLoader, batches: int, device: torch.device, freeze_through: str) -> float:
-    """Images per second for loader + forward + masked BCE + backward + AdamW step (after one warm-up batch)."""
+def training_rate(loader: DataLoader, batches: int, device: torch.device, freeze_through: str,
+                  memory_format: torch.memory_format = torch.channels_last) -> float:
+    """Images per second for loader + forward + masked BCE + backward + AdamW step (after one warm-up batch).
+
+    ``memory_format``: the layout of the convolution weights (the workbook's model uses channels_last).
+    """
     torch.manual_seed(0)
-    model = ImageClassifier(freeze_through=freeze_through).to(device).train()
+    model = ImageClassifier(freeze_through=freeze_through).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     stream, count, start = _cycle(loader), 0, None
     for i in range(batches + 1):
@@ -140,7 +145,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=10, help="batches timed per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved training measurements per loader (median)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--freeze-through", default="layer2")
+    parser.add_argument("--freeze-through", default="none", help="none: the phantom profile (no pretrained weights)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -155,8 +160,10 @@ def main() -> None:
         train = CohortImageDataset(cohort, open_image_cache(artifacts, args.image_size), "train")
         common = dict(batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                       generator=torch.Generator().manual_seed(0), persistent_workers=args.workers > 0)
+        workbook = make_loader(train, args.batch_size, True, 0, num_workers=args.workers)
         loaders = {
-            "cache, whole batch (workbook)": make_loader(train, args.batch_size, True, 0, num_workers=args.workers),
+            "cache, whole batch (workbook)": workbook,
+            "same, contiguous conv weights": workbook,
             "cache, one image per call": DataLoader(PerImageCache(train), **common),
             "JPEG decode every epoch": DataLoader(JpegDataset(train), **common),
         }
@@ -170,7 +177,8 @@ def main() -> None:
         trained: dict[str, list[float]] = {name: [] for name in loaders}
         for _ in range(args.rounds):  # interleaved rounds, median: fair when other work shares the machine
             for name, loader in loaders.items():
-                trained[name].append(training_rate(loader, args.batches, device, args.freeze_through))
+                layout = torch.contiguous_format if name.startswith("same, contiguous") else torch.channels_last
+                trained[name].append(training_rate(loader, args.batches, device, args.freeze_through, layout))
         print(f"{'loader':<32} {'loader img/s':>13} {'train img/s':>12} {'(min-max)':>13} {'train s/epoch':>14}")
         for name in loaders:
             rate = float(np.median(trained[name]))

@@ -618,7 +618,7 @@ def test_a_malformed_csv_is_a_clear_error_naming_the_file(tmp_path, capsys):
     pd.DataFrame({"uid": [1], "findings": ["x"]}).to_csv(bad, index=False)
     assert run_cli("--reports", bad, "--out", tmp_path / "labels.csv") == 2
     error = capsys.readouterr().err
-    assert str(bad) in error and "missing column(s) impression" in error
+    assert str(bad) in error and "missing column(s) ['impression']" in error
     assert not (tmp_path / "labels.csv").exists()
     pd.DataFrame({"uid": [1, 1], "findings": ["a", "b"], "impression": ["c", "d"]}).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="line 3: uid 1 repeats line 2"):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxr_helpers.mimic import read_csv_checked
+
 KAGGLE_COLUMNS = ("uid", "findings", "impression")
 _STUDY_FILE = re.compile(r"s(\d+)")
 _SUBJECT_FOLDER = re.compile(r"p\d+")
@@ -153,16 +155,7 @@ def _missing_columns(csv_path: Path) -> list[str]:
 
 def read_kaggle_csv(csv_path: Path) -> Iterator[ReportRecord]:
     """Records of one Kaggle-form CSV (findings and impression as sections); ValueError naming bad rows."""
-    missing = _missing_columns(csv_path)
-    if missing:
-        raise ValueError(
-            f"{csv_path}: missing column(s) {', '.join(missing)}; a Kaggle Open-i reports CSV needs "
-            f"{', '.join(KAGGLE_COLUMNS)}"
-        )
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ValueError(f"{csv_path}: not a readable CSV file ({error})") from None
+    table = read_csv_checked(csv_path, KAGGLE_COLUMNS, error=ValueError)
     first_row: dict[str, int] = {}
     for index, (uid, findings, impression) in enumerate(
         zip(*(table[c] for c in KAGGLE_COLUMNS), strict=True)

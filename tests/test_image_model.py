@@ -28,19 +28,6 @@ def test_shapes_and_the_grayscale_conv1(images):
     assert isinstance(dropout, torch.nn.Dropout) and dropout.p == 0.5 and linear.out_features == 14
 
 
-def test_conv_weights_are_channels_last_and_compute_the_same_logits(images, tmp_path):
-    model = ImageClassifier(freeze_through="none").eval()
-    convolutions = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions[1:])
-    plain = ImageClassifier(freeze_through="none").to(memory_format=torch.contiguous_format).eval()
-    plain.load_state_dict(model.state_dict())
-    assert not plain.backbone.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(model(images), plain(images), rtol=1e-4, atol=1e-4)
-    torch.save(model.state_dict(), tmp_path / "weights.pt")  # a checkpoint loads into either layout
-    plain.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
-    torch.testing.assert_close(model(images), plain(images), rtol=1e-4, atol=1e-4)
-
-
 @pytest.mark.parametrize(
     ("freeze_through", "frozen"),
     [

@@ -20,6 +20,7 @@ from cxr_helpers.explain.faithfulness.randomisation import cascading_stages, hea
 from cxr_helpers.explain.faithfulness.report import (
     grad_cam_per_label,
     grad_cam_table,
+    map_summary,
     resolution_table,
     run_faithfulness,
     shap_table,
@@ -27,11 +28,14 @@ from cxr_helpers.explain.faithfulness.report import (
 )
 from cxr_helpers.explain.faithfulness.resolution import grid_cells, layer_resolution
 from cxr_helpers.explain.faithfulness.scores import (
+    distance_to_mask,
     energy_inside_mask,
     ideal_map,
     mask_area_share,
     mask_auroc,
+    peak_on_other_finding,
     pointing_game_hit,
+    proportion_interval,
     random_top_k_hit,
     rank_correlation,
     tolerance_pixels,
@@ -76,6 +80,49 @@ def test_pointing_game_with_tolerance_forgives_a_peak_just_beside_the_mask():
     cam[20, 20] = 2.0  # now the peak is diagonal from the corner (15, 15): distance sqrt(50) = 7.07
     assert not pointing_game_hit(cam, mask, tolerance=7.0) and pointing_game_hit(cam, mask, tolerance=7.1)
     assert tolerance_pixels(128) == pytest.approx(6.4) and tolerance_pixels(224, 15 / 224) == pytest.approx(15)
+
+
+def test_a_peak_on_another_finding_is_told_apart_from_a_peak_on_nothing():
+    mask = square_mask()  # the finding explained: rows and columns 8-15
+    other = np.zeros((32, 32), dtype=bool)
+    other[24:28, 24:28] = True  # another finding on the same image
+    cam = np.zeros((32, 32))
+    cam[25, 26] = 1.0
+    assert not pointing_game_hit(cam, mask, 1.6) and peak_on_other_finding(cam, [None, other], 0.0)
+    cam[21, 25] = 2.0  # 3 px above the other finding
+    assert not peak_on_other_finding(cam, [other], 2.9) and peak_on_other_finding(cam, [other], 3.0)
+    cam[2, 30] = 3.0  # far from everything
+    assert not peak_on_other_finding(cam, [other], 3.0)
+    assert not peak_on_other_finding(cam, [], 3.0) and not peak_on_other_finding(cam, [None, other & False], 3.0)
+
+
+def test_the_wilson_interval_of_a_hit_rate():
+    z2 = 1.959964**2
+    for hits, n in ((3, 13), (7, 30), (246, 300)):
+        low, high = proportion_interval(hits, n)
+        share = hits / n
+        assert low < share < high
+        for bound in (low, high):  # each bound solves (share - p)^2 = z^2 p (1 - p) / n
+            assert (share - bound) ** 2 == pytest.approx(z2 * bound * (1 - bound) / n, rel=1e-6)
+    assert proportion_interval(0, 10)[0] == 0.0 and proportion_interval(10, 10)[1] == pytest.approx(1.0)
+    narrow, wide = proportion_interval(60, 100), proportion_interval(6, 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    assert proportion_interval(0, 0) is None
+    with pytest.raises(ValueError, match="successes"):
+        proportion_interval(11, 10)
+
+
+def test_the_map_summary_counts_misses_that_peak_on_another_finding():
+    records = pd.DataFrame({
+        "label": ["Atelectasis"] * 4 + ["Fracture"] * 2, "extent": "localised", "drop": 2.0,
+        "detected": [True, True, True, True, True, False], "hit": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        "peak_on_other": [1.0, 1.0, 0.0, 0.0, 0.0, 1.0], "hit_random": 0.1, "tolerance_share": 0.1})
+    overall = map_summary(records)["overall"]["localised"]
+    assert overall["detected"] == 5 and overall["hit"] == pytest.approx(0.4) and overall["misses"] == 3
+    assert overall["misses_on_other_finding"] == pytest.approx(1 / 3)  # the undetected fracture is not counted
+    assert overall["hit_interval"] == pytest.approx(proportion_interval(2, 5))
+    probes = map_summary(records.drop(columns="peak_on_other"))["overall"]["localised"]
+    assert probes["misses"] == 3 and probes["misses_on_other_finding"] is None
 
 
 def test_a_random_peak_hits_the_mask_grown_by_the_tolerance():
@@ -308,6 +355,9 @@ def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth, mo
         [truth.mask(row["dicom_id"], label, 64).mean() for label in records["label"]])
     assert (records["tolerance_share"] > records["area_share"]).all()
     assert all(truth.mask(row["dicom_id"], r.label, 64)[r.peak_y, r.peak_x] for r in records.itertuples())  # peak on the mask
+    for r in records.itertuples():  # is the peak within the tolerance of the image's other finding?
+        other = truth.mask(row["dicom_id"], next(x for x in records["label"] if x != r.label), 64)
+        assert r.peak_on_other == float(distance_to_mask(other)[r.peak_y, r.peak_x] <= tolerance_pixels(64))
     assert dict(zip(records["label"], records["layer"], strict=True)) == {"Cardiomegaly": "layer3",
                                                                           "Pleural Effusion": "layer2"}
     detected_everywhere(monkeypatch, drop=DETECTION_DROP / 2)  # a model the finding does not move: no claim

@@ -24,6 +24,7 @@ from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP, logit_dro
 from cxr_helpers.explain.faithfulness.scores import (
     energy_inside_mask,
     mask_area_share,
+    peak_on_other_finding,
     pointing_game_hit,
     tolerance_pixels,
 )
@@ -100,6 +101,7 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
     size = int(explainer.images.shape[-1])
     tolerance = tolerance_pixels(size)
     drops = study_drops(lambda study_id: explainer.cam_model(study_id, role)[0], truth.root.parent, cases, size)
+    on_image = cases.groupby("dicom_id")["label"].agg(list).to_dict() if not cases.empty else {}
     records, road_left = [], ROAD_LIMIT
     for case, drop in tqdm(list(zip(cases.itertuples(index=False), drops, strict=True)),
                            desc=f"Grad-CAM checks ({role})", disable=not progress):
@@ -110,6 +112,9 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
         record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": how,
                   "probability": p, "drop": float(drop), "detected": bool(drop > DETECTION_DROP),
                   **map_scores(cam, random_cam, truth.mask(case.dicom_id, case.label, size), tolerance),
+                  "peak_on_other": float(peak_on_other_finding(
+                      cam, [truth.mask(case.dicom_id, other, size) for other in on_image[case.dicom_id] if other != case.label],
+                      tolerance)),
                   "road": np.nan, "road_random": np.nan}
         if record["detected"] and road_left > 0:  # ROAD needs no mask: the check that also works on real data
             model, image = explainer.cam_model(case.study_id, role)[0], explainer.image(case.study_id)

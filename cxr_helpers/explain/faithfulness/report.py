@@ -23,7 +23,7 @@ from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP
 from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
 from cxr_helpers.explain.faithfulness.randomisation import randomisation_checks
 from cxr_helpers.explain.faithfulness.resolution import layer_resolution
-from cxr_helpers.explain.faithfulness.scores import POINTING_TOLERANCE, tolerance_pixels
+from cxr_helpers.explain.faithfulness.scores import POINTING_TOLERANCE, proportion_interval, tolerance_pixels
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
 from cxr_helpers.explain.gradcam import (
     AUTO,
@@ -62,14 +62,22 @@ def mean(values) -> float | None:
 
 
 def map_summary(records: pd.DataFrame) -> dict:
-    """Detected counts and mean map scores over detected findings, per extent and per label."""
+    """Detected counts and mean map scores over detected findings, per extent and per label.
+
+    Beside the pointing game's hit rate: its 95% (Wilson) interval, and how many of the misses
+    peak on another finding drawn on the same image (test studies only; probes hold one finding).
+    """
     if records.empty:
         return {"findings": 0, "detected": 0, "overall": {}, "per_label": {}}
 
     def block(frame: pd.DataFrame) -> dict:
         detected = frame[frame["detected"].astype(bool)]
+        misses = detected[detected["hit"] == 0]
         return {"findings": len(frame), "detected": len(detected), "drop": mean(frame["drop"]),
-                **{c: mean(detected[c]) for c in MAP_COLUMNS if c in detected}}
+                **{c: mean(detected[c]) for c in MAP_COLUMNS if c in detected},
+                "hit_interval": proportion_interval(int(detected["hit"].sum()), len(detected)),
+                "misses": len(misses),
+                "misses_on_other_finding": mean(misses["peak_on_other"]) if "peak_on_other" in misses else None}
 
     return {"findings": len(records), "detected": int(records["detected"].sum()),
             "overall": {extent: block(group) for extent, group in records.groupby("extent", sort=True)},
@@ -154,8 +162,11 @@ def grad_cam_table(summary: dict) -> pd.DataFrame:
                 rows.append({"source": source, "model": model, "extent": extent,
                              "method": _per_extent(summary, "cam_method", extent),
                              "layer": _per_extent(summary, "cam_layers", extent), **{k: figures.get(k) for k in (
-                                 "findings", "detected", "hit", "hit_random", "tolerance_share", "hit_exact",
-                                 "hit_exact_random", "area_share", "energy", "energy_random", "road", "road_random")}})
+                                 "findings", "detected", "hit", "hit_interval", "hit_random", "tolerance_share",
+                                 "hit_exact", "hit_exact_random", "area_share", "energy", "energy_random", "road",
+                                 "road_random", "misses", "misses_on_other_finding")}})
+                if rows[-1]["hit_interval"] is not None:
+                    rows[-1]["hit_interval"] = tuple(round(float(v), 3) for v in rows[-1]["hit_interval"])
     return pd.DataFrame(rows)
 
 

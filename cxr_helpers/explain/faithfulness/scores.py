@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 from scipy.ndimage import distance_transform_edt
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 from sklearn.metrics import roc_auc_score
 
 POINTING_TOLERANCE = 0.05  # of the image side: 6.4 px at 128 px (the original: 15 px at 224 px, 6.7%)
@@ -41,6 +41,29 @@ def pointing_game_hit(cam: np.ndarray, mask: np.ndarray, tolerance: float = 0.0)
     if tolerance <= 0:
         return bool(mask.flat[peak])
     return bool(distance_to_mask(mask).flat[peak] <= tolerance)
+
+
+def peak_on_other_finding(cam: np.ndarray, other_masks: list[np.ndarray | None], tolerance: float) -> bool:
+    """True if the map's peak lies within ``tolerance`` of another finding drawn on the same image.
+
+    Tells a map that points at a neighbouring finding (one the model may use as context) from one
+    that points at nothing in particular; False when the image holds no other finding.
+    """
+    masks = [np.asarray(m, dtype=bool) for m in other_masks if m is not None and np.any(m)]
+    return bool(masks) and pointing_game_hit(cam, np.logical_or.reduce(masks), tolerance)
+
+
+def proportion_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a hit rate (None for n = 0): how sure a share of few findings is."""
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n]: got {successes} of {n}")
+    z = float(norm.ppf(0.5 + level / 2))
+    share, z2 = successes / n, z * z / n
+    centre = (share + z2 / 2) / (1 + z2)
+    half = z * math.sqrt(share * (1 - share) / n + z2 / (4 * n)) / (1 + z2)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mask_area_share(mask: np.ndarray, tolerance: float = 0.0) -> float:

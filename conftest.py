@@ -2,12 +2,17 @@
 
 Every run works in a fresh temporary folder with tiny settings (CXR_FAST=1): notebook 01 builds the
 phantom there, later notebooks read what earlier ones wrote, exactly as a student's run would.
-Kernels started by nbval inherit these environment variables.
+Kernels started by nbval inherit these environment variables. The folder is removed when every
+test passed; after a failure it is kept for a look, and its path printed. A folder named by
+``CXR_TEST_ROOT`` is the caller's and always kept.
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+_MADE_HERE = "_cxr_test_root_made_here"  # the config attribute holding a folder this session made
 
 
 def pytest_configure(config):
@@ -16,6 +21,7 @@ def pytest_configure(config):
     else:
         root = Path(tempfile.mkdtemp(prefix="cxr-tests-"))
         os.environ["CXR_TEST_ROOT"] = str(root)
+        setattr(config, _MADE_HERE, root)
     os.environ.update(
         CXR_FAST="1",
         CXR_PROFILE="phantom",
@@ -28,6 +34,17 @@ def pytest_configure(config):
         TOKENIZERS_PARALLELISM="false",
         MPLBACKEND="Agg",
     )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's folder (a phantom, checkpoints: over 1 GB) unless a test failed."""
+    root = getattr(session.config, _MADE_HERE, None)
+    if root is None:
+        return
+    if session.testsfailed:
+        print(f"\ntest artifacts kept for a look in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,8 @@
 """The results across stages, read from the metrics JSON files every notebook writes.
 
-``results_table`` (every figure per split), ``readme_table`` (the README's test table with 95%
-bootstrap intervals), ``comparisons_table`` (the paired differences the notebooks discuss) and
-``best_model`` (the best of some models on the validation split).
+``readme_table`` (the README's test table with 95% bootstrap intervals), ``comparisons_table``
+(the paired differences the notebooks discuss) and ``best_model`` (the best of some models on the
+validation split).
 """
 
 from __future__ import annotations
@@ -19,35 +19,6 @@ PAPER = {
     "paper: image-only ResNet-18": {"train": (0.2877, 0.7648), "validate": (0.4436, 0.7047)},
     "paper: late fusion": {"train": (0.1302, 0.8296), "validate": (0.2707, 0.7916), "test": (0.2592, 0.7950)},
 }
-
-
-def results_table(metrics_dir: Path, include_paper: bool = True) -> pd.DataFrame:
-    """One row per (stage, model): loss, masked accuracy and macro AUROC per split."""
-    rows = []
-    for stage in STAGES:
-        path = Path(metrics_dir) / f"{stage}.json"
-        if not path.exists():
-            continue
-        for model, splits in json.loads(path.read_text())["models"].items():
-            row = {"stage": stage, "model": model}
-            for split, figures in splits.items():
-                if not isinstance(figures, dict):
-                    continue
-                for key in ("loss", "accuracy", "macro_auroc"):
-                    if figures.get(key) is not None:
-                        row[f"{split}_{key}"] = figures[key]
-            rows.append(row)
-    if include_paper:
-        for model, splits in PAPER.items():
-            row = {"stage": "paper", "model": model}
-            for split, (loss, accuracy) in splits.items():
-                row[f"{split}_loss"], row[f"{split}_accuracy"] = loss, accuracy
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    order = ["stage", "model"] + [
-        f"{split}_{key}" for split in ("train", "validate", "test") for key in ("loss", "accuracy", "macro_auroc")
-    ]
-    return table.reindex(columns=[c for c in order if c in table.columns])
 
 
 def _stage_models(metrics_dir: Path) -> dict[str, tuple[str, dict]]:

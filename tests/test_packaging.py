@@ -1,7 +1,10 @@
 """Packaging: requirements, pyproject and environment.yml agree; the CLI lists every command."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,28 @@ def _names(lines):
 def requirement_names():
     lines = [line.split("#")[0] for line in (ROOT / "requirements.txt").read_text().splitlines()]
     return _names(lines)
+
+
+def run_tests_in_a_fresh_session(tmp_path: Path, name: str, body: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """pytest in a subprocess with the project's conftest.py, a fresh TMPDIR and no CXR_TEST_ROOT."""
+    scratch = tmp_path / f"{name}_tmp"
+    scratch.mkdir()
+    (tmp_path / f"test_{name}.py").write_text(body)
+    env = {k: v for k, v in os.environ.items() if k != "CXR_TEST_ROOT"} | {"TMPDIR": str(scratch)}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+                             str(tmp_path / f"test_{name}.py")], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    return result, scratch
+
+
+def test_a_test_session_removes_its_folder_when_all_pass_and_keeps_it_after_a_failure(tmp_path):
+    uses_it = "import os\n\ndef test_it():\n    assert os.path.isdir(os.environ['CXR_TEST_ROOT']){}\n"
+    passed, scratch = run_tests_in_a_fresh_session(tmp_path, "passing", uses_it.format(""))
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert list(scratch.iterdir()) == []  # the session's cxr-tests-* folder is gone
+    failed, scratch = run_tests_in_a_fresh_session(tmp_path, "failing", uses_it.format(" and False"))
+    kept = list(scratch.glob("cxr-tests-*"))
+    assert failed.returncode == 1 and len(kept) == 1 and f"kept for a look in {kept[0]}" in failed.stdout
 
 
 def test_every_requirement_line_is_commented_with_its_notebooks():

@@ -21,7 +21,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cxr_helpers.config import CAM_LAYER_NAMES, seeded_numpy
-from cxr_helpers.labels import CHEXPERT_LABELS, label_index
+from cxr_helpers.labels import label_index
 
 # Names users pick (settings.cam_method, the browser's dropdown) -> pytorch_grad_cam classes.
 CAM_METHODS: dict[str, str] = {
@@ -41,7 +41,6 @@ RANDOM_CAM = "randomcam"  # pytorch_grad_cam.RandomCAM: the baseline of the fait
 # at them far more often than Grad-CAM (0.97 vs 0.63 in the default run, Cardiomegaly 0.93 vs 0.07),
 # while on small findings Grad-CAM beat LayerCAM (0.70 vs 0.41). Notebook 05 measures this run's.
 GLOBAL_FINDINGS = ("Cardiomegaly", "Edema", "Enlarged Cardiomediastinum", "No Finding")
-LOCALISED_FINDINGS = tuple(name for name in CHEXPERT_LABELS if name not in GLOBAL_FINDINGS)
 CAM_LAYER_FOR_EXTENT = {"global": "layer3", "localised": "layer2"}
 CAM_METHOD_FOR_EXTENT = {"global": "layercam", "localised": "gradcam"}
 AUTO = "auto"  # a method or layer chosen per finding by its extent

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 FRONTAL_VIEWS = ("PA", "AP")
-LATERAL_VIEWS = ("LATERAL", "LL")
 APEX_AT = 0.35  # the apex sits this far across the lung's width from its medial border
 DOME_SPREAD = 0.58  # half width of the diaphragm dome, as a fraction of the lung width
 
@@ -42,11 +41,6 @@ class Lung:
         t = min(max((y - self.top) / self.round_height, 0.0), 1.0)
         full = math.sqrt(1.0 - (1.0 - t) ** 2)
         return self.medial + APEX_AT * self.width * (1 - full), self.medial + self.width * (APEX_AT + (1 - APEX_AT) * full)
-
-    def dome_at(self, u: float) -> float:
-        """Diaphragm height under the lung at distance u from the midline (numbers)."""
-        c = self.medial + self.dome_centre * self.width
-        return self.base - self.dome_height * max(1 - ((u - c) / (DOME_SPREAD * self.width)) ** 2, 0.0)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Each probe is a fresh phantom image with exactly one finding; a finding counts a
 model's logit drops by more than ``DETECTION_DROP`` without it (the phantom's counterfactual). For
 each (method, layer) the table gives the share of detected findings whose map peaks within the
 tolerance (5% of the side) of the finding's mask, localised and global findings apart, beside the
-random peak's chance (the share of pixels within that tolerance), and where the misses peak. This is how
+random peak's chance (the share of pixels within that tolerance), where the misses peak, and where
+the maps peak on each probe's finding-free twin (the map's default for a normal chest). This is how
 ``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were chosen. Nothing is written.
 """
 
@@ -19,14 +20,17 @@ import os
 import platform
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings
 from cxr_helpers.explain.faithfulness.image_checks import probe_checks
+from cxr_helpers.explain.gradcam import cam_layer_for, cam_method_for, cams_for_labels, finding_extent
 from cxr_helpers.image_model import build_image_model
-from cxr_helpers.phantom.probes import ensure_probes
+from cxr_helpers.images import resize_pixels
+from cxr_helpers.phantom.probes import ProbeSet, ensure_probes
 from cxr_helpers.phantom.truth import phantom_root
 
 
@@ -57,6 +61,30 @@ def missed_peaks(records: pd.DataFrame, size: int, cells: int = 8) -> pd.DataFra
                      "share of misses there": misses.isin(top).mean(), "share of hits there": hits.isin(top).mean(),
                      "one cell's share": 1 / cells**2})
     return pd.DataFrame(rows)
+
+
+def finding_free_peaks(model, probes: ProbeSet, size: int, cells: int = 8) -> pd.DataFrame:
+    """Where the localised labels' maps (the workbook's method and layer) peak on each probe, with its
+    finding and on its finding-free twin (the same image without it): the two cells most peaks
+    fall in on the twins, and the share of peaks there in each case.
+
+    A map always has a peak, even when there is nothing to find. If the twins' maps pile up in one
+    place, that place is the map's default for a normal chest, and a finding has to outweigh it.
+    """
+    peaks = {"with the finding": [], "finding-free twin": []}
+    for k, label in enumerate(probes.table["label"]):
+        if finding_extent(label) != "localised":
+            continue
+        layer = model.cam_layer(cam_layer_for(label))
+        for case, pixels in (("with the finding", probes.images[k]), ("finding-free twin", probes.without[k])):
+            cam = cams_for_labels(model, layer, resize_pixels(pixels, size), [label], cam_method_for(label))[label]
+            y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
+            peaks[case].append(f"{y * cells // size},{x * cells // size}")
+    twins = pd.Series(peaks["finding-free twin"])
+    top = twins.value_counts().index[:2].tolist()
+    return pd.DataFrame([{"image": case, "probes": len(cell), "top 2 cells of the twins (row,col)": " ".join(top),
+                          "share of peaks there": pd.Series(cell).isin(top).mean(), "one cell's share": 1 / cells**2}
+                         for case, cell in peaks.items()])
 
 
 def main() -> None:
@@ -90,6 +118,8 @@ def main() -> None:
             print(pointing_table(records, "label").round(2).to_string())
         print(f"\nWhere the misses peak (a {settings.image_size // 8} px grid of 8 x 8 cells):")
         print(missed_peaks(records, settings.image_size).round(3).to_string(index=False))
+        print("\nLocalised labels, the workbook's method and layer: where maps peak with and without the finding:")
+        print(finding_free_peaks(model, probes, settings.image_size).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -413,7 +413,11 @@ if on_phantom:
 # interval 0.08-0.50), where the probes' per-label rates predict 0.54 for the same labels (6 of the
 # 13 are support devices, the probes' hardest label). Findings co-occur there (70% of enlarged hearts
 # come with an effusion), yet only 1 of the 10 misses peaked on another finding of the image: the
-# maps are not pointing at context, they are pointing at nothing drawn. The fusion model's maps are scored the same way, but read notebook 04's modality
+# maps are not pointing at context, they are pointing at nothing drawn. Where, then? A map always
+# has a peak, even on a chest with nothing to find: on each probe's finding-free twin the localised
+# labels' maps peaked in the same two places (the upper-left apex and the left base) half the time
+# (`benchmarks/bench_cam_layers.py` prints it), and a finding the model weighs less than what it
+# reads in every chest loses the peak to them. The fusion model's maps are scored the same way, but read notebook 04's modality
 # reliance first: a fusion model that reads the answer in the report has little reason to look at the
 # image, and may detect few findings at all. That is a finding about the model, not a bug in
 # Grad-CAM. SHAP's checks on the text model ask whether it reads the words a radiologist would; on

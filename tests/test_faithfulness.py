@@ -453,6 +453,11 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     assert set(words["model"]) == {"fusion", "text"} and (words["n mentions"] > 0).all()
     assert (words["top-k in its sentence"] >= words["top-k in span"]).all()  # a sentence holds its span
     assert (words["random (sentence)"] >= words["random ranking"]).all()
+    for share, interval in [*zip(words["top-k in span"], words["95% interval"], strict=True),
+                            *zip(words["negation sign"], words["95% interval (sign)"], strict=True)]:
+        assert interval[0] <= share <= interval[1] and interval[1] - interval[0] > 0.1  # a handful of findings
+    assert saved["negation"]["text"]["overall"]["sign_agrees_interval"] == pytest.approx(proportion_interval(
+        int(result.mentions["text"]["sign_agrees"].sum()), len(result.mentions["text"])))
     assert resolution_table(saved).empty  # no probes in this run
     checks = summary_table(saved)  # what `python -m cxr_helpers figures` prints for notebook 05
     assert len(checks) == len(table) + 3 * len(words) + len(saved["randomisation"])

@@ -85,13 +85,16 @@ def map_summary(records: pd.DataFrame) -> dict:
                           for label, group in records.groupby("label", sort=True)}}
 
 
-def text_summary(records: pd.DataFrame, *columns: str) -> dict:
-    """Mean of each score and baseline column, overall and per label, with n."""
+def text_summary(records: pd.DataFrame, *columns: str, intervals: Sequence[str] = ()) -> dict:
+    """Mean of each score and baseline column, overall and per label, with n; for the 0/1 outcome
+    columns named in ``intervals``, also the share's 95% (Wilson) interval (``<column>_interval``)."""
     if records.empty:
         return {"overall": {"n": 0}, "per_label": {}}
 
     def block(frame: pd.DataFrame) -> dict:
-        return {"n": len(frame), **{column: mean(frame[column]) for column in columns if column in frame}}
+        return {"n": len(frame), **{column: mean(frame[column]) for column in columns if column in frame},
+                **{f"{column}_interval": proportion_interval(int(frame[column].sum()), int(frame[column].notna().sum()))
+                   for column in intervals if column in frame}}
 
     return {"overall": block(records),
             "per_label": {label: block(group) for label, group in records.groupby("label", sort=True)}}
@@ -139,9 +142,10 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
         "top_k_words": int(settings.top_k_labels), "models": dict(explainer.models.names),
         "grad_cam": {source: {role: map_summary(group) for role, group in frame.groupby("model", sort=False)}
                      for source, frame in (maps.groupby("source", sort=False) if not maps.empty else [])},
-        "shap_top_k": {role: text_summary(records, "hit", "hit_random", "hit_sentence", "hit_sentence_random")
+        "shap_top_k": {role: text_summary(records, "hit", "hit_random", "hit_sentence", "hit_sentence_random",
+                                          intervals=("hit", "hit_sentence"))
                        for role, records in top_k.items()},
-        "negation": {role: text_summary(records, "sign_agrees", "random_sign_agrees")
+        "negation": {role: text_summary(records, "sign_agrees", "random_sign_agrees", intervals=("sign_agrees",))
                      for role, records in mentions.items()},
         "randomisation": randomisation_summary(randomisation),
         "resolution": layer_resolution(probe_set, size) if probe_set is not None else {},
@@ -165,9 +169,13 @@ def grad_cam_table(summary: dict) -> pd.DataFrame:
                                  "findings", "detected", "hit", "hit_interval", "hit_random", "tolerance_share",
                                  "hit_exact", "hit_exact_random", "area_share", "energy", "energy_random", "road",
                                  "road_random", "misses", "misses_on_other_finding")}})
-                if rows[-1]["hit_interval"] is not None:
-                    rows[-1]["hit_interval"] = tuple(round(float(v), 3) for v in rows[-1]["hit_interval"])
+                rows[-1]["hit_interval"] = _rounded(rows[-1]["hit_interval"])
     return pd.DataFrame(rows)
+
+
+def _rounded(interval) -> tuple[float, float] | None:
+    """An interval's bounds to 3 decimals, for display (None stays None)."""
+    return None if interval is None else tuple(round(float(v), 3) for v in interval)
 
 
 def _per_extent(summary: dict, key: str, extent: str) -> str:
@@ -191,9 +199,11 @@ def shap_table(summary: dict) -> pd.DataFrame:
     for model in sorted(set(summary.get("shap_top_k", {})) | set(summary.get("negation", {}))):
         top_k = summary.get("shap_top_k", {}).get(model, {}).get("overall", {})
         negation = summary.get("negation", {}).get(model, {}).get("overall", {})
-        rows.append({"model": model, "top-k in span": top_k.get("hit"), "random ranking": top_k.get("hit_random"),
-                     "top-k in its sentence": top_k.get("hit_sentence"),
-                     "random (sentence)": top_k.get("hit_sentence_random"), "n stated": top_k.get("n", 0), "negation sign": negation.get("sign_agrees"),
+        rows.append({"model": model, "top-k in span": top_k.get("hit"), "95% interval": _rounded(top_k.get("hit_interval")),
+                     "random ranking": top_k.get("hit_random"), "top-k in its sentence": top_k.get("hit_sentence"),
+                     "random (sentence)": top_k.get("hit_sentence_random"), "n stated": top_k.get("n", 0),
+                     "negation sign": negation.get("sign_agrees"),
+                     "95% interval (sign)": _rounded(negation.get("sign_agrees_interval")),
                      "random words": negation.get("random_sign_agrees"), "n mentions": negation.get("n", 0)})
     return pd.DataFrame(rows)
 

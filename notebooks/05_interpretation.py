@@ -82,11 +82,12 @@ from cxr_helpers.explain.faithfulness.report import (
     run_faithfulness,
     shap_table,
 )
-from cxr_helpers.explain.figures import cam_figure, images_figure
-from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for
+from cxr_helpers.explain.figures import cam_figure, images_figure, overlay_cam
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for, cams_for_labels
 from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.fusion.ablation import reliance_on_report
+from cxr_helpers.images import resize_pixels
 from cxr_helpers.labels import label_index
 from cxr_helpers.notebook import setup_notebook
 from cxr_helpers.phantom.counterfactual import counterfactual
@@ -374,6 +375,28 @@ if drawn:
                       title=f"study {study_id}: the same image without one finding")
 
 # %% [markdown]
+# A map always has a peak, even where there is nothing to find. Here is the image model's map for
+# the same label on both images (the method and layer `auto` picks for it):
+
+# %%
+if drawn:
+    label = drawn[0]
+    method, layer = cam_method_for(label), cam_layer_for(label)
+    model = explainer.models.image
+    overlays = {}
+    for name, pixels in (("as written", pair.original), (f"without {label}", pair.without)):
+        image = resize_pixels(pixels, settings.image_size)
+        overlays[name] = overlay_cam(image, cams_for_labels(model, model.cam_layer(layer), image, [label], method)[label])
+    _ = images_figure(overlays, title=f"{CAM_METHODS[method]} on {layer} for {label}")
+
+# %% [markdown]
+# **Think.** Where does the map of the finding-free image point, and why must it point somewhere?
+# On the phantom's probes the localised labels' maps on the finding-free twins peaked in the same
+# two places (the upper-left apex and the left base) about half the time
+# (`benchmarks/bench_cam_layers.py`): that is the map's default for a normal chest. A finding
+# "wins" the peak only when the model weighs it more than what it reads in every chest, so a map's
+# peak is evidence only next to the map of the same chest without the finding.
+#
 # Now every check, on the probes and the first `settings.explain_studies` test studies (a few
 # minutes on a CPU; the results go to `metrics/faithfulness.json`, the per-finding records to
 # `explanations/faithfulness_records.csv`: from then on the browser of section 6 can also find the

@@ -27,7 +27,7 @@ import torch
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings
 from cxr_helpers.explain.faithfulness.image_checks import probe_checks
-from cxr_helpers.explain.gradcam import cam_layer_for, cam_method_for, cams_for_labels, finding_extent
+from cxr_helpers.explain.gradcam import cam_for_label, finding_extent
 from cxr_helpers.image_model import build_image_model
 from cxr_helpers.images import resize_pixels
 from cxr_helpers.phantom.probes import ProbeSet, ensure_probes
@@ -43,6 +43,12 @@ def pointing_table(records: pd.DataFrame, by: str = "extent") -> pd.DataFrame:
     return table
 
 
+def grid_cells(peak_y, peak_x, size: int, cells: int) -> pd.Series:
+    """Each peak's cell on a cells x cells grid over a size x size map, as "row,col" strings."""
+    rows, columns = pd.Series(peak_y) * cells // size, pd.Series(peak_x) * cells // size
+    return rows.astype(str) + "," + columns.astype(str)
+
+
 def missed_peaks(records: pd.DataFrame, size: int, cells: int = 8) -> pd.DataFrame:
     """Where the maps of detected findings that miss their mask peak: on a cells x cells grid, per run.
 
@@ -52,7 +58,7 @@ def missed_peaks(records: pd.DataFrame, size: int, cells: int = 8) -> pd.DataFra
     """
     rows = []
     for run, group in records[records["detected"]].groupby("run", sort=False):
-        cell = (group["peak_y"] * cells // size).astype(str) + "," + (group["peak_x"] * cells // size).astype(str)
+        cell = grid_cells(group["peak_y"], group["peak_x"], size, cells)
         misses, hits = cell[group["hit"] == 0], cell[group["hit"] == 1]
         if misses.empty:
             continue
@@ -71,20 +77,18 @@ def finding_free_peaks(model, probes: ProbeSet, size: int, cells: int = 8) -> pd
     A map always has a peak, even when there is nothing to find. If the twins' maps pile up in one
     place, that place is the map's default for a normal chest, and a finding has to outweigh it.
     """
-    peaks = {"with the finding": [], "finding-free twin": []}
+    peaks: dict[str, list[tuple[int, int]]] = {"with the finding": [], "finding-free twin": []}
     for k, label in enumerate(probes.table["label"]):
         if finding_extent(label) != "localised":
             continue
-        layer = model.cam_layer(cam_layer_for(label))
         for case, pixels in (("with the finding", probes.images[k]), ("finding-free twin", probes.without[k])):
-            cam = cams_for_labels(model, layer, resize_pixels(pixels, size), [label], cam_method_for(label))[label]
-            y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
-            peaks[case].append(f"{y * cells // size},{x * cells // size}")
-    twins = pd.Series(peaks["finding-free twin"])
-    top = twins.value_counts().index[:2].tolist()
-    return pd.DataFrame([{"image": case, "probes": len(cell), "top 2 cells of the twins (row,col)": " ".join(top),
-                          "share of peaks there": pd.Series(cell).isin(top).mean(), "one cell's share": 1 / cells**2}
-                         for case, cell in peaks.items()])
+            cam = cam_for_label(model, resize_pixels(pixels, size), label)
+            peaks[case].append(np.unravel_index(int(np.argmax(cam)), cam.shape))
+    cell = {case: grid_cells(*zip(*found, strict=True), size, cells) for case, found in peaks.items()}
+    top = cell["finding-free twin"].value_counts().index[:2].tolist()
+    return pd.DataFrame([{"image": case, "probes": len(cells_of), "top 2 cells of the twins (row,col)": " ".join(top),
+                          "share of peaks there": cells_of.isin(top).mean(), "one cell's share": 1 / cells**2}
+                         for case, cells_of in cell.items()])
 
 
 def main() -> None:

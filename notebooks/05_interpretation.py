@@ -83,7 +83,7 @@ from cxr_helpers.explain.faithfulness.report import (
     shap_table,
 )
 from cxr_helpers.explain.figures import cam_figure, images_figure, overlay_cam
-from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for, cams_for_labels
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_for_label, cam_layer_for, cam_method_for
 from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.fusion.ablation import reliance_on_report
@@ -386,7 +386,7 @@ if drawn:
     overlays = {}
     for name, pixels in (("as written", pair.original), (f"without {label}", pair.without)):
         image = resize_pixels(pixels, settings.image_size)
-        overlays[name] = overlay_cam(image, cams_for_labels(model, model.cam_layer(layer), image, [label], method)[label])
+        overlays[name] = overlay_cam(image, cam_for_label(model, image, label, method, layer))
     _ = images_figure(overlays, title=f"{CAM_METHODS[method]} on {layer} for {label}")
 
 # %% [markdown]

@@ -22,6 +22,7 @@ from cxr_helpers.explain.figures import cam_panel_png, gray_to_rgb, overlay_cam
 from cxr_helpers.explain.gradcam import (
     FixedTextImageModel,
     cam_class,
+    cam_for_label,
     cam_layer_for,
     cam_method_for,
     cams_for_labels,
@@ -80,6 +81,16 @@ def test_cams_have_the_image_shape_and_differ_per_target():
         assert cam.shape == (128, 128) and cam.dtype == np.float32
         assert 0.0 <= cam.min() and cam.max() <= 1.0 + 1e-6 and cam.max() > 0.5
     assert not np.allclose(cams["Cardiomegaly"], cams["Pleural Effusion"], atol=1e-3)
+
+
+def test_one_label_s_map_uses_the_method_and_layer_chosen_for_it():
+    model, image = split_head_image_model(), xray(128)
+    for label, method, layer in (("Cardiomegaly", "layercam", "layer3"), ("Pleural Effusion", "gradcam", "layer2")):
+        expected = cams_for_labels(model, model.cam_layer(layer), image, [label], method)[label]
+        np.testing.assert_array_equal(cam_for_label(model, image, label), expected)  # "auto": by its extent
+    chosen = cams_for_labels(model, model.cam_layer("layer4"), image, ["Cardiomegaly"], "hirescam")["Cardiomegaly"]
+    np.testing.assert_array_equal(cam_for_label(model, image, "Cardiomegaly", "hirescam", "layer4"), chosen)
+    assert not np.allclose(cam_for_label(model, image, "Cardiomegaly"), chosen, atol=1e-3)
 
 
 def test_one_target_per_image_in_a_batch():

@@ -71,9 +71,9 @@ def check_cam_method(choice: str) -> str:
     return AUTO if choice == AUTO else cam_method_name(choice)
 
 
-def cam_layer_for(label: str, choice: str = "auto") -> str:
+def cam_layer_for(label: str, choice: str = AUTO) -> str:
     """The layer a label's CAM is computed on: ``choice`` itself, or with "auto" by the finding's extent."""
-    if choice == "auto":
+    if choice == AUTO:
         return CAM_LAYER_FOR_EXTENT[finding_extent(label)]
     if choice not in CAM_LAYER_NAMES:
         raise ValueError(f"CAM layer must be 'auto' or one of {CAM_LAYER_NAMES}, got {choice!r}")
@@ -164,3 +164,11 @@ def cams_for_labels(
     batch = tensor.expand(len(labels), -1, -1, -1).contiguous()  # (K, 1, S, S)
     maps = compute_cams(model, target_layer, batch, [label_index(name) for name in labels], method)
     return {name: maps[i] for i, name in enumerate(labels)}
+
+
+def cam_for_label(model: nn.Module, image: np.ndarray | torch.Tensor, label: str, method: str = AUTO,
+                  layer: str = AUTO) -> np.ndarray:
+    """One label's map (S, S) on one image (S, S), with the method and on the layer chosen for it
+    (``cam_method_for``, ``cam_layer_for``: "auto" picks both by the finding's extent)."""
+    target = model.cam_layer(cam_layer_for(label, layer))
+    return cams_for_labels(model, target, image, [label], cam_method_for(label, method))[label]

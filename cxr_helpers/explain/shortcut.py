@@ -19,7 +19,7 @@ import pandas as pd
 
 from cxr_helpers.config import Settings
 from cxr_helpers.explain.faithfulness.scores import energy_inside_mask, pointing_game_hit
-from cxr_helpers.explain.gradcam import cam_layer_for, cams_for_labels
+from cxr_helpers.explain.gradcam import cam_for_label
 from cxr_helpers.image_training import train_image
 from cxr_helpers.images import resize_mask, resize_pixels
 from cxr_helpers.phantom import write_phantom
@@ -88,7 +88,7 @@ def auroc_table(runs: dict[str, dict], label: str) -> pd.DataFrame:
 def where_the_map_points(run: dict, label: str, limit: int = 40, layer: str = "auto") -> pd.DataFrame:
     """On test images with the marker and the finding: the map's energy on the marker vs on the finding.
 
-    The Grad-CAM is computed on ``layer`` ("auto": the finding's layer, ``cam_layer_for``).
+    The Grad-CAM is computed on ``layer`` ("auto": the finding's layer, ``gradcam.cam_layer_for``).
     The marker's mask comes from ``ground_truth/markers.csv`` (on the world without a marker, the
     same corner is scored, where nothing is drawn); the finding's from the phantom's masks.
     """
@@ -110,7 +110,7 @@ def where_the_map_points(run: dict, label: str, limit: int = 40, layer: str = "a
         corner = resize_mask(marker_mask(marker, *raw.shape), lesson.image_size)
         image = np.asarray(images[row.cache_index], dtype=np.float32) / 255.0
         model = run["model"]
-        cam = cams_for_labels(model, model.cam_layer(cam_layer_for(label, layer)), image, [label])[label]
+        cam = cam_for_label(model, image, label, "gradcam", layer)
         records.append({"study_id": row.study_id, "energy on marker": energy_inside_mask(cam, corner),
                         "energy on finding": energy_inside_mask(cam, finding),
                         "peak on marker": float(pointing_game_hit(cam, corner)),

@@ -30,9 +30,9 @@ from cxr_helpers.explain.faithfulness.scores import (
 )
 from cxr_helpers.explain.gradcam import (
     RANDOM_CAM,
+    cam_for_label,
     cam_layer_for,
     cam_method_for,
-    cams_for_labels,
     finding_extent,
 )
 from cxr_helpers.images import resize_mask, resize_pixels
@@ -101,7 +101,7 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
     size = int(explainer.images.shape[-1])
     tolerance = tolerance_pixels(size)
     drops = study_drops(lambda study_id: explainer.cam_model(study_id, role)[0], truth.root.parent, cases, size)
-    on_image = cases.groupby("dicom_id")["label"].agg(list).to_dict() if not cases.empty else {}
+    masks = {(case.dicom_id, case.label): truth.mask(case.dicom_id, case.label, size) for case in cases.itertuples()}
     records, road_left = [], ROAD_LIMIT
     for case, drop in tqdm(list(zip(cases.itertuples(index=False), drops, strict=True)),
                            desc=f"Grad-CAM checks ({role})", disable=not progress):
@@ -111,10 +111,10 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
         p = float(explainer.probabilities(case.study_id, role)[label_index(case.label)])
         record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": how,
                   "probability": p, "drop": float(drop), "detected": bool(drop > DETECTION_DROP),
-                  **map_scores(cam, random_cam, truth.mask(case.dicom_id, case.label, size), tolerance),
+                  **map_scores(cam, random_cam, masks[case.dicom_id, case.label], tolerance),
                   "peak_on_other": float(peak_on_other_finding(
-                      cam, [truth.mask(case.dicom_id, other, size) for other in on_image[case.dicom_id] if other != case.label],
-                      tolerance)),
+                      cam, [mask for (dicom_id, label), mask in masks.items()
+                            if dicom_id == case.dicom_id and label != case.label], tolerance)),
                   "road": np.nan, "road_random": np.nan}
         if record["detected"] and road_left > 0:  # ROAD needs no mask: the check that also works on real data
             model, image = explainer.cam_model(case.study_id, role)[0], explainer.image(case.study_id)
@@ -138,8 +138,8 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer
         drop = logit_drops(model, [probes.images[k]], [probes.without[k]], label, size)[0]
         how, name = cam_method_for(label, method), cam_layer_for(label, layer)
         image = resize_pixels(probes.images[k], size)
-        cam = cams_for_labels(model, model.cam_layer(name), image, [label], how)[label]
-        random_cam = cams_for_labels(model, model.cam_layer(name), image, [label], RANDOM_CAM)[label]
+        cam = cam_for_label(model, image, label, how, name)
+        random_cam = cam_for_label(model, image, label, RANDOM_CAM, name)
         records.append({"source": "probe", "probe_id": row.probe_id, "label": label, "extent": finding_extent(label),
                         "model": "image", "layer": name, "method": how, "drop": float(drop),
                         "detected": bool(drop > DETECTION_DROP), **map_scores(cam, random_cam, mask, tolerance)})

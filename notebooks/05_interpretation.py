@@ -391,11 +391,7 @@ if drawn:
 
 # %% [markdown]
 # **Think.** Where does the map of the finding-free image point, and why must it point somewhere?
-# On the phantom's probes the localised labels' maps on the finding-free twins peaked in the same
-# two places (the upper-left apex and the left base) about half the time
-# (`benchmarks/bench_cam_layers.py`): that is the map's default for a normal chest. A finding
-# "wins" the peak only when the model weighs it more than what it reads in every chest, so a map's
-# peak is evidence only next to the map of the same chest without the finding.
+# What does that say about reading one map's peak on its own? (Section 7's numbers come back to it.)
 #
 # Now every check, on the probes and the first `settings.explain_studies` test studies (a few
 # minutes on a CPU; the results go to `metrics/faithfulness.json`, the per-finding records to
@@ -439,10 +435,11 @@ if on_phantom:
 # maps are not pointing at context, they are pointing at nothing drawn. Where, then? A map always
 # has a peak, even on a chest with nothing to find: on each probe's finding-free twin the localised
 # labels' maps peaked in the same two places (the upper-left apex and the left base) half the time
-# (`benchmarks/bench_cam_layers.py` prints it), and a finding the model weighs less than what it
-# reads in every chest loses the peak to them. The fusion model's maps are scored the same way, but read notebook 04's modality
-# reliance first: a fusion model that reads the answer in the report has little reason to look at the
-# image, and may detect few findings at all. That is a finding about the model, not a bug in
+# (`benchmarks/bench_cam_layers.py` prints it): the map's default for a normal chest. A finding the
+# model weighs less than what it reads in every chest loses the peak to them, so a peak is evidence
+# only beside the map of the same chest without the finding. The fusion model's maps are scored the
+# same way, but read notebook 04's modality reliance first: a fusion model that reads the answer in
+# the report has little reason to look at the image, and may detect few findings at all. That is a finding about the model, not a bug in
 # Grad-CAM. SHAP's checks on the text model ask whether it reads the words a radiologist would; on
 # findings+impression reports that is also how it "cheats" (the labels were extracted from them).
 # In the default run (30 test studies, 48 stated findings) the fine-tuned text model's top 3 words

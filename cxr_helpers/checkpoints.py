@@ -20,7 +20,7 @@ from cxr_helpers.distributed import unwrap, world_size
 
 
 def run_fingerprint(model: nn.Module, settings, train_size: int) -> dict:
-    """What must match for a saved run to be resumed (epochs may grow: that just trains on)."""
+    """What must match for a saved run to be resumed (epochs may grow at a constant rate: that just trains on)."""
     trainable = sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
     return {
         "model": type(unwrap(model)).__name__,
@@ -35,7 +35,10 @@ def run_fingerprint(model: nn.Module, settings, train_size: int) -> dict:
         "image_size": int(settings.image_size),
         "augment_shift": float(settings.augment_shift),
         "train_size": int(train_size),
-    } | ({"world_size": world_size()} if world_size() > 1 else {})  # per-rank batch: the global batch needs both
+    } | ({"world_size": world_size()} if world_size() > 1 else {}) | (  # per-rank batch: the global batch needs both
+        # a scheduled rate's curve spans all the epochs: more epochs is another curve, so another run
+        # (left out for the constant rate, so runs saved before schedules existed still resume)
+        {"lr_schedule": settings.lr_schedule, "epochs": int(settings.epochs)} if settings.lr_schedule != "constant" else {})
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, device=None) -> dict:

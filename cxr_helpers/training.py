@@ -97,14 +97,42 @@ def _autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _train_epoch(model, loader, optimizer, scaler, settings, device, progress, description):
-    """One pass over the training data; returns the epoch's logits and targets (all ranks)."""
+WARMUP_SHARE = 0.1  # warmup_linear: the first 10% of the steps ramp the rate up (BERT's recipe)
+
+
+def lr_factor(step: int, total_steps: int, schedule: str = "constant") -> float:
+    """The share of ``settings.lr`` used at optimizer step ``step`` (0-based) of ``total_steps``.
+
+    "constant": 1 throughout (the paper). "warmup_linear" (Devlin et al. 2019, how BERTs are
+    fine-tuned): up linearly over the first ``WARMUP_SHARE`` of the steps, then down linearly to 0
+    at the last one; large early updates would wreck the pretrained weights, and small late ones
+    stop the epoch-to-epoch swings a constant rate leaves.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "warmup_linear":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+    warmup = max(1, round(WARMUP_SHARE * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+def _train_epoch(model, loader, optimizer, scaler, settings, device, progress, description, epoch: int = 0):
+    """One pass over the training data; returns the epoch's logits and targets (all ranks).
+
+    The learning rate of each step follows ``settings.lr_schedule`` over all ``settings.epochs``
+    epochs (computed from the step number, so a resumed run continues on the same curve).
+    """
     keys = unwrap(model).input_keys
     use_amp = _use_amp(settings, device)
     model.train()
     all_logits, all_targets = [], []
+    total_steps = settings.epochs * len(loader)
     bar = tqdm(loader, desc=description, leave=False, disable=not progress or not is_main_process())
-    for batch in bar:
+    for step, batch in enumerate(bar, start=epoch * len(loader)):
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * lr_factor(step, total_steps, settings.lr_schedule)
         inputs = _to_device(batch, keys, device)
         targets = batch["targets"].to(device, non_blocking=True)  # (B, 14) coded
         with torch.autocast(device_type=device.type, dtype=_autocast_dtype(device), enabled=use_amp):
@@ -200,7 +228,7 @@ def fit(
         if is_initialized():
             seed_rank_epoch(settings.seed, epoch)
         train_logits, train_targets = _train_epoch(trained, train_loader, optimizer, scaler, settings, device,
-                                                   progress, f"{name} epoch {epoch + 1}/{settings.epochs}")
+                                                   progress, f"{name} epoch {epoch + 1}/{settings.epochs}", epoch)
         broadcast_buffers(model)  # one copy of the BatchNorm statistics before evaluating
         row = _epoch_figures(model, train_logits, train_targets, val_loader, settings, device)
         history.append(epoch=epoch + 1, seconds=time.perf_counter() - began, **row)

@@ -61,6 +61,7 @@ import time
 
 import pandas as pd
 import torch
+from IPython.display import display
 
 from cxr_helpers import exercises, metrics, plots_training
 from cxr_helpers.config import seed_everything
@@ -230,6 +231,22 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "text_cur
 # that model's words with SHAP, and an explanation of a model that reads poorly would only show
 # noise. Blank labels count as "not mentioned" for every text model (left out of the loss): a text
 # model should learn what the report says, not guess what it leaves out.
+#
+# Two choices make that model read well (`settings.text_finetune_head`, `text_finetune_schedule`):
+# - **Label-wise attention** (`LabelAttentionHead`, the classic head for labelling clinical text:
+#   CAML, Mullenbach et al. 2018). A pooled vector must carry all 14 labels at once, and a mean
+#   over 100 tokens dilutes the three that say "no pleural effusion". Here each label has its own
+#   query vector: it scores every token, takes the softmax-weighted sum of the token states, and
+#   reads its logit from that summary. Section 10 shows where each label looked.
+# - **Warmup, then linear decay** of the learning rate (`lr_factor`, how BERTs are fine-tuned):
+#   the rate climbs over the first 10% of the steps and falls to zero at the last one.
+#
+# On the default phantom, over three seeds each, the mean-pooled MLP head reached validation macro
+# AUROC 0.88-0.93, and label attention 0.92-0.97 (README, "How the phantom's defaults were chosen").
+
+# %%
+print("fine-tuned head:", settings.text_finetune_head, "| schedule:", settings.text_finetune_schedule,
+      "| epochs:", settings.text_finetune_epochs, "| peak learning rate:", settings.text_finetune_lr)
 
 # %% [markdown]
 # ## 7. Both settings, two text models each
@@ -327,6 +344,25 @@ pd.concat({"frozen BERT + head": pd.DataFrame(by_head[:, columns], index=sentenc
 # before the head sees it; whatever that vector blurs (which finding, negated or not) the head
 # cannot recover.
 #
+# The fine-tuned model (where the settings train one) on the same sentences, and, with label
+# attention, where each label looked: its weights over the tokens of the second sentence (each
+# row sums to 1; `[CLS]` and `[SEP]` are tokens too).
+
+# %%
+tuned = outcome["findings_impression"].get("finetuned", {}).get("model")
+if tuned is None:
+    print("no fine-tuned text model in these settings (text_finetune_epochs = 0)")
+else:
+    tuned.eval()
+    display(pd.DataFrame(tuned.predict_texts(sentences)[:, columns], index=sentences, columns=shown).round(2))
+    if hasattr(tuned.head, "attention"):
+        tokens = tuned.tokenizer([sentences[1]], return_tensors="pt")
+        with torch.no_grad():
+            states = tuned.token_states(tokens["input_ids"], tokens["attention_mask"])  # (1, L, H)
+            weights = tuned.head.attention(states, tokens["attention_mask"])[0]  # (14, L)
+        pieces = tuned.tokenizer.convert_ids_to_tokens(tokens["input_ids"][0])
+        display(pd.DataFrame(weights[columns].numpy(), index=shown, columns=pieces).round(2))
+#
 # **Think.** Write a sentence of your own where the label word appears but is negated in an
 # unusual way ("the effusion has resolved"). Which model gets it right, and why?
 
@@ -369,6 +405,8 @@ for setting in ("findings_impression", "indication"):
 #   frozen encoder the embeddings are computed once and cached, so training takes seconds.
 # - `[CLS]` is only a summary if pretraining made it one; for masked-LM-only encoders mean pooling
 #   read better on the phantom (the mimic profile keeps the paper's `[CLS]`).
+# - Fine-tuned end to end with one attention per label, even the tiny BERT reads the report about
+#   as well as TF-IDF: each label finds its own words instead of sharing one pooled vector.
 # - On findings+impression, text models are near perfect because the labels were extracted from
 #   that very text; the indication-only setting shows what the text knows before the image is read.
 #

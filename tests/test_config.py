@@ -17,6 +17,7 @@ def test_mimic_profile_has_the_papers_defaults(monkeypatch):
     assert (s.n_studies, s.split_fractions, s.freeze_through) == (10_850, (0.7, 0.2, 0.1), "layer2")
     assert s.text_model == "microsoft/BiomedVLP-CXR-BERT-general" and s.image_weights == "imagenet"
     assert s.uncertainty_policy == "zeros" and s.top_k_labels == 3
+    assert s.lr_schedule == "constant"  # the paper's rate; only the text fine-tune warms up and decays
 
 
 def test_fast_shrinks_and_env_overrides(monkeypatch):
@@ -36,7 +37,8 @@ def test_relative_paths_resolve_from_the_workbook_root(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(profile="xray"), dict(views="side"), dict(uncertainty_policy="maybe"), dict(text_setting="all")]
+    "bad", [dict(profile="xray"), dict(views="side"), dict(uncertainty_policy="maybe"), dict(text_setting="all"),
+            dict(lr_schedule="cosine"), dict(text_finetune_schedule="step"), dict(text_finetune_head="cnn")]
 )
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):

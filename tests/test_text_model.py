@@ -15,13 +15,21 @@ from transformers.utils import logging as hf_logging
 import cxr_helpers.text.embeddings as text_embeddings
 import cxr_helpers.text.tiny_bert as tiny_bert
 from cxr_helpers.config import load_settings
+from cxr_helpers.explain.faithfulness.randomisation import cascading_stages
 from cxr_helpers.labels import CHEXPERT_LABELS, NOT_MENTIONED, label_index
 from cxr_helpers.metrics import macro_auroc, per_label_auroc
 from cxr_helpers.prepare import COHORT_COLUMNS
 from cxr_helpers.text.embeddings import cached_embeddings, embeddings_paths, load_text_encoder
 from cxr_helpers.text.encoder import compute_embeddings, pool_hidden, text_pooling
 from cxr_helpers.text.finetune import build_text_classifier, load_text_classifier
-from cxr_helpers.text.heads import TextClassifier, TextHead, fit_tfidf, text_probabilities, tfidf_baseline
+from cxr_helpers.text.heads import (
+    LabelAttentionHead,
+    TextClassifier,
+    TextHead,
+    fit_tfidf,
+    text_probabilities,
+    tfidf_baseline,
+)
 from cxr_helpers.text.tiny_bert import (
     SPECIAL_TOKENS,
     build_tiny_bert,
@@ -272,6 +280,43 @@ def test_classifier_and_head_give_the_same_probabilities(settings):
     np.testing.assert_allclose(classifier.predict_texts(texts), from_head, atol=1e-5)
     tokens = tokenizer(texts, padding=True, return_tensors="pt")
     assert classifier(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).shape == (3, 14)
+
+
+def test_label_attention_reads_each_labels_summary_of_the_real_tokens():
+    torch.manual_seed(0)
+    head = LabelAttentionHead(8, dropout=0.0).eval()
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    weights = head.attention(hidden, mask)
+    assert weights.shape == (2, 14, 5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 14))
+    assert (weights[1, :, 3:] == 0).all()  # padding gets no attention
+    logits = head(hidden, mask)
+    label = 4  # by hand: softmax of the label's token scores, weighted sum of the tokens, read-out
+    scores = hidden[0] @ head.query.weight[label]
+    summary = torch.softmax(scores, 0) @ hidden[0]
+    torch.testing.assert_close(logits[0, label], summary @ head.weight[label] + head.bias[label])
+    changed = hidden.clone()
+    changed[1, 3:] = 100.0  # what lies under the padding does not matter
+    torch.testing.assert_close(head(changed, mask)[1], logits[1])
+    before = head.query.weight.clone()
+    head.reset_parameters()  # what the model-randomisation test calls
+    assert not torch.equal(before, head.query.weight) and (head.bias == 0).all()
+
+
+def test_classifier_with_label_attention_passes_it_the_token_states(settings):
+    tokenizer, encoder = load_text_encoder("tiny-bert", settings)
+    torch.manual_seed(0)
+    classifier = TextClassifier(encoder, LabelAttentionHead(32), tokenizer, max_length=32).eval()
+    tokens = tokenizer(["no pleural effusion", "mild pulmonary edema and a small right effusion"], padding=True,
+                       return_tensors="pt")
+    with torch.no_grad():
+        logits = classifier(tokens["input_ids"], tokens["attention_mask"])
+        states = encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+        torch.testing.assert_close(logits, classifier.head(states, tokens["attention_mask"]))
+    assert logits.shape == (2, 14)
+    stages = dict(cascading_stages(classifier))
+    assert stages == {"head": ["head"], "encoder": ["encoder"]}
 
 
 def test_classifier_can_freeze_the_encoder(settings):

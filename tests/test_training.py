@@ -8,13 +8,14 @@ import pytest
 import torch
 from cohort_factory import TinyConvModel, toy_cohort_frame
 
+from cxr_helpers import training
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.evaluation import save_predictions
 from cxr_helpers.image_training import train_image
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.training import History, fit, load_history, predict
+from cxr_helpers.training import History, fit, load_history, lr_factor, predict
 
 SIZE = 32
 
@@ -75,8 +76,9 @@ def test_fit_writes_checkpoints_loadable_with_weights_only(tmp_path):
     assert meta["labels"] == list(CHEXPERT_LABELS) and meta["input_keys"] == ["image"]
 
 
-def test_resumed_run_reaches_the_same_weights_and_history_as_an_uninterrupted_one(tmp_path):
-    settings = settings_for(tmp_path, epochs=3)
+@pytest.mark.parametrize("schedule", ["constant", "warmup_linear"])
+def test_resumed_run_reaches_the_same_weights_and_history_as_an_uninterrupted_one(tmp_path, schedule):
+    settings = settings_for(tmp_path, epochs=3, lr_schedule=schedule)
     straight, straight_history = run(settings, tmp_path / "straight")
 
     def crash(epoch, history):
@@ -129,6 +131,53 @@ def test_changed_settings_retrain_from_scratch_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="other settings"):
         run(settings_for(tmp_path, lr=5e-3), tmp_path / "ckpt", on_epoch_end=lambda e, h: calls.append(e))
     assert calls == [1, 2]
+
+
+def test_lr_factor_warms_up_then_decays_linearly_to_zero():
+    assert [lr_factor(step, 100, "constant") for step in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    factors = [lr_factor(step, 100, "warmup_linear") for step in range(100)]
+    assert factors[:10] == pytest.approx([(step + 1) / 10 for step in range(10)])  # 10% of the steps warm up
+    assert factors[9] == factors[10] == 1.0 and all(a > b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert factors[-1] == pytest.approx(1 / 90) and lr_factor(100, 100, "warmup_linear") == 0.0
+    assert lr_factor(0, 3, "warmup_linear") == 1.0  # too few steps to warm up: at least one warmup step
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, 10, "cosine")
+
+
+def test_fit_moves_the_rate_of_every_step_along_the_schedule(tmp_path, monkeypatch):
+    rates = []
+    build = training._optimizer
+
+    def recording_optimizer(model, settings):
+        optimizer = build(model, settings)
+        step = optimizer.step
+
+        def recorded_step(*args, **kwargs):
+            rates.append(optimizer.param_groups[0]["lr"])
+            return step(*args, **kwargs)
+
+        optimizer.step = recorded_step
+        return optimizer
+
+    monkeypatch.setattr(training, "_optimizer", recording_optimizer)
+    for schedule in ("constant", "warmup_linear"):
+        rates.clear()
+        settings = settings_for(tmp_path, epochs=3, batch_size=2, lr_schedule=schedule)
+        run(settings, tmp_path / schedule)
+        steps = 3 * len(loaders(settings)[0])
+        assert steps >= 30 and rates == pytest.approx([settings.lr * lr_factor(i, steps, schedule) for i in range(steps)])
+    warmup = round(training.WARMUP_SHARE * steps)
+    assert rates[0] == pytest.approx(settings.lr / warmup) and rates[warmup - 1] == pytest.approx(settings.lr)
+    assert rates[-1] < rates[0]
+
+
+def test_a_scheduled_run_with_more_epochs_retrains_from_scratch(tmp_path):
+    run(settings_for(tmp_path, lr_schedule="warmup_linear"), tmp_path / "ckpt")
+    calls = []
+    with pytest.warns(UserWarning, match="other settings"):  # the rate's curve spans all the epochs
+        run(settings_for(tmp_path, epochs=3, lr_schedule="warmup_linear"), tmp_path / "ckpt",
+            on_epoch_end=lambda e, h: calls.append(e))
+    assert calls == [1, 2, 3]
 
 
 def test_fit_learns_a_learnable_toy_label(tmp_path):

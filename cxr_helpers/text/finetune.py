@@ -24,7 +24,7 @@ from cxr_helpers.datasets import cohort_targets, make_loader
 from cxr_helpers.reports import text_column
 from cxr_helpers.text.embeddings import load_text_encoder
 from cxr_helpers.text.encoder import text_pooling
-from cxr_helpers.text.heads import TEXT_BLANK_POLICY, TextClassifier, TextHead
+from cxr_helpers.text.heads import TEXT_BLANK_POLICY, LabelAttentionHead, TextClassifier, TextHead
 from cxr_helpers.training import fit
 
 SPLITS = ("train", "validate", "test")
@@ -69,18 +69,25 @@ def classifier_name(setting: str) -> str:
 
 
 def finetune_settings(settings: Settings) -> Settings:
-    """The settings the end-to-end text model trains with: its own learning rate and epochs, and
-    ``heads.TEXT_BLANK_POLICY`` (a blank label may contradict the findings the model reads)."""
+    """The settings the end-to-end text model trains with: its own learning rate, schedule and epochs,
+    and ``heads.TEXT_BLANK_POLICY`` (a blank label may contradict the findings the model reads)."""
     return dataclasses.replace(settings, lr=settings.text_finetune_lr, epochs=settings.text_finetune_epochs,
-                               blank_policy=TEXT_BLANK_POLICY)
+                               lr_schedule=settings.text_finetune_schedule, blank_policy=TEXT_BLANK_POLICY)
 
 
 def build_text_classifier(settings: Settings, train_features: np.ndarray | None = None) -> TextClassifier:
-    """A fresh copy of the settings' encoder with a TextHead, standardised on the frozen training embeddings."""
+    """A fresh copy of the settings' encoder with the head ``settings.text_finetune_head`` names.
+
+    "mlp": a TextHead on the pooled embedding, standardised on the frozen training embeddings;
+    "label_attention": a LabelAttentionHead on the token states (``train_features`` unused).
+    """
     tokenizer, encoder = load_text_encoder(settings.text_model, settings, progress=False)
-    head = TextHead(encoder.config.hidden_size, dropout=settings.dropout)
-    if train_features is not None:
-        head.set_feature_stats(train_features)
+    if settings.text_finetune_head == "label_attention":
+        head = LabelAttentionHead(encoder.config.hidden_size)
+    else:
+        head = TextHead(encoder.config.hidden_size, dropout=settings.dropout)
+        if train_features is not None:
+            head.set_feature_stats(train_features)
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler.requires_grad_(False)  # reports are pooled from last_hidden_state: the pooler is unused
     return TextClassifier(encoder.train(), head, tokenizer, text_pooling(settings), settings.max_text_length)

@@ -2,7 +2,8 @@
 
 ``TextHead`` is the paper's text model as trained here: an MLP on the frozen encoder's pooled
 embedding (cached, so an epoch takes a fraction of a second). ``TextClassifier`` wraps encoder +
-head for end-to-end fine-tuning and for explaining raw text. ``TfidfBaseline`` is the classic
+head for end-to-end fine-tuning and for explaining raw text; its head is a ``TextHead`` on the
+pooled embedding or a ``LabelAttentionHead``, which lets each label read its own words. ``TfidfBaseline`` is the classic
 bag of words: TF-IDF features and one logistic regression per label.
 """
 
@@ -64,12 +65,53 @@ class TextHead(nn.Module):
         return self.mlp(standardised)  # (B, 14) logits
 
 
+class LabelAttentionHead(nn.Module):
+    """One attention per label over the report's token states: (B, L, H) -> 14 logits.
+
+    A pooled embedding (``TextHead``) squeezes the whole report into one vector that every label
+    must share, and a mean over 100 tokens dilutes the three that say "no pleural effusion". Here
+    each label scores every token (``query``: one vector per label), takes the softmax-weighted
+    sum of the token states, and reads its logit from that: label-wise attention, the classic
+    design for labelling clinical text (CAML, Mullenbach et al. 2018). ``attention`` returns the
+    weights (B, 14, L), which show where each label looked.
+    """
+
+    reads_tokens = True  # TextClassifier passes it the token states, not a pooled vector
+
+    def __init__(self, hidden_size: int, dropout: float = 0.1, num_labels: int = NUM_LABELS):
+        super().__init__()
+        self.query = nn.Linear(hidden_size, num_labels, bias=False)  # (14, H): each label's score for a token
+        self.weight = nn.Parameter(torch.empty(num_labels, hidden_size))  # each label's read-out of its summary
+        self.bias = nn.Parameter(torch.empty(num_labels))
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fresh random weights (the model-randomisation test calls this too)."""
+        scale = self.weight.shape[1] ** -0.5
+        nn.init.normal_(self.query.weight, std=scale)
+        nn.init.normal_(self.weight, std=scale)
+        nn.init.zeros_(self.bias)
+
+    def attention(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each label's weights over the tokens (B, 14, L), zero on padding, summing to 1."""
+        scores = self.query(hidden).transpose(1, 2)  # (B, 14, L)
+        return scores.masked_fill(~attention_mask.bool()[:, None, :], float("-inf")).softmax(-1)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        summary = self.attention(hidden, attention_mask) @ self.dropout(hidden)  # (B, 14, H): one per label
+        return (summary * self.weight).sum(-1) + self.bias  # (B, 14) logits
+
+
 class TextClassifier(nn.Module):
-    """Encoder + pooling + ``TextHead`` end to end: for fine-tuning (an option) and for SHAP on raw text."""
+    """Encoder + head end to end: for fine-tuning (an option) and for SHAP on raw text.
+
+    The head is a ``TextHead`` on the pooled embedding, or a ``LabelAttentionHead`` on the token states.
+    """
 
     input_keys = ("input_ids", "attention_mask")
 
-    def __init__(self, encoder: nn.Module, head: TextHead, tokenizer=None, pooling: str = DEFAULT_POOLING,
+    def __init__(self, encoder: nn.Module, head: TextHead | LabelAttentionHead, tokenizer=None, pooling: str = DEFAULT_POOLING,
                  max_length: int = 256, freeze_encoder: bool = False):
         super().__init__()
         self.encoder = encoder
@@ -88,13 +130,18 @@ class TextClassifier(nn.Module):
             self.encoder.eval()
         return self
 
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states (B, L, H)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled text embedding (B, H)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
-        return pool_hidden(hidden, attention_mask, self.pooling)
+        return pool_hidden(self.token_states(input_ids, attention_mask), attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if getattr(self.head, "reads_tokens", False):
+            return self.head(self.token_states(input_ids, attention_mask), attention_mask)  # (B, 14) logits
         return self.head(self.encode(input_ids, attention_mask))  # (B, 14) logits
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

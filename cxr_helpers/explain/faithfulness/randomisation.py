@@ -39,6 +39,8 @@ def cascading_stages(model: nn.Module) -> list[tuple[str, list[str]]]:
         return [("head", ["mlp.3", "mlp.0"])]
     if hasattr(getattr(model, "head", None), "mlp"):  # text.heads.TextClassifier: its head, then the encoder
         return [("head", ["head.mlp.3", "head.mlp.0"]), ("encoder", ["encoder"])]
+    if getattr(getattr(model, "head", None), "reads_tokens", False):  # ... with a LabelAttentionHead
+        return [("head", ["head"]), ("encoder", ["encoder"])]
     raise TypeError(f"no cascading stages known for {type(model).__name__}")
 
 

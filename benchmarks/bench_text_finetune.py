@@ -1,0 +1,101 @@
+"""The fine-tuned text model (the one notebook 05 explains): which head and learning-rate schedule, over seeds.
+
+Reads the artifacts folder that notebook 03 (or `python -m cxr_helpers train text`) filled: cohort.csv,
+the tiny BERT and its cached embeddings. Trains throw-away models with `text.finetune.run_text_finetune`
+(the workbook's own code) in a temporary folder; nothing in the artifacts folder changes.
+
+    python benchmarks/bench_text_finetune.py --artifacts artifacts/phantom [--seeds 1,2,42]
+        [--configs mlp:constant:10,label_attention:constant:10,label_attention:warmup_linear:15]
+
+Each config is head:schedule:epochs (`settings.text_finetune_head`, `text_finetune_schedule`,
+`text_finetune_epochs`), at the settings' peak rate. For each seed it prints the validation and
+test macro AUROC of the checkpoint `fit` keeps (the best validation loss), then the mean per
+config. Choose on validation: the test split (about 100 studies) is for the final figure only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxr_helpers.config import load_settings
+from cxr_helpers.metrics import macro_auroc
+from cxr_helpers.prepare import load_cohort
+from cxr_helpers.text.embeddings import cached_embeddings
+from cxr_helpers.text.encoder import quiet_transformers
+from cxr_helpers.text.finetune import run_text_finetune
+from cxr_helpers.text.tiny_bert import text_dir
+from cxr_helpers.training import predict
+
+SETTING = "findings_impression"
+DEFAULT_CONFIGS = "mlp:constant:10,label_attention:constant:10,label_attention:warmup_linear:10,label_attention:warmup_linear:15"
+
+
+def parse_config(text: str) -> dict:
+    """"label_attention:warmup_linear:15" -> the three settings it names."""
+    head, schedule, epochs = text.split(":")
+    return {"text_finetune_head": head, "text_finetune_schedule": schedule, "text_finetune_epochs": int(epochs)}
+
+
+def scratch_folder(artifacts: Path) -> Path:
+    """A temporary artifacts folder that shares the cohort and the text folder (tiny BERT, embeddings)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-text-finetune-"))
+    shutil.copy(artifacts / "cohort.csv", folder / "cohort.csv")
+    (folder / "text").symlink_to((artifacts / "text").resolve(), target_is_directory=True)
+    return folder
+
+
+def one_run(settings, cohort, features: np.ndarray) -> dict:
+    """Train one fine-tuned model from scratch; its validation and test macro AUROC and seconds."""
+    began = time.perf_counter()
+    train_rows = np.flatnonzero(cohort["split"].to_numpy() == "train")
+    run = run_text_finetune(settings, cohort, SETTING, features[train_rows], progress=False, resume=False)
+    scores = {}
+    for split in ("validate", "test"):
+        logits, targets, _ = predict(run["model"], run["loaders"][split])
+        scores[split] = macro_auroc(logits, targets, settings.uncertainty_policy)
+    return {"validate": scores["validate"], "test": scores["test"], "best epoch": run["history"].best_epoch,
+            "seconds": time.perf_counter() - began}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", default=None, help="artifacts folder (default: the profile's)")
+    parser.add_argument("--seeds", default="1,2,42")
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
+    args = parser.parse_args()
+    quiet_transformers()
+    base = load_settings(**({"artifacts_dir": Path(args.artifacts)} if args.artifacts else {}))
+    cohort = load_cohort(base.artifacts_dir)
+    if not (text_dir(base) / "tiny-bert").exists() and base.text_model == "tiny-bert":
+        raise SystemExit(f"no tiny BERT in {text_dir(base)}: run notebook 03 (or `python -m cxr_helpers train text`) first")
+    features = cached_embeddings(base, cohort, SETTING, False, None)
+    folder = scratch_folder(base.artifacts_dir)
+    rows = []
+    try:
+        for config in args.configs.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                settings = dataclasses.replace(base, artifacts_dir=folder, seed=seed, **parse_config(config))
+                rows.append({"config": config, "seed": seed, **one_run(settings, cohort, features)})
+                print(f"{config:<36} seed {seed:>3}: validation {rows[-1]['validate']:.3f}  test {rows[-1]['test']:.3f}"
+                      f"  (best epoch {rows[-1]['best epoch']}, {rows[-1]['seconds']:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    summary = table.groupby("config", sort=False)[["validate", "test", "seconds"]].agg(["mean", "min", "max"])
+    print(f"\nmacro AUROC of the kept checkpoint, {SETTING}, {len(args.seeds.split(','))} seeds"
+          f" ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    print(summary.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()

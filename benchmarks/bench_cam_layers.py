@@ -9,7 +9,8 @@ model's logit drops by more than ``DETECTION_DROP`` without it (the phantom's co
 each (method, layer) the table gives the share of detected findings whose map peaks within the
 tolerance (5% of the side) of the finding's mask, localised and global findings apart, beside the
 random peak's chance (the share of pixels within that tolerance), where the misses peak, and where
-the maps peak on each probe's finding-free twin (the map's default for a normal chest). This is how
+the maps peak on each probe's finding-free twin (the map's default for a normal chest), beside an
+untrained network's maps on the same twins and the training findings that touch those cells. This is how
 ``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were chosen. Nothing is written.
 """
 
@@ -30,8 +31,10 @@ from cxr_helpers.explain.faithfulness.image_checks import probe_checks
 from cxr_helpers.explain.gradcam import cam_for_label, finding_extent
 from cxr_helpers.image_model import build_image_model
 from cxr_helpers.images import resize_pixels
+from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom.probes import ProbeSet, ensure_probes
-from cxr_helpers.phantom.truth import phantom_root
+from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
+from cxr_helpers.prepare import load_cohort
 
 
 def pointing_table(records: pd.DataFrame, by: str = "extent") -> pd.DataFrame:
@@ -69,14 +72,9 @@ def missed_peaks(records: pd.DataFrame, size: int, cells: int = 8) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def finding_free_peaks(model, probes: ProbeSet, size: int, cells: int = 8) -> pd.DataFrame:
+def localised_peak_cells(model, probes: ProbeSet, size: int, cells: int = 8) -> dict[str, pd.Series]:
     """Where the localised labels' maps (the workbook's method and layer) peak on each probe, with its
-    finding and on its finding-free twin (the same image without it): the two cells most peaks
-    fall in on the twins, and the share of peaks there in each case.
-
-    A map always has a peak, even when there is nothing to find. If the twins' maps pile up in one
-    place, that place is the map's default for a normal chest, and a finding has to outweigh it.
-    """
+    finding and on its finding-free twin (the same image without it), as grid cells."""
     peaks: dict[str, list[tuple[int, int]]] = {"with the finding": [], "finding-free twin": []}
     for k, label in enumerate(probes.table["label"]):
         if finding_extent(label) != "localised":
@@ -84,11 +82,48 @@ def finding_free_peaks(model, probes: ProbeSet, size: int, cells: int = 8) -> pd
         for case, pixels in (("with the finding", probes.images[k]), ("finding-free twin", probes.without[k])):
             cam = cam_for_label(model, resize_pixels(pixels, size), label)
             peaks[case].append(np.unravel_index(int(np.argmax(cam)), cam.shape))
-    cell = {case: grid_cells(*zip(*found, strict=True), size, cells) for case, found in peaks.items()}
-    top = cell["finding-free twin"].value_counts().index[:2].tolist()
+    return {case: grid_cells(*zip(*found, strict=True), size, cells) for case, found in peaks.items()}
+
+
+def finding_free_peaks(model, probes: ProbeSet, size: int, cells: int = 8, untrained=None) -> pd.DataFrame:
+    """The two cells most of the twins' maps peak in, and the share of peaks there: with the finding,
+    on the twins, and (``untrained``: the same architecture at random init) on the twins again.
+
+    A map always has a peak, even when there is nothing to find. If the twins' maps pile up in one
+    place, that place is the map's default for a normal chest, and a finding has to outweigh it; if
+    an untrained network's maps do not peak there, the default was learned, not drawn.
+    """
+    found = localised_peak_cells(model, probes, size, cells)
+    top = found["finding-free twin"].value_counts().index[:2].tolist()
+    if untrained is not None:
+        found["finding-free twin, untrained network"] = localised_peak_cells(untrained, probes, size, cells)["finding-free twin"]
     return pd.DataFrame([{"image": case, "probes": len(cells_of), "top 2 cells of the twins (row,col)": " ".join(top),
                           "share of peaks there": cells_of.isin(top).mean(), "one cell's share": 1 / cells**2}
-                         for case, cells_of in cell.items()])
+                         for case, cells_of in found.items()])
+
+
+def finding_homes(settings, cells_of_interest: list[str], size: int, cells: int = 8) -> pd.DataFrame:
+    """Per localised label, the share of the training split's findings whose mask touches each given
+    cell: which finding "lives" in a hot spot."""
+    truth = load_ground_truth(phantom_root(settings))
+    cohort = load_cohort(settings.artifacts_dir)
+    step = size // cells
+    touched: dict[str, dict[str, int]] = {}
+    for dicom_id in cohort.loc[cohort["split"] == "train", "dicom_id"]:
+        for label in CHEXPERT_LABELS:
+            mask = truth.mask(dicom_id, label, size) if finding_extent(label) == "localised" else None
+            if mask is None or not mask.any():
+                continue
+            grid = mask[: step * cells, : step * cells].reshape(cells, step, cells, step).any(axis=(1, 3))
+            counts = touched.setdefault(label, {"training findings": 0} | dict.fromkeys(cells_of_interest, 0))
+            counts["training findings"] += 1
+            for cell in cells_of_interest:
+                row, column = map(int, cell.split(","))
+                counts[cell] += int(grid[row, column])
+    table = pd.DataFrame(touched).T
+    for cell in cells_of_interest:
+        table[f"share touching {cell}"] = table.pop(cell) / table["training findings"]
+    return table.sort_values(f"share touching {cells_of_interest[0]}", ascending=False)
 
 
 def main() -> None:
@@ -123,7 +158,12 @@ def main() -> None:
         print(f"\nWhere the misses peak (a {settings.image_size // 8} px grid of 8 x 8 cells):")
         print(missed_peaks(records, settings.image_size).round(3).to_string(index=False))
         print("\nLocalised labels, the workbook's method and layer: where maps peak with and without the finding:")
-        print(finding_free_peaks(model, probes, settings.image_size).round(3).to_string(index=False))
+        torch.manual_seed(0)
+        peaks = finding_free_peaks(model, probes, settings.image_size, untrained=build_image_model(settings).eval())
+        print(peaks.round(3).to_string(index=False))
+        print("\nWhich findings of the training split touch those two cells:")
+        hot = peaks["top 2 cells of the twins (row,col)"].iloc[0].split()
+        print(finding_homes(settings, hot, settings.image_size).round(2).to_string())
 
 
 if __name__ == "__main__":

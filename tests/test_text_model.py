@@ -402,6 +402,10 @@ def test_train_text_writes_metrics_checkpoints_and_predictions(settings):
     loaded = load_text_classifier(settings, "findings_impression", "cpu")
     texts = ["small left pleural effusion", "no pneumothorax"]
     np.testing.assert_allclose(loaded.predict_texts(texts), tuned["model"].eval().predict_texts(texts), atol=1e-5)
+    assert isinstance(loaded.head, LabelAttentionHead) and settings.text_finetune_head == "label_attention"
+    # a checkpoint saved with the other head still loads as it was trained
+    other = dataclasses.replace(settings, text_finetune_head="mlp")
+    assert isinstance(load_text_classifier(other, "findings_impression", "cpu").head, LabelAttentionHead)
 
 
 def test_tiny_bert_is_built_from_the_training_reports_only(tmp_path, monkeypatch):

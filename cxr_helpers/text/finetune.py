@@ -109,9 +109,22 @@ def run_text_finetune(settings: Settings, cohort, setting: str, train_features: 
             "checkpoint": checkpoint_dir / f"{classifier_name(setting)}.pt"}
 
 
+def saved_head(path: Path) -> str:
+    """Which head a saved text classifier has ("mlp" or "label_attention"), read from its weights' names."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return "mlp" if any(name.startswith("head.mlp.") for name in state) else "label_attention"
+
+
 def load_text_classifier(settings: Settings, setting: str, device=None) -> TextClassifier:
-    """The trained end-to-end text model of a text setting, in eval mode (FileNotFoundError if it was never trained)."""
+    """The trained end-to-end text model of a text setting, in eval mode (FileNotFoundError if it was never trained).
+
+    The head is the one the checkpoint holds, whatever ``settings.text_finetune_head`` says now: a
+    model trained before that setting changed still loads and explains as it was trained.
+    """
+    path = Path(settings.artifacts_dir) / "checkpoints" / f"{classifier_name(setting)}.pt"
+    if path.exists():
+        settings = dataclasses.replace(settings, text_finetune_head=saved_head(path))
     model = build_text_classifier(settings)
-    load_checkpoint(Path(settings.artifacts_dir) / "checkpoints" / f"{classifier_name(setting)}.pt", model)
+    load_checkpoint(path, model)
     device = device if isinstance(device, torch.device) else pick_device(device)
     return model.to(device).eval()

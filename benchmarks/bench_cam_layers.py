@@ -27,11 +27,13 @@ import torch
 
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings
+from cxr_helpers.datasets import cohort_targets
 from cxr_helpers.explain.faithfulness.image_checks import probe_checks
-from cxr_helpers.explain.gradcam import cam_for_label, finding_extent
+from cxr_helpers.explain.faithfulness.scores import pointing_game_hit, tolerance_pixels
+from cxr_helpers.explain.gradcam import cam_for_label, finding_extent, label_baseline_map
 from cxr_helpers.image_model import build_image_model
-from cxr_helpers.images import resize_pixels
-from cxr_helpers.labels import CHEXPERT_LABELS
+from cxr_helpers.images import open_image_cache, resize_mask, resize_pixels
+from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 from cxr_helpers.phantom.probes import ProbeSet, ensure_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 from cxr_helpers.prepare import load_cohort
@@ -126,12 +128,45 @@ def finding_homes(settings, cells_of_interest: list[str], size: int, cells: int 
     return table.sort_values(f"share touching {cells_of_interest[0]}", ascending=False)
 
 
+def negative_training_images(settings, label: str, n: int) -> list[np.ndarray]:
+    """The first ``n`` training images whose report labels call ``label`` negative or do not mention it."""
+    cohort = load_cohort(settings.artifacts_dir)
+    coded = cohort_targets(cohort)[:, label_index(label)]
+    rows = np.flatnonzero((cohort["split"].to_numpy() == "train") & (coded != 1) & (coded != -1))[:n]
+    images = open_image_cache(settings.artifacts_dir, settings.image_size)
+    return [resize_pixels(np.asarray(images[row]), settings.image_size) for row in rows]
+
+
+def baseline_pointing(model, probes: ProbeSet, records: pd.DataFrame, settings, n: int) -> pd.DataFrame:
+    """Pointing game on the detected localised probes, of the map and of the map minus the label's
+    baseline (``gradcam.label_baseline_map`` over ``n`` negative training images), per label."""
+    tolerance = tolerance_pixels(settings.image_size)
+    baselines, rows = {}, []
+    detected = records[records["detected"] & (records["extent"] == "localised")]
+    for record in detected.drop_duplicates("probe_id").itertuples():
+        k = int(np.flatnonzero(probes.table["probe_id"].to_numpy() == record.probe_id)[0])
+        if record.label not in baselines:
+            baselines[record.label] = label_baseline_map(model, negative_training_images(settings, record.label, n),
+                                                         record.label)
+        cam = cam_for_label(model, resize_pixels(probes.images[k], settings.image_size), record.label)
+        mask = resize_mask(probes.masks[k], settings.image_size)
+        rows.append({"label": record.label, "map": pointing_game_hit(cam, mask, tolerance),
+                     "map minus baseline": pointing_game_hit(cam - baselines[record.label], mask, tolerance)})
+    table = pd.DataFrame(rows)
+    summary = table.groupby("label")[["map", "map minus baseline"]].mean()
+    summary.loc["all localised"] = table[["map", "map minus baseline"]].mean()
+    summary["detected"] = table.groupby("label").size().reindex(summary.index).fillna(len(table)).astype(int)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="image", help="checkpoints/<name>.pt of an image model")
     parser.add_argument("--methods", default="gradcam,layercam")
     parser.add_argument("--layers", default="layer2,layer3,layer4")
     parser.add_argument("--per-label", action="store_true", help="also print the table per label")
+    parser.add_argument("--baseline-negatives", type=int, default=40,
+                        help="negative training images per label for the baseline map (0: skip that table)")
     args = parser.parse_args()
     settings = load_settings()
     if settings.profile != "phantom":
@@ -164,6 +199,11 @@ def main() -> None:
         print("\nWhich findings of the training split touch those two cells:")
         hot = peaks["top 2 cells of the twins (row,col)"].iloc[0].split()
         print(finding_homes(settings, hot, settings.image_size).round(2).to_string())
+        if args.baseline_negatives > 0:
+            print(f"\nThe workbook's method and layer, pointing game of the map and of the map minus the label's"
+                  f" mean map over {args.baseline_negatives} negative training images (gradcam.label_baseline_map):")
+            print(baseline_pointing(model, probes, records[records["run"] == records["run"].iloc[0]], settings,
+                                    args.baseline_negatives).round(3).to_string())
 
 
 if __name__ == "__main__":

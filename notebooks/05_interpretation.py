@@ -83,7 +83,7 @@ from cxr_helpers.explain.faithfulness.report import (
     shap_table,
 )
 from cxr_helpers.explain.figures import cam_figure, images_figure, overlay_cam
-from cxr_helpers.explain.gradcam import CAM_METHODS, cam_for_label, cam_layer_for, cam_method_for
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_for_label, cam_layer_for, cam_method_for, label_baseline_map
 from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.fusion.ablation import reliance_on_report
@@ -456,6 +456,29 @@ if on_phantom:
 # **What this means for clinical trust.** A plausible-looking heatmap is not evidence of a right
 # reason. Only a map that beats its random baselines, for a finding the model demonstrably uses,
 # says where the model looks.
+
+# %% [markdown]
+# **A baseline without a twin.** A real X-ray has no finding-free twin, but the cohort has labels.
+# The label's mean map over training images whose report labels call it negative or leave it out
+# (`label_baseline_map`) shows where the map points when the finding is absent: the label's
+# default. Subtract it, and what is left peaks where this image differs from that default. On the
+# default phantom's probes, with 40 negative images per label, this lifts the localised pointing
+# game from 0.70 to 0.82, and every localised label gains (pleural effusion 0.33 to 0.62, support
+# devices 0.22 to 0.56; `python benchmarks/bench_cam_layers.py --methods gradcam --layers layer2`).
+# The subtracted map is a different explanation from the paper's Grad-CAM: the checks above score
+# the plain map. Here is the example finding's map, its label's baseline, and their difference:
+
+# %%
+if drawn:
+    negatives = [explainer.image(s) for s in explainer.study_ids("train")
+                 if explainer.coded_labels(s)[label] not in (1, -1)][:40]  # negated or not mentioned
+    baseline = label_baseline_map(model, negatives, label, method, layer)
+    image = resize_pixels(pair.original, settings.image_size)
+    cam = cam_for_label(model, image, label, method, layer)
+    difference = np.clip(cam - baseline, 0.0, None)  # what this image adds to the label's default
+    shown = {"map": cam, f"baseline ({len(negatives)} negatives)": baseline, "map minus baseline": difference}
+    _ = images_figure({name: overlay_cam(image, m / max(float(m.max()), 1e-8)) for name, m in shown.items()},
+                      title=f"{label}: the map, the label's default, and what this image adds")
 
 # %% [markdown]
 # ## 8. Why check explanations at all? A planted shortcut

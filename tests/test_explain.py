@@ -28,6 +28,7 @@ from cxr_helpers.explain.gradcam import (
     cams_for_labels,
     check_cam_method,
     compute_cams,
+    label_baseline_map,
 )
 from cxr_helpers.explain.models import (
     LoadedModels,
@@ -91,6 +92,19 @@ def test_one_label_s_map_uses_the_method_and_layer_chosen_for_it():
     chosen = cams_for_labels(model, model.cam_layer("layer4"), image, ["Cardiomegaly"], "hirescam")["Cardiomegaly"]
     np.testing.assert_array_equal(cam_for_label(model, image, "Cardiomegaly", "hirescam", "layer4"), chosen)
     assert not np.allclose(cam_for_label(model, image, "Cardiomegaly"), chosen, atol=1e-3)
+
+
+def test_a_labels_baseline_map_is_its_mean_map_over_the_given_images():
+    model = split_head_image_model()
+    images = [xray(64, seed=1), xray(64, seed=2), xray(64, seed=3)]
+    baseline = label_baseline_map(model, images, "Pleural Effusion")
+    maps = [cam_for_label(model, image, "Pleural Effusion") for image in images]
+    assert baseline.shape == (64, 64) and baseline.dtype == np.float32
+    np.testing.assert_allclose(baseline, np.mean(maps, axis=0), atol=1e-6)
+    assert not np.allclose(baseline, label_baseline_map(model, images, "Cardiomegaly"), atol=1e-3)  # per label
+    np.testing.assert_allclose(label_baseline_map(model, images[:1], "Pleural Effusion"), maps[0], atol=1e-6)
+    with pytest.raises(ValueError, match="Pleural Effusion"):
+        label_baseline_map(model, [], "Pleural Effusion")
 
 
 def test_one_target_per_image_in_a_batch():

@@ -172,3 +172,17 @@ def cam_for_label(model: nn.Module, image: np.ndarray | torch.Tensor, label: str
     (``cam_method_for``, ``cam_layer_for``: "auto" picks both by the finding's extent)."""
     target = model.cam_layer(cam_layer_for(label, layer))
     return cams_for_labels(model, target, image, [label], cam_method_for(label, method))[label]
+
+
+def label_baseline_map(model: nn.Module, images: Sequence[np.ndarray], label: str, method: str = AUTO,
+                       layer: str = AUTO) -> np.ndarray:
+    """One label's mean map (S, S) over ``images``: where its map points when the finding is absent.
+
+    Pass images the labels call negative or leave unmentioned (training images: no truth needed).
+    A map always has a peak, and without the finding it falls on the label's default (on the
+    phantom a learned spot at the apex or the base). ``map - baseline`` keeps what this image adds
+    to that default; its peak is the place the image differs from the label's normal chest.
+    """
+    if len(images) == 0:
+        raise ValueError(f"no images to average {label}'s baseline map over")
+    return np.mean([cam_for_label(model, image, label, method, layer) for image in images], axis=0).astype(np.float32)

@@ -242,7 +242,8 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "text_cur
 #   the rate climbs over the first 10% of the steps and falls to zero at the last one.
 #
 # On the default phantom, over three seeds each, the mean-pooled MLP head reached validation macro
-# AUROC 0.88-0.93, and label attention 0.92-0.97 (README, "How the phantom's defaults were chosen").
+# AUROC 0.85-0.94, and label attention with this schedule 0.95-0.97 (README, "How the phantom's
+# defaults were chosen"; `benchmarks/bench_text_finetune.py`).
 
 # %%
 print("fine-tuned head:", settings.text_finetune_head, "| schedule:", settings.text_finetune_schedule,

@@ -28,9 +28,16 @@ import torch
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings
 from cxr_helpers.datasets import cohort_targets
-from cxr_helpers.explain.faithfulness.image_checks import probe_checks
+from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
 from cxr_helpers.explain.faithfulness.scores import pointing_game_hit, tolerance_pixels
-from cxr_helpers.explain.gradcam import cam_for_label, finding_extent, label_baseline_map
+from cxr_helpers.explain.gradcam import (
+    cam_for_label,
+    cam_layer_for,
+    cam_method_for,
+    finding_extent,
+    label_baseline_map,
+)
+from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.image_model import build_image_model
 from cxr_helpers.images import open_image_cache, resize_mask, resize_pixels
 from cxr_helpers.labels import CHEXPERT_LABELS, label_index
@@ -159,6 +166,31 @@ def baseline_pointing(model, probes: ProbeSet, records: pd.DataFrame, settings, 
     return summary
 
 
+def baseline_pointing_on_studies(settings, n: int) -> pd.DataFrame:
+    """The same comparison on the image model's detected localised findings of the first
+    ``settings.explain_studies`` test studies (the studies notebook 05's checks score)."""
+    explainer = StudyExplainer.from_settings(settings)
+    truth = load_ground_truth(phantom_root(settings))
+    records = study_checks(explainer, truth, explainer.study_ids("test")[: settings.explain_studies], "image")
+    model, tolerance, baselines, rows = explainer.models.get("image"), tolerance_pixels(settings.image_size), {}, []
+    for record in records[records["detected"]].itertuples():
+        if finding_extent(record.label) != "localised":
+            continue
+        if record.label not in baselines:
+            baselines[record.label] = label_baseline_map(model, negative_training_images(settings, record.label, n),
+                                                         record.label)
+        cam = explainer.cams(record.study_id, [record.label], "image", cam_method_for(record.label),
+                             cam_layer_for(record.label))[record.label]
+        mask = truth.mask(record.dicom_id, record.label, settings.image_size)
+        rows.append({"label": record.label, "map": pointing_game_hit(cam, mask, tolerance),
+                     "map minus baseline": pointing_game_hit(cam - baselines[record.label], mask, tolerance)})
+    table = pd.DataFrame(rows)
+    summary = table.groupby("label")[["map", "map minus baseline"]].mean()
+    summary.loc["all localised"] = table[["map", "map minus baseline"]].mean()
+    summary["detected"] = table.groupby("label").size().reindex(summary.index).fillna(len(table)).astype(int)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="image", help="checkpoints/<name>.pt of an image model")
@@ -167,6 +199,8 @@ def main() -> None:
     parser.add_argument("--per-label", action="store_true", help="also print the table per label")
     parser.add_argument("--baseline-negatives", type=int, default=40,
                         help="negative training images per label for the baseline map (0: skip that table)")
+    parser.add_argument("--test-studies", action="store_true",
+                        help="also compare map and map minus baseline on the test studies notebook 05 checks")
     args = parser.parse_args()
     settings = load_settings()
     if settings.profile != "phantom":
@@ -204,6 +238,10 @@ def main() -> None:
                   f" mean map over {args.baseline_negatives} negative training images (gradcam.label_baseline_map):")
             print(baseline_pointing(model, probes, records[records["run"] == records["run"].iloc[0]], settings,
                                     args.baseline_negatives).round(3).to_string())
+            if args.test_studies:
+                print(f"\nThe same on the image model's detected localised findings of the first {settings.explain_studies}"
+                      " test studies:")
+                print(baseline_pointing_on_studies(settings, args.baseline_negatives).round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Usage (on the artifacts of a `make demo` run, or any run of notebook 02 on the phantom):
     python benchmarks/bench_cam_layers.py [--checkpoint image] [--methods gradcam,layercam]
                                           [--layers layer2,layer3,layer4] [--per-label]
+                                          [--baseline-negatives 40] [--test-studies]
 
 Each probe is a fresh phantom image with exactly one finding; a finding counts as detected when the
 model's logit drops by more than ``DETECTION_DROP`` without it (the phantom's counterfactual). For
@@ -10,8 +11,12 @@ each (method, layer) the table gives the share of detected findings whose map pe
 tolerance (5% of the side) of the finding's mask, localised and global findings apart, beside the
 random peak's chance (the share of pixels within that tolerance), where the misses peak, and where
 the maps peak on each probe's finding-free twin (the map's default for a normal chest), beside an
-untrained network's maps on the same twins and the training findings that touch those cells. This is how
-``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were chosen. Nothing is written.
+untrained network's maps on the same twins and the training findings that touch those cells. Last,
+the pointing game of the workbook's map and of the map minus the label's baseline (its mean map over
+negative training images, ``gradcam.label_baseline_map``), on the probes and, with
+``--test-studies``, on notebook 05's test studies (through notebook 05's ``StudyExplainer``: run it
+on the artifacts of a finished demo). This is how ``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were
+chosen. Nothing is written.
 """
 
 from __future__ import annotations

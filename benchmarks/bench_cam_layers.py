@@ -140,30 +140,24 @@ def finding_homes(settings, cells_of_interest: list[str], size: int, cells: int 
     return table.sort_values(f"share touching {cells_of_interest[0]}", ascending=False)
 
 
-def negative_training_images(settings, label: str, n: int) -> list[np.ndarray]:
+def negative_training_images(settings, label: str, n: int, cohort: pd.DataFrame, images) -> list[np.ndarray]:
     """The first ``n`` training images whose report labels call ``label`` negative or do not mention it."""
-    cohort = load_cohort(settings.artifacts_dir)
     coded = cohort_targets(cohort)[:, label_index(label)]
     rows = np.flatnonzero((cohort["split"].to_numpy() == "train") & (coded != 1) & (coded != -1))[:n]
-    images = open_image_cache(settings.artifacts_dir, settings.image_size)
     return [resize_pixels(np.asarray(images[row]), settings.image_size) for row in rows]
 
 
-def baseline_pointing(model, probes: ProbeSet, records: pd.DataFrame, settings, n: int) -> pd.DataFrame:
-    """Pointing game on the detected localised probes, of the map and of the map minus the label's
-    baseline (``gradcam.label_baseline_map`` over ``n`` negative training images), per label."""
-    tolerance = tolerance_pixels(settings.image_size)
-    baselines, rows = {}, []
-    detected = records[records["detected"] & (records["extent"] == "localised")]
-    for record in detected.drop_duplicates("probe_id").itertuples():
-        k = int(np.flatnonzero(probes.table["probe_id"].to_numpy() == record.probe_id)[0])
-        if record.label not in baselines:
-            baselines[record.label] = label_baseline_map(model, negative_training_images(settings, record.label, n),
-                                                         record.label)
-        cam = cam_for_label(model, resize_pixels(probes.images[k], settings.image_size), record.label)
-        mask = resize_mask(probes.masks[k], settings.image_size)
-        rows.append({"label": record.label, "map": pointing_game_hit(cam, mask, tolerance),
-                     "map minus baseline": pointing_game_hit(cam - baselines[record.label], mask, tolerance)})
+def compare_with_baseline(model, cases, settings, n: int) -> pd.DataFrame:
+    """Pointing game of each map and of the map minus its label's baseline (``gradcam.label_baseline_map``
+    over ``n`` negative training images), per label and over all. ``cases``: (label, map, mask) triples."""
+    cohort, images = load_cohort(settings.artifacts_dir), open_image_cache(settings.artifacts_dir, settings.image_size)
+    tolerance, baselines, rows = tolerance_pixels(settings.image_size), {}, []
+    for label, cam, mask in cases:
+        if label not in baselines:
+            baselines[label] = label_baseline_map(model, negative_training_images(settings, label, n, cohort, images),
+                                                  label)
+        rows.append({"label": label, "map": pointing_game_hit(cam, mask, tolerance),
+                     "map minus baseline": pointing_game_hit(cam - baselines[label], mask, tolerance)})
     table = pd.DataFrame(rows)
     summary = table.groupby("label")[["map", "map minus baseline"]].mean()
     summary.loc["all localised"] = table[["map", "map minus baseline"]].mean()
@@ -171,29 +165,35 @@ def baseline_pointing(model, probes: ProbeSet, records: pd.DataFrame, settings, 
     return summary
 
 
+def baseline_pointing(model, probes: ProbeSet, records: pd.DataFrame, settings, n: int) -> pd.DataFrame:
+    """``compare_with_baseline`` on the detected localised probes."""
+    detected = records[records["detected"] & (records["extent"] == "localised")].drop_duplicates("probe_id")
+    positions = {probe_id: k for k, probe_id in enumerate(probes.table["probe_id"])}
+
+    def cases():
+        for record in detected.itertuples():
+            k = positions[record.probe_id]
+            cam = cam_for_label(model, resize_pixels(probes.images[k], settings.image_size), record.label)
+            yield record.label, cam, resize_mask(probes.masks[k], settings.image_size)
+
+    return compare_with_baseline(model, cases(), settings, n)
+
+
 def baseline_pointing_on_studies(settings, n: int) -> pd.DataFrame:
-    """The same comparison on the image model's detected localised findings of the first
+    """``compare_with_baseline`` on the image model's detected localised findings of the first
     ``settings.explain_studies`` test studies (the studies notebook 05's checks score)."""
     explainer = StudyExplainer.from_settings(settings)
     truth = load_ground_truth(phantom_root(settings))
     records = study_checks(explainer, truth, explainer.study_ids("test")[: settings.explain_studies], "image")
-    model, tolerance, baselines, rows = explainer.models.get("image"), tolerance_pixels(settings.image_size), {}, []
-    for record in records[records["detected"]].itertuples():
-        if finding_extent(record.label) != "localised":
-            continue
-        if record.label not in baselines:
-            baselines[record.label] = label_baseline_map(model, negative_training_images(settings, record.label, n),
-                                                         record.label)
-        cam = explainer.cams(record.study_id, [record.label], "image", cam_method_for(record.label),
-                             cam_layer_for(record.label))[record.label]
-        mask = truth.mask(record.dicom_id, record.label, settings.image_size)
-        rows.append({"label": record.label, "map": pointing_game_hit(cam, mask, tolerance),
-                     "map minus baseline": pointing_game_hit(cam - baselines[record.label], mask, tolerance)})
-    table = pd.DataFrame(rows)
-    summary = table.groupby("label")[["map", "map minus baseline"]].mean()
-    summary.loc["all localised"] = table[["map", "map minus baseline"]].mean()
-    summary["detected"] = table.groupby("label").size().reindex(summary.index).fillna(len(table)).astype(int)
-    return summary
+    detected = [r for r in records[records["detected"]].itertuples() if finding_extent(r.label) == "localised"]
+
+    def cases():
+        for record in detected:
+            cam = explainer.cams(record.study_id, [record.label], "image", cam_method_for(record.label),
+                                 cam_layer_for(record.label))[record.label]
+            yield record.label, cam, truth.mask(record.dicom_id, record.label, settings.image_size)
+
+    return compare_with_baseline(explainer.models.get("image"), cases(), settings, n)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ class Settings:
     batch_size: int = 32
     epochs: int = 10
     lr: float = 1e-5
-    lr_schedule: str = "constant"  # "constant" (the paper) or "warmup_linear" (training.LR_SCHEDULES)
+    lr_schedule: str = "constant"  # "constant" (the paper) or "warmup_linear": LR_SCHEDULES, training.lr_factor
     weight_decay: float = 0.01
     dropout: float = 0.5
     augment_shift: float = 0.0  # image training: move each image by up to this fraction of its side

@@ -13,7 +13,7 @@ random peak's chance (the share of pixels within that tolerance), where the miss
 the maps peak on each probe's finding-free twin (the map's default for a normal chest), beside an
 untrained network's maps on the same twins and the training findings that touch those cells. Last,
 the pointing game of the workbook's map and of the map minus the label's baseline (its mean map over
-negative training images, ``gradcam.label_baseline_map``), on the probes and, with
+negative training images, ``gradcam.label_baselines``; notebook 05 scores it too), on the probes and, with
 ``--test-studies``, on notebook 05's test studies (through notebook 05's ``StudyExplainer``: run it
 on the artifacts of a finished demo). This is how ``explain.gradcam.CAM_LAYER_FOR_EXTENT`` and ``CAM_METHOD_FOR_EXTENT`` were
 chosen. Nothing is written.
@@ -32,20 +32,13 @@ import torch
 
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings
-from cxr_helpers.datasets import cohort_targets
+from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP
 from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
-from cxr_helpers.explain.faithfulness.scores import pointing_game_hit, tolerance_pixels
-from cxr_helpers.explain.gradcam import (
-    cam_for_label,
-    cam_layer_for,
-    cam_method_for,
-    finding_extent,
-    label_baseline_map,
-)
+from cxr_helpers.explain.gradcam import cam_for_label, finding_extent, label_baselines
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.image_model import build_image_model
-from cxr_helpers.images import open_image_cache, resize_mask, resize_pixels
-from cxr_helpers.labels import CHEXPERT_LABELS, label_index
+from cxr_helpers.images import resize_pixels
+from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom.probes import ProbeSet, ensure_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 from cxr_helpers.prepare import load_cohort
@@ -140,60 +133,15 @@ def finding_homes(settings, cells_of_interest: list[str], size: int, cells: int 
     return table.sort_values(f"share touching {cells_of_interest[0]}", ascending=False)
 
 
-def negative_training_images(settings, label: str, n: int, cohort: pd.DataFrame, images) -> list[np.ndarray]:
-    """The first ``n`` training images whose report labels call ``label`` negative or do not mention it."""
-    coded = cohort_targets(cohort)[:, label_index(label)]
-    rows = np.flatnonzero((cohort["split"].to_numpy() == "train") & (coded != 1) & (coded != -1))[:n]
-    return [resize_pixels(np.asarray(images[row]), settings.image_size) for row in rows]
-
-
-def compare_with_baseline(model, cases, settings, n: int) -> pd.DataFrame:
-    """Pointing game of each map and of the map minus its label's baseline (``gradcam.label_baseline_map``
-    over ``n`` negative training images), per label and over all. ``cases``: (label, map, mask) triples."""
-    cohort, images = load_cohort(settings.artifacts_dir), open_image_cache(settings.artifacts_dir, settings.image_size)
-    tolerance, baselines, rows = tolerance_pixels(settings.image_size), {}, []
-    for label, cam, mask in cases:
-        if label not in baselines:
-            baselines[label] = label_baseline_map(model, negative_training_images(settings, label, n, cohort, images),
-                                                  label)
-        rows.append({"label": label, "map": pointing_game_hit(cam, mask, tolerance),
-                     "map minus baseline": pointing_game_hit(cam - baselines[label], mask, tolerance)})
-    table = pd.DataFrame(rows)
-    summary = table.groupby("label")[["map", "map minus baseline"]].mean()
-    summary.loc["all localised"] = table[["map", "map minus baseline"]].mean()
-    summary["detected"] = table.groupby("label").size().reindex(summary.index).fillna(len(table)).astype(int)
-    return summary
-
-
-def baseline_pointing(model, probes: ProbeSet, records: pd.DataFrame, settings, n: int) -> pd.DataFrame:
-    """``compare_with_baseline`` on the detected localised probes."""
-    detected = records[records["detected"] & (records["extent"] == "localised")].drop_duplicates("probe_id")
-    positions = {probe_id: k for k, probe_id in enumerate(probes.table["probe_id"])}
-
-    def cases():
-        for record in detected.itertuples():
-            k = positions[record.probe_id]
-            cam = cam_for_label(model, resize_pixels(probes.images[k], settings.image_size), record.label)
-            yield record.label, cam, resize_mask(probes.masks[k], settings.image_size)
-
-    return compare_with_baseline(model, cases(), settings, n)
-
-
-def baseline_pointing_on_studies(settings, n: int) -> pd.DataFrame:
-    """``compare_with_baseline`` on the image model's detected localised findings of the first
-    ``settings.explain_studies`` test studies (the studies notebook 05's checks score)."""
-    explainer = StudyExplainer.from_settings(settings)
-    truth = load_ground_truth(phantom_root(settings))
-    records = study_checks(explainer, truth, explainer.study_ids("test")[: settings.explain_studies], "image")
-    detected = [r for r in records[records["detected"]].itertuples() if finding_extent(r.label) == "localised"]
-
-    def cases():
-        for record in detected:
-            cam = explainer.cams(record.study_id, [record.label], "image", cam_method_for(record.label),
-                                 cam_layer_for(record.label))[record.label]
-            yield record.label, cam, truth.mask(record.dicom_id, record.label, settings.image_size)
-
-    return compare_with_baseline(explainer.models.get("image"), cases(), settings, n)
+def baseline_pointing(records: pd.DataFrame) -> pd.DataFrame:
+    """Pointing game (tolerance) of the map and of the map minus its label's baseline, over the
+    detected localised findings of ``probe_checks``/``study_checks`` records: per label and over all."""
+    detected = records[records["detected"] & (records["extent"] == "localised")]
+    columns = {"hit": "map", "hit_baseline": "map minus baseline"}
+    table = detected.groupby("label")[list(columns)].mean()
+    table.loc["all localised"] = detected[list(columns)].mean()
+    table["detected"] = detected.groupby("label").size().reindex(table.index).fillna(len(detected)).astype(int)
+    return table.rename(columns=columns)
 
 
 def main() -> None:
@@ -224,6 +172,9 @@ def main() -> None:
             runs.append(records.assign(run=f"{method}@{layer}"))
             print(f"{method}@{layer}: {time.perf_counter() - began:.0f} s")
     records = pd.concat(runs, ignore_index=True)
+    if not records["detected"].any():
+        raise SystemExit(f"the model detects none of the {len(probes.table)} probes' findings (no logit drops by more "
+                         f"than {DETECTION_DROP} without it): no map to score. Is checkpoints/{args.checkpoint}.pt trained?")
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print("\nPointing game (tolerance) on detected probe findings:")
         print(pointing_table(records).round(2).to_string())
@@ -240,13 +191,22 @@ def main() -> None:
         print(finding_homes(settings, hot, settings.image_size).round(2).to_string())
         if args.baseline_negatives > 0:
             print(f"\nThe workbook's method and layer, pointing game of the map and of the map minus the label's"
-                  f" mean map over {args.baseline_negatives} negative training images (gradcam.label_baseline_map):")
-            print(baseline_pointing(model, probes, records[records["run"] == records["run"].iloc[0]], settings,
-                                    args.baseline_negatives).round(3).to_string())
+                  f" mean map over {args.baseline_negatives} negative training images (gradcam.label_baselines):")
+            explainer = StudyExplainer.from_settings(settings, roles=("image",))  # the cohort, its images, its labels
+
+            def negatives(label):
+                return explainer.label_negatives(label, args.baseline_negatives)
+
+            print(baseline_pointing(probe_checks(model, probes, settings.image_size,
+                                                 baselines=label_baselines(model, negatives))).round(3).to_string())
             if args.test_studies:
                 print(f"\nThe same on the image model's detected localised findings of the first {settings.explain_studies}"
                       " test studies:")
-                print(baseline_pointing_on_studies(settings, args.baseline_negatives).round(3).to_string())
+                studies = explainer.study_ids("test")[: settings.explain_studies]
+                image_model = explainer.models.get("image")
+                records = study_checks(explainer, load_ground_truth(phantom_root(settings)), studies, "image",
+                                       baselines=label_baselines(image_model, negatives))
+                print(baseline_pointing(records).round(3).to_string())
 
 
 if __name__ == "__main__":

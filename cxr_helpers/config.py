@@ -92,6 +92,7 @@ class Settings:
     shap_max_evals: int = 300
     explain_studies: int = 50
     probes_per_label: int = 30  # phantom probe set: fresh images with one finding each (notebook 05)
+    cam_baseline_negatives: int = 40  # training images the labels call negative, per label: its baseline map (05)
 
     def describe(self) -> str:
         """A readable multi-line listing, printed by every notebook's setup cell."""
@@ -139,7 +140,8 @@ OPENI_DEFAULTS = dict(
 )
 # CXR_FAST=1: what tests run; tiny everything.
 FAST_OVERRIDES = dict(fusion_end_to_end_epochs=1, image_size=64, epochs=2, batch_size=16, shap_max_evals=40,
-                      explain_studies=4, prepare_workers=2, probes_per_label=2, text_finetune_epochs=1)
+                      explain_studies=4, prepare_workers=2, probes_per_label=2, text_finetune_epochs=1,
+                      cam_baseline_negatives=4)
 
 ENV_VARS = {
     "CXR_DATA_DIR": ("data_dir", Path),
@@ -225,6 +227,7 @@ def _validate(s: Settings) -> None:
         (s.conv1_init in ("rgb_sum", "random"), f"conv1_init must be 'rgb_sum' or 'random', got {s.conv1_init!r}"),
         (0 <= s.augment_shift < 0.5, f"augment_shift is a fraction of the side in [0, 0.5), got {s.augment_shift}"),
         (s.image_size >= 32, f"image_size must be at least 32 px, got {s.image_size}"),
+        (s.cam_baseline_negatives >= 0, f"cam_baseline_negatives must be 0 (no baseline maps) or more, got {s.cam_baseline_negatives}"),
         (abs(sum(s.split_fractions) - 1) < 1e-6, f"split_fractions must add up to 1, got {s.split_fractions}"),
     ]
     for ok, message in checks:

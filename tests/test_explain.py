@@ -225,6 +225,24 @@ def test_explainer_loads_every_model_and_predicts(explainer):
     assert example in studies and explainer.coded_labels(example)["Cardiomegaly"] == 1
 
 
+def test_a_label_s_negatives_are_training_images_its_labels_do_not_call_present(explainer, monkeypatch):
+    train = explainer.study_ids("train")
+    cohort = explainer.cohort.copy()  # every fixture study has cardiomegaly: code a few otherwise
+    for study, code in zip(train[:4], (0, -2, -1, 0), strict=False):
+        cohort.loc[cohort["study_id"] == study, "Cardiomegaly"] = code
+    monkeypatch.setattr(explainer, "cohort", cohort)
+    normal = [s for s in train if explainer.coded_labels(s)["Cardiomegaly"] not in (1, -1)]
+    assert 0 < len(normal) < len(train) and normal == [s for s in train[:4] if s != train[2]]
+    negatives = explainer.label_negatives("Cardiomegaly", 3)
+    assert len(negatives) == min(3, len(normal))
+    for image, study in zip(negatives, normal, strict=False):
+        np.testing.assert_array_equal(image, explainer.image(study))  # the first ones, in cohort order
+    assert len(explainer.label_negatives("Cardiomegaly", 10_000)) == len(normal)
+    assert explainer.label_negatives("Cardiomegaly", 0) == []
+    with pytest.raises(KeyError, match="Cardiomegally"):
+        explainer.label_negatives("Cardiomegally", 3)
+
+
 def test_modality_reliance_matches_the_model(explainer):
     study = explainer.study_ids("test")[1]
     table = explainer.modality_reliance(study, ["Edema", "Cardiomegaly"])

@@ -43,7 +43,7 @@ from cxr_helpers.explain.faithfulness.scores import (
 )
 from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, sentence_spans, span_word_indices
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
-from cxr_helpers.explain.gradcam import cams_for_labels
+from cxr_helpers.explain.gradcam import cams_for_labels, label_baseline_map, label_baselines
 from cxr_helpers.explain.models import text_head_logit_fn
 from cxr_helpers.explain.shap_text import TextExplanation, explain_text
 from cxr_helpers.explain.study import StudyExplainer
@@ -123,6 +123,38 @@ def test_the_map_summary_counts_misses_that_peak_on_another_finding():
     assert overall["hit_interval"] == pytest.approx(proportion_interval(2, 5))
     probes = map_summary(records.drop(columns="peak_on_other"))["overall"]["localised"]
     assert probes["misses"] == 3 and probes["misses_on_other_finding"] is None
+
+
+def test_the_map_minus_the_label_baseline_points_past_the_label_default_spot():
+    mask = square_mask()  # the finding: rows and columns 8-15
+    default = np.zeros((32, 32), np.float32)
+    default[26:30, 26:30] = 1.0  # where this label's map peaks on every chest, finding or not
+    cam = 0.6 * mask.astype(np.float32) + default  # the finding is seen, but the default spot is hotter
+    random_cam = np.zeros((32, 32), np.float32)
+    plain = image_checks.map_scores(cam, random_cam, mask, tolerance=1.0)
+    assert plain["hit"] == 0.0 and np.isnan(plain["hit_baseline"]) and np.isnan(plain["hit_exact_baseline"])
+    scores = image_checks.map_scores(cam, random_cam, mask, tolerance=1.0, baseline=default)
+    assert scores["hit"] == 0.0 and scores["hit_baseline"] == 1.0 and scores["hit_exact_baseline"] == 1.0
+    assert (scores["peak_y"], scores["peak_x"]) == (26, 26)  # the peak reported is the plain map's
+    wrong = image_checks.map_scores(cam, random_cam, mask, tolerance=1.0, baseline=cam)  # nothing left: no hit
+    assert wrong["hit_baseline"] == float(pointing_game_hit(np.zeros_like(cam), mask, 1.0))
+
+
+def test_each_label_s_baseline_map_is_computed_once_from_its_own_negatives():
+    model = split_head_image_model()
+    asked = []
+
+    def negatives(label):
+        asked.append(label)
+        return [xray(64, seed=len(asked)), xray(64, seed=10 + len(asked))]
+
+    baselines = label_baselines(model, negatives)
+    first = baselines("Pleural Effusion")
+    assert baselines("Pleural Effusion") is first and asked == ["Pleural Effusion"]
+    np.testing.assert_allclose(first, label_baseline_map(model, [xray(64, seed=1), xray(64, seed=11)],
+                                                         "Pleural Effusion"), atol=1e-6)
+    baselines("Cardiomegaly")
+    assert asked == ["Pleural Effusion", "Cardiomegaly"]
 
 
 def test_a_random_peak_hits_the_mask_grown_by_the_tolerance():
@@ -428,6 +460,10 @@ def test_randomisation_compares_each_map_with_its_own_method_and_layer(explain_s
 def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings, monkeypatch):
     detected_everywhere(monkeypatch)
     explainer = StudyExplainer.from_settings(explain_settings, cache=False)
+    train = explainer.study_ids("train")
+    assert explainer.label_negatives("Pleural Effusion", 4) == []  # every fixture study has both findings, so
+    normal_chests = {"Pleural Effusion": [explainer.image(s) for s in train[:3]], "Cardiomegaly": []}  # pretend
+    monkeypatch.setattr(explainer, "label_negatives", lambda label, n: normal_chests[label][:n])
     result = run_faithfulness(explain_settings, explainer, probes=False, randomisation_studies=1, progress=False)
     saved = json.loads((explain_settings.artifacts_dir / "metrics" / "faithfulness.json").read_text())
     assert saved == json.loads(json.dumps(result.summary))
@@ -438,6 +474,18 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
         assert figures["findings"] == 8 and figures["detected"] == 8  # 4 studies x (Cardiomegaly, Pleural Effusion)
         assert set(figures["overall"]) == {"global", "localised"}
         assert {"hit", "hit_random", "tolerance_share", "energy"} <= set(figures["overall"]["global"])
+    assert saved["baseline_negatives"] == explain_settings.cam_baseline_negatives > 0
+    image_maps = result.maps[result.maps["model"] == "image"].set_index("label")
+    assert image_maps.loc["Pleural Effusion", "hit_baseline"].isin([0.0, 1.0]).all()  # map minus its baseline
+    assert image_maps.loc["Cardiomegaly", "hit_baseline"].isna().all()  # no negative image: no baseline, no claim
+    assert result.maps.loc[result.maps["model"] == "fusion", "hit_baseline"].isna().all()  # the fusion's have none
+    image = saved["grad_cam"]["test"]["image"]["overall"]
+    assert image["localised"]["baseline_scored"] == 4 and image["global"]["baseline_scored"] == 0
+    assert image["localised"]["hit_baseline"] == pytest.approx(image_maps.loc["Pleural Effusion", "hit_baseline"].mean())
+    assert image["localised"]["hit_baseline_interval"] == pytest.approx(proportion_interval(
+        int(image_maps.loc["Pleural Effusion", "hit_baseline"].sum()), 4))
+    assert image["global"]["hit_baseline"] is None and image["global"]["hit_baseline_interval"] is None
+    assert saved["grad_cam"]["test"]["fusion"]["overall"]["localised"]["hit_baseline_interval"] is None
     records = pd.read_csv(explain_settings.artifacts_dir / "explanations" / "faithfulness_records.csv")
     assert {"study_id", "label", "model", "layer", "detected", "hit", "hit_exact"} <= set(records.columns)
     assert len(records) == 16 and records["road"].notna().sum() == 16  # ROAD on the first detected findings
@@ -460,7 +508,10 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
         int(result.mentions["text"]["sign_agrees"].sum()), len(result.mentions["text"])))
     assert resolution_table(saved).empty  # no probes in this run
     checks = summary_table(saved)  # what `python -m cxr_helpers figures` prints for notebook 05
-    assert len(checks) == len(table) + 3 * len(words) + len(saved["randomisation"])
+    with_baseline = table["hit_baseline"].notna()
+    assert table.loc[with_baseline, ["model", "extent"]].values.tolist() == [["image", "localised"]]
+    assert len(checks) == len(table) + with_baseline.sum() + 3 * len(words) + len(saved["randomisation"])
+    assert checks["check"].str.endswith("map minus the label's baseline").sum() == with_baseline.sum()
     assert checks["score"].notna().all() and (checks["n"] > 0).all()
     plot_checks(saved)
     plot_randomisation(result.randomisation)

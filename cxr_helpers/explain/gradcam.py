@@ -10,9 +10,10 @@ to [0, 1] at the image's size, as pytorch-grad-cam returns them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytorch_grad_cam
@@ -178,11 +179,28 @@ def label_baseline_map(model: nn.Module, images: Sequence[np.ndarray], label: st
                        layer: str = AUTO) -> np.ndarray:
     """One label's mean map (S, S) over ``images``: where its map points when the finding is absent.
 
-    Pass images the labels call negative or leave unmentioned (training images: no truth needed).
-    A map always has a peak, and without the finding it falls on the label's default (on the
-    phantom a learned spot at the apex or the base). ``map - baseline`` keeps what this image adds
-    to that default; its peak is the place the image differs from the label's normal chest.
+    Pass images the labels call negative or leave unmentioned (training images: no truth needed;
+    ``StudyExplainer.label_negatives``). A map always has a peak, and without the finding it falls
+    on the label's default (on the phantom a learned spot at the apex or the base). ``map - baseline``
+    keeps what this image adds to that default; its peak is the place the image differs from the
+    label's normal chest. The images go through the CAM as one batch (same maps as one at a time).
     """
     if len(images) == 0:
         raise ValueError(f"no images to average {label}'s baseline map over")
-    return np.mean([cam_for_label(model, image, label, method, layer) for image in images], axis=0).astype(np.float32)
+    batch = torch.from_numpy(np.stack([np.asarray(image, dtype=np.float32) for image in images]))[:, None]
+    maps = compute_cams(model, model.cam_layer(cam_layer_for(label, layer)), batch, [label_index(label)] * len(images),
+                        cam_method_for(label, method))
+    return maps.mean(axis=0).astype(np.float32)
+
+
+def label_baselines(model: nn.Module, negatives: Callable[[str], Sequence[np.ndarray]], method: str = AUTO,
+                    layer: str = AUTO) -> Callable[[str], np.ndarray | None]:
+    """``label -> label_baseline_map(model, negatives(label), label, method, layer)``, each computed once, on
+    first use; None for a label with no negative images (every image has it: no normal chest to compare with)."""
+
+    @functools.cache
+    def baseline(label: str) -> np.ndarray | None:
+        images = negatives(label)
+        return label_baseline_map(model, images, label, method, layer) if len(images) else None
+
+    return baseline

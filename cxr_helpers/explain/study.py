@@ -29,7 +29,7 @@ from cxr_helpers.explain.models import (
 )
 from cxr_helpers.explain.shap_text import TextExplanation, explain_text
 from cxr_helpers.fusion.ablation import study_reliance
-from cxr_helpers.labels import CHEXPERT_LABELS
+from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 from cxr_helpers.prepare import load_cohort, open_image_cache
 
 
@@ -132,6 +132,14 @@ class StudyExplainer:
         """The study's 14 labels as coded in the cohort (1/0/-1/-2)."""
         row = self.row(study_id)
         return {name: int(row[name]) for name in CHEXPERT_LABELS}
+
+    def label_negatives(self, label: str, n: int, split: str = "train") -> list[np.ndarray]:
+        """The images (S, S) of the first ``n`` studies of ``split`` whose report labels call ``label``
+        negative or leave it unmentioned (coded 0 or blank): the label's normal chests, by the labels
+        alone, as ``gradcam.label_baseline_map`` takes them. No truth needed: this works on real data."""
+        label_index(label)  # a clear error for an unknown label
+        chosen = [s for s in self.study_ids(split) if int(self.row(s)[label]) not in (1, -1)][: max(int(n), 0)]
+        return [self.image(s) for s in chosen]
 
     # -- predictions
     def _device(self, role: str) -> torch.device:

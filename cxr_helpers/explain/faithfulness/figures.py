@@ -15,10 +15,12 @@ def plot_checks(summary: dict, title: str = "Are the explanations right? (phanto
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     if not maps.empty:
         x = np.arange(len(maps))
-        for offset, column, colour, name in ((-0.27, "hit", "#c0392b", "Grad-CAM"),
-                                             (0.0, "hit_random", "#95a5a6", "random map"),
-                                             (0.27, "tolerance_share", "#d5dbdb", "random peak")):
-            left.bar(x + offset, maps[column].astype(float).fillna(0), 0.27, color=colour, label=name)
+        for offset, column, colour, name in ((-0.3, "hit", "#c0392b", "Grad-CAM"),
+                                             (-0.1, "hit_baseline", "#e67e22", "minus the label's baseline"),
+                                             (0.1, "hit_random", "#95a5a6", "random map"),
+                                             (0.3, "tolerance_share", "#d5dbdb", "random peak")):
+            if column in maps and maps[column].notna().any():
+                left.bar(x + offset, maps[column].astype(float).fillna(0), 0.2, color=colour, label=name)
         left.set_xticks(x, [f"{r.source}\n{r.model}, {r.extent}\n{r.layer}, n={r.detected}"
                             for r in maps.itertuples()], fontsize=7)
         left.set(ylim=(0, 1), ylabel="pointing game (tolerance)", title="Grad-CAM: peak on the finding?")

@@ -3,14 +3,17 @@
 One record per explained finding: whether the model detects it (``detection``), and for the map
 (the label's CAM layer, ``gradcam.cam_layer_for``) and for a RandomCAM map on the same layer: the
 pointing game exact and within the tolerance, the map's energy inside the mask, and the hit rate
-of a uniformly random peak (the mask's area share, exact and within the tolerance). The probe set
+of a uniformly random peak (the mask's area share, exact and within the tolerance). Given the
+label's baseline map (its mean map over images the labels call negative), the pointing game of the
+map minus that baseline too: a map always peaks somewhere, and on a normal chest it peaks at the
+label's learned default; the difference peaks where this image departs from it. The probe set
 (fresh images with one finding each, ``phantom.probes``) is the main localisation test: there no
 other finding is in the image for the map to point at instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,16 +45,25 @@ from cxr_helpers.phantom.truth import GroundTruth
 
 CASE_COLUMNS = ["study_id", "dicom_id", "label", "extent", "visibility"]
 ROAD_PERCENTILES = (30, 70)
+Baselines = Callable[[str], np.ndarray | None]  # label -> its baseline map (gradcam.label_baselines)
 ROAD_LIMIT = 20  # findings per model scored by ROAD (its imputation dominates the checks' time on a CPU)
 
 
-def map_scores(cam: np.ndarray, random_cam: np.ndarray, mask: np.ndarray, tolerance: float) -> dict:
-    """The map's and a random map's scores against one mask, with the uniform-peak baselines, and where the map peaks."""
+def map_scores(cam: np.ndarray, random_cam: np.ndarray, mask: np.ndarray, tolerance: float,
+               baseline: np.ndarray | None = None) -> dict:
+    """The map's and a random map's scores against one mask, with the uniform-peak baselines, and where the map peaks.
+
+    With the label's ``baseline`` map (``gradcam.label_baseline_map``), also the pointing game of
+    ``cam - baseline``: where this image's map differs from the label's normal chest (NaN without one).
+    """
     peak_y, peak_x = np.unravel_index(int(np.argmax(cam)), np.shape(cam))
+    contrast = None if baseline is None else np.asarray(cam, dtype=np.float32) - baseline
     return {
         "hit": float(pointing_game_hit(cam, mask, tolerance)),
         "hit_exact": float(pointing_game_hit(cam, mask)),
         "energy": energy_inside_mask(cam, mask),
+        "hit_baseline": np.nan if contrast is None else float(pointing_game_hit(contrast, mask, tolerance)),
+        "hit_exact_baseline": np.nan if contrast is None else float(pointing_game_hit(contrast, mask)),
         "hit_random": float(pointing_game_hit(random_cam, mask, tolerance)),
         "hit_exact_random": float(pointing_game_hit(random_cam, mask)),
         "energy_random": energy_inside_mask(random_cam, mask),
@@ -95,8 +107,13 @@ def test_cases(explainer, truth: GroundTruth, studies: Sequence[int]) -> pd.Data
 
 
 def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: str = "image",
-                 method: str = "auto", layer: str = "auto", progress: bool = False) -> pd.DataFrame:
-    """Detection and map scores for every visible present finding of the studies, for one model (role)."""
+                 method: str = "auto", layer: str = "auto", progress: bool = False,
+                 baselines: Baselines | None = None) -> pd.DataFrame:
+    """Detection and map scores for every visible present finding of the studies, for one model (role).
+
+    ``baselines`` (``gradcam.label_baselines`` of this role's model): also score each detected
+    finding's map minus its label's baseline.
+    """
     cases = test_cases(explainer, truth, studies)
     size = int(explainer.images.shape[-1])
     tolerance = tolerance_pixels(size)
@@ -109,9 +126,11 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
         cam = explainer.cams(case.study_id, [case.label], role, how, name)[case.label]
         random_cam = explainer.cams(case.study_id, [case.label], role, RANDOM_CAM, name)[case.label]
         p = float(explainer.probabilities(case.study_id, role)[label_index(case.label)])
+        detected = bool(drop > DETECTION_DROP)
+        baseline = baselines(case.label) if baselines is not None and detected else None
         record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": how,
-                  "probability": p, "drop": float(drop), "detected": bool(drop > DETECTION_DROP),
-                  **map_scores(cam, random_cam, masks[case.dicom_id, case.label], tolerance),
+                  "probability": p, "drop": float(drop), "detected": detected,
+                  **map_scores(cam, random_cam, masks[case.dicom_id, case.label], tolerance, baseline),
                   "peak_on_other": float(peak_on_other_finding(
                       cam, [mask for (dicom_id, label), mask in masks.items()
                             if dicom_id == case.dicom_id and label != case.label], tolerance)),
@@ -125,8 +144,9 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
 
 
 def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer: str = "auto",
-                 progress: bool = False) -> pd.DataFrame:
-    """Detection and map scores of an image model on each probe (one finding per image)."""
+                 progress: bool = False, baselines: Baselines | None = None) -> pd.DataFrame:
+    """Detection and map scores of an image model on each probe (one finding per image); with
+    ``baselines`` (``gradcam.label_baselines`` of this model), also of each detected map minus its label's baseline."""
     tolerance = tolerance_pixels(size)
     records = []
     rows = list(probes.table.itertuples(index=True))
@@ -140,7 +160,9 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer
         image = resize_pixels(probes.images[k], size)
         cam = cam_for_label(model, image, label, how, name)
         random_cam = cam_for_label(model, image, label, RANDOM_CAM, name)
+        detected = bool(drop > DETECTION_DROP)
+        baseline = baselines(label) if baselines is not None and detected else None
         records.append({"source": "probe", "probe_id": row.probe_id, "label": label, "extent": finding_extent(label),
-                        "model": "image", "layer": name, "method": how, "drop": float(drop),
-                        "detected": bool(drop > DETECTION_DROP), **map_scores(cam, random_cam, mask, tolerance)})
+                        "model": "image", "layer": name, "method": how, "drop": float(drop), "detected": detected,
+                        **map_scores(cam, random_cam, mask, tolerance, baseline)})
     return pd.DataFrame(records)

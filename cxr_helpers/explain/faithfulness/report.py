@@ -31,6 +31,7 @@ from cxr_helpers.explain.gradcam import (
     CAM_METHOD_FOR_EXTENT,
     CAM_METHODS,
     check_cam_method,
+    label_baselines,
 )
 from cxr_helpers.explain.models import CAM_ROLES, SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
@@ -38,7 +39,7 @@ from cxr_helpers.phantom.probes import ensure_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 MAP_COLUMNS = ("hit", "hit_random", "tolerance_share", "hit_exact", "hit_exact_random", "area_share", "energy",
-               "energy_random", "road", "road_random")
+               "energy_random", "hit_baseline", "hit_exact_baseline", "road", "road_random")
 RECORDS_FILE = "faithfulness_records.csv"
 
 
@@ -66,6 +67,8 @@ def map_summary(records: pd.DataFrame) -> dict:
 
     Beside the pointing game's hit rate: its 95% (Wilson) interval, and how many of the misses
     peak on another finding drawn on the same image (test studies only; probes hold one finding).
+    The map minus the label's baseline is scored where the label has a baseline (``baseline_scored``
+    of the detected findings: a label no training image lacks has none).
     """
     if records.empty:
         return {"findings": 0, "detected": 0, "overall": {}, "per_label": {}}
@@ -76,6 +79,8 @@ def map_summary(records: pd.DataFrame) -> dict:
         return {"findings": len(frame), "detected": len(detected), "drop": mean(frame["drop"]),
                 **{c: mean(detected[c]) for c in MAP_COLUMNS if c in detected},
                 "hit_interval": proportion_interval(int(detected["hit"].sum()), len(detected)),
+                "hit_baseline_interval": _share_interval(detected.get("hit_baseline")),
+                "baseline_scored": _scored(detected.get("hit_baseline")),  # labels with no negative image: none
                 "misses": len(misses),
                 "misses_on_other_finding": mean(misses["peak_on_other"]) if "peak_on_other" in misses else None}
 
@@ -83,6 +88,19 @@ def map_summary(records: pd.DataFrame) -> dict:
             "overall": {extent: block(group) for extent, group in records.groupby("extent", sort=True)},
             "per_label": {label: {"extent": group["extent"].iloc[0], **block(group)}
                           for label, group in records.groupby("label", sort=True)}}
+
+
+def _share_interval(outcomes) -> tuple[float, float] | None:
+    """Wilson interval of a 0/1 column's share over its scored (non-NaN) rows; None when none was scored."""
+    if outcomes is None:
+        return None
+    scored = pd.to_numeric(pd.Series(outcomes), errors="coerce").dropna()
+    return proportion_interval(int(scored.sum()), len(scored))
+
+
+def _scored(values) -> int:
+    """How many of a column's values were scored (not NaN); 0 for a missing column."""
+    return 0 if values is None else int(pd.to_numeric(pd.Series(values), errors="coerce").notna().sum())
 
 
 def text_summary(records: pd.DataFrame, *columns: str, intervals: Sequence[str] = ()) -> dict:
@@ -110,6 +128,19 @@ def randomisation_summary(randomisation: pd.DataFrame) -> dict:
     return out
 
 
+def image_baselines(explainer: StudyExplainer, negatives: int, method: str = AUTO):
+    """The image model's per-label baseline maps over ``negatives`` training images the labels call
+    negative (``gradcam.label_baselines``), or None with no image model or ``negatives`` = 0.
+
+    Only the image model's: the fusion model's map also depends on each study's report, so it has
+    no single baseline per label.
+    """
+    if negatives <= 0 or not explainer.has("image"):
+        return None
+    return label_baselines(explainer.models.get("image"), lambda label: explainer.label_negatives(label, negatives),
+                           method, explainer.cam_layer)
+
+
 def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies: Sequence[int] | None = None,
                      probes: bool = True, randomisation_studies: int | None = None, write: bool = True,
                      progress: bool = True) -> FaithfulnessResult:
@@ -118,12 +149,14 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
     explainer = explainer or StudyExplainer.from_settings(settings)
     studies = list(studies) if studies is not None else explainer.study_ids("test")[: settings.explain_studies]
     size, method = int(explainer.images.shape[-1]), check_cam_method(explainer.cam_method)
-    parts = [study_checks(explainer, truth, studies, role, method, explainer.cam_layer, progress)
+    baselines = image_baselines(explainer, settings.cam_baseline_negatives, method)
+    parts = [study_checks(explainer, truth, studies, role, method, explainer.cam_layer, progress,
+                          baselines if role == "image" else None)
              for role in CAM_ROLES if explainer.has(role)]
     probe_set = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label) if probes else None
     if probe_set is not None and explainer.has("image"):
         parts.append(probe_checks(explainer.models.get("image"), probe_set, size, method, explainer.cam_layer,
-                                  progress))
+                                  progress, baselines))
     maps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     top_k, mentions = {}, {}
     for role in (r for r in SHAP_ROLES if explainer.has(r)):
@@ -138,7 +171,8 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
         "cam_method": dict(CAM_METHOD_FOR_EXTENT) if method == AUTO else method,
         "cam_layers": dict(CAM_LAYER_FOR_EXTENT) if explainer.cam_layer == "auto" else explainer.cam_layer,
         "image_size": size, "tolerance_share": POINTING_TOLERANCE, "tolerance_px": tolerance_pixels(size),
-        "detection_drop": DETECTION_DROP, "shap_max_evals": int(explainer.shap_max_evals),
+        "detection_drop": DETECTION_DROP, "baseline_negatives": int(settings.cam_baseline_negatives),
+        "shap_max_evals": int(explainer.shap_max_evals),
         "top_k_words": int(settings.top_k_labels), "models": dict(explainer.models.names),
         "grad_cam": {source: {role: map_summary(group) for role, group in frame.groupby("model", sort=False)}
                      for source, frame in (maps.groupby("source", sort=False) if not maps.empty else [])},
@@ -167,9 +201,12 @@ def grad_cam_table(summary: dict) -> pd.DataFrame:
                              "method": _per_extent(summary, "cam_method", extent),
                              "layer": _per_extent(summary, "cam_layers", extent), **{k: figures.get(k) for k in (
                                  "findings", "detected", "hit", "hit_interval", "hit_random", "tolerance_share",
-                                 "hit_exact", "hit_exact_random", "area_share", "energy", "energy_random", "road",
-                                 "road_random", "misses", "misses_on_other_finding")}})
-                rows[-1]["hit_interval"] = _rounded(rows[-1]["hit_interval"])
+                                 "hit_baseline", "hit_baseline_interval", "baseline_scored", "hit_exact",
+                                 "hit_exact_random",
+                                 "area_share", "energy", "energy_random", "road", "road_random", "misses",
+                                 "misses_on_other_finding")}})
+                for key in ("hit_interval", "hit_baseline_interval"):
+                    rows[-1][key] = _rounded(rows[-1][key])
     return pd.DataFrame(rows)
 
 
@@ -188,7 +225,8 @@ def grad_cam_per_label(summary: dict, source: str = "probes", model: str = "imag
     """Per label: findings, detected and the pointing game (tolerance) against its baselines."""
     result = summary.get("grad_cam", {}).get(source, {}).get(model, {})
     rows = [{"label": label, **{k: figures.get(k) for k in ("extent", "findings", "detected", "drop", "hit",
-                                                             "hit_random", "tolerance_share", "hit_exact")}}
+                                                             "hit_random", "tolerance_share", "hit_baseline",
+                                                             "hit_exact")}}
             for label, figures in result.get("per_label", {}).items()]
     return pd.DataFrame(rows).set_index("label") if rows else pd.DataFrame()
 
@@ -220,10 +258,15 @@ def resolution_table(summary: dict) -> pd.DataFrame:
 
 def summary_table(summary: dict) -> pd.DataFrame:
     """Every check in one table: what was checked, on what, the score beside its random baseline, and n."""
-    rows = [{"check": f"{CAM_METHODS.get(row['method'], row['method'])} pointing game ({row['extent']}, {row['layer']})",
-             "on": row["source"],
-             "model": row["model"], "score": row["hit"], "random": row["tolerance_share"], "n": row["detected"]}
-            for row in grad_cam_table(summary).to_dict("records")]
+    rows = []
+    for row in grad_cam_table(summary).to_dict("records"):
+        check = f"{CAM_METHODS.get(row['method'], row['method'])} pointing game ({row['extent']}, {row['layer']})"
+        rows.append({"check": check, "on": row["source"], "model": row["model"], "score": row["hit"],
+                     "random": row["tolerance_share"], "n": row["detected"]})
+        if pd.notna(row.get("hit_baseline")):
+            rows.append({"check": f"{check}, map minus the label's baseline", "on": row["source"],
+                         "model": row["model"], "score": row["hit_baseline"], "random": row["tolerance_share"],
+                         "n": row["detected"]})
     for row in shap_table(summary).to_dict("records"):
         rows.append({"check": "SHAP top-k word in the stating span", "on": "test", "model": row["model"],
                      "score": row["top-k in span"], "random": row["random ranking"], "n": row["n stated"]})

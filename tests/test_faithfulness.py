@@ -4,7 +4,9 @@ baselines, the span-to-word mapping, the randomisation test, and the whole run o
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -515,3 +517,32 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     assert checks["score"].notna().all() and (checks["n"] > 0).all()
     plot_checks(saved)
     plot_randomisation(result.randomisation)
+
+
+# ----------------------------------------------------------------------------- the test-study benchmark's tables
+def load_bench(name: str):
+    """A script of benchmarks/ as a module (it is not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_test_study_breakdown_counts_co_findings_and_scores_only_the_detected():
+    bench = load_bench("bench_test_studies")
+    records = pd.DataFrame({
+        "dicom_id": ["a", "b", "b", "c", "c", "c"], "label": ["Atelectasis", "Atelectasis", "Fracture",
+                                                             "Atelectasis", "Fracture", "Pneumothorax"],
+        "visibility": ["clear", "clear", "subtle", "clear", "clear", "subtle"], "drop": [3.0, 2.0, 0.2, 1.5, 0.1, 0.0],
+        "detected": [True, True, False, True, False, False], "hit": [1.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+        "hit_baseline": [1.0, 1.0, np.nan, 0.0, np.nan, np.nan]})
+    counted = bench.with_co_findings(records)
+    assert counted["others on the image"].tolist() == ["0", "1", "1", "2+", "2+", "2+"]
+    table = bench.breakdown(counted, "visibility")
+    assert table.loc["clear", "findings"] == 4 and table.loc["subtle", "findings"] == 2
+    assert table.loc["clear", "detected"].startswith("0.75 [") and table.loc["clear", "detected"].endswith("(n=4)")
+    assert table.loc["clear", "map points (detected)"].startswith("0.67 [")  # 2 of the 3 detected; not the 4th
+    assert table.loc["subtle", "map points (detected)"] == "-"  # nothing detected: no claim
+    assert table.loc["clear", "map minus baseline points"].startswith("0.67 [")
+    assert table.loc["clear", "median drop"] == 1.75

@@ -288,6 +288,13 @@ def test_notebook_05_browser_in_jupyterlab(browser, lab, built_artifacts):
     assert "truly present" in state["html"], "the predictions table shows no truth with the overlay on"
     page.screenshot(path=str(SCREENSHOTS / "browser_05_truth.png"), full_page=False)
 
+    page.click(f"{root} .cxr-baseline-toggle input")  # the image model's map minus its label's baseline
+    plain = state
+    state = wait_until(page, root, lambda now: now["images"] != plain["images"], "the map minus the label's baseline")
+    page.click(f"{root} .cxr-baseline-toggle input")  # and back to the plain map
+    subtracted = state
+    state = wait_until(page, root, lambda now: now["images"] != subtracted["images"], "the plain map again")
+
     page.locator(f"{root} .cxr-filter-label select").select_option(label=filter_label)
     state = wait_until(page, root, lambda now: "studies: all studies" in now["html"], "the filter's label taking")
     page.locator(f"{root} .cxr-filter select").select_option(label="label positive in the CSV")

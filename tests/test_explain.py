@@ -29,6 +29,7 @@ from cxr_helpers.explain.gradcam import (
     check_cam_method,
     compute_cams,
     label_baseline_map,
+    minus_baseline,
 )
 from cxr_helpers.explain.models import (
     LoadedModels,
@@ -105,6 +106,13 @@ def test_a_labels_baseline_map_is_its_mean_map_over_the_given_images():
     np.testing.assert_allclose(label_baseline_map(model, images[:1], "Pleural Effusion"), maps[0], atol=1e-6)
     with pytest.raises(ValueError, match="Pleural Effusion"):
         label_baseline_map(model, [], "Pleural Effusion")
+
+
+def test_minus_baseline_keeps_what_rises_above_the_baseline_scaled_to_one():
+    cam = np.array([[0.2, 0.9], [0.5, 0.1]], np.float32)
+    baseline = np.array([[0.1, 0.9], [0.3, 0.4]], np.float32)
+    np.testing.assert_allclose(minus_baseline(cam, baseline), [[0.5, 0.0], [1.0, 0.0]], atol=1e-6)
+    assert not minus_baseline(cam, cam + 0.1).any()  # nothing above the baseline: an all-zero map
 
 
 def test_one_target_per_image_in_a_batch():
@@ -241,6 +249,23 @@ def test_a_label_s_negatives_are_training_images_its_labels_do_not_call_present(
     assert explainer.label_negatives("Cardiomegaly", 0) == []
     with pytest.raises(KeyError, match="Cardiomegally"):
         explainer.label_negatives("Cardiomegally", 3)
+
+
+def test_the_image_model_s_baseline_map_is_cached_per_label_method_and_layer(explainer, monkeypatch):
+    monkeypatch.setattr(explainer, "_baselines", {})
+    assert explainer.baseline_map("Cardiomegaly") is None  # every fixture study has it: no normal chest
+    normal = [explainer.image(s) for s in explainer.study_ids("train")[:3]]
+    asked = []
+    monkeypatch.setattr(explainer, "label_negatives", lambda label, n: asked.append((label, n)) or normal[:n])
+    monkeypatch.setattr(explainer, "_baselines", {})
+    first = explainer.baseline_map("Cardiomegaly", negatives=2)
+    np.testing.assert_allclose(first, label_baseline_map(explainer.models.image, normal[:2], "Cardiomegaly"), atol=1e-6)
+    assert explainer.baseline_map("Cardiomegaly", negatives=2) is first and asked == [("Cardiomegaly", 2)]
+    on_layer4 = explainer.baseline_map("Cardiomegaly", "gradcam", "layer4", negatives=2)
+    np.testing.assert_allclose(on_layer4, label_baseline_map(explainer.models.image, normal[:2], "Cardiomegaly",
+                                                             "gradcam", "layer4"), atol=1e-6)
+    explainer.baseline_map("Cardiomegaly")
+    assert asked[-1] == ("Cardiomegaly", explainer.baseline_negatives)
 
 
 def test_modality_reliance_matches_the_model(explainer):

@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cxr_helpers.explain import browser_panels as panels
 from cxr_helpers.explain.browser import ExplanationBrowser, explanation_browser
 from cxr_helpers.explain.figures import CAPTION_BAND, TITLE_BAND, Tile, grid_jpeg, mask_boundary
+from cxr_helpers.explain.gradcam import label_baseline_map, minus_baseline
 from cxr_helpers.explain.shap_text import shap_labels_html, shared_scale
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.explain.study_finder import ANY_LABEL, RECORDS_FILE, FilterUnavailable, StudyFinder
@@ -164,6 +166,36 @@ def test_cam_method_layer_opacity_and_shap_model_change_the_view(browser):
     assert "EigenCAM on layer2" in browser.grid_captions[0] and "X-ray PA | fusion p=" in browser.grid_captions[0]
     browser.shap_toggle.value = "text"
     assert browser.report_html.value != base[1] and "<b>text-only</b> model" in browser.report_html.value
+
+
+def test_the_image_map_minus_its_label_s_baseline(browser, explainer, monkeypatch):
+    browser.go_to(50000004)
+    browser.label_select.value = (CARDIO, EFFUSION)
+    plain, cams = browser.image.value, explainer.cams(50000004, [CARDIO, EFFUSION], "image")
+    monkeypatch.setattr(explainer, "_baselines", {})
+    browser.baseline_toggle.value = True  # every fixture study has both findings: no normal chest to compare with
+    assert all("image: no baseline (no training image lacks it)" in c for c in browser.grid_captions)
+    assert browser.image.value == plain and browser.last_error is None
+    normal = [explainer.image(s) for s in explainer.study_ids("train")[:2]]  # pretend these lack the findings
+    monkeypatch.setattr(explainer, "label_negatives", lambda label, n: normal[:n])
+    monkeypatch.setattr(explainer, "_baselines", {})
+    shown_maps = {}
+    real_rows = panels.grid_rows
+
+    def keep_maps(*args, **kwargs):
+        shown_maps.update(args[4]["image"])  # grid_rows(pixels, view, labels, coded, cams, ...)
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(panels, "grid_rows", keep_maps)
+    browser.baseline_toggle.value = False
+    browser.baseline_toggle.value = True
+    assert browser.last_error is None, browser.last_error
+    assert all("image: minus its baseline" in c for c in browser.grid_captions) and browser.image.value != plain
+    for label in (CARDIO, EFFUSION):
+        expected = minus_baseline(cams[label], label_baseline_map(explainer.models.image, normal, label))
+        np.testing.assert_allclose(shown_maps[label], expected, atol=1e-5)
+    browser.view_picker.value = browser.view_picker.options[1][1]  # the lateral: not what the baselines averaged
+    assert all("no baseline for this view" in c for c in browser.grid_captions)
 
 
 def test_view_picker_lists_the_studys_images(browser, explainer, truth):

@@ -8,9 +8,11 @@ and read ``browser.image.value`` / ``browser.report_html.value``.
 Find a study with the slider, the study-id box (Enter) or a filter (``study_finder``); for each
 label shown (default: the fusion model's top 3) a row with the X-ray and each model's Grad-CAM
 (``browser_panels``); on the phantom the truth overlay outlines the finding's mask and underlines
-the words that state it. Explanations come from a ``StudyExplainer`` and its cache: a study seen
-before shows at once; new work runs while the status says "computing..." (CSS class ``cxr-busy``)
-and the controls are disabled. An error is shown in the status and leaves the browser usable.
+the words that state it; "image map minus its label's baseline" shows what the image adds to the
+label's normal chest (``StudyExplainer.baseline_map``). Explanations come from a ``StudyExplainer``
+and its cache: a study seen before shows at once; new work runs while the status says
+"computing..." (CSS class ``cxr-busy``) and the controls are disabled. An error is shown in the
+status and leaves the browser usable.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cxr_helpers.config import load_settings
 from cxr_helpers.explain import browser_panels as panels
 from cxr_helpers.explain.browser_widgets import BrowserWidgets
 from cxr_helpers.explain.figures import grid_jpeg
-from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for
+from cxr_helpers.explain.gradcam import CAM_METHODS, cam_layer_for, cam_method_for, minus_baseline
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.explain.study_finder import (
     ANY_LABEL,
@@ -67,7 +69,7 @@ class ExplanationBrowser(BrowserWidgets):
         self._reliance: dict[int, object] = {}
         super().__init__(explainer, len(self.shown), self.cam_roles, shap_roles, truth is not None)
         for control in (self.slider, self.method_dropdown, self.layer_dropdown, self.opacity, self.truth_toggle,
-                        self.view_picker, self.shap_toggle, self.follow_top):
+                        self.view_picker, self.shap_toggle, self.follow_top, self.baseline_toggle):
             control.observe(self._on_change, names="value")
         self.label_select.observe(self._on_labels, names="value")
         self.study_box.observe(self._on_study_box, names="value")
@@ -229,6 +231,9 @@ class ExplanationBrowser(BrowserWidgets):
         self.title.value = panels.title_html(self.slider.value, len(self.shown), len(self.studies), row, condition)
         method, layer = self.method_dropdown.value, self.layer_dropdown.value
         cams = {r: self.views.cams(study_id, dicom_id, labels, r, method, layer) for r in self.cam_roles}
+        used = {name: f"{CAM_METHODS[cam_method_for(name, method)]} on {cam_layer_for(name, layer)}" for name in labels}
+        if self.baseline_toggle.value and "image" in cams:
+            self._subtract_baselines(cams, used, method, layer, view.model_input)
         p_view = {r: self.views.probabilities(study_id, dicom_id, r) for r in self.cam_roles}
         coded = explainer.coded_labels(study_id)
         masks = notes = None
@@ -237,9 +242,7 @@ class ExplanationBrowser(BrowserWidgets):
             notes = {name: panels.truth_words(name, self.truth.present(study_id, name), masks[name],
                                               self.truth.image_visibility(dicom_id, name)) for name in labels}
         rows = panels.grid_rows(self.views.pixels(study_id, dicom_id), view.view_position, labels, coded, cams,
-                                p_view, {name: f"{CAM_METHODS[cam_method_for(name, method)]} on {cam_layer_for(name, layer)}"
-                                         for name in labels}, self.opacity.value,
-                                masks, notes)
+                                p_view, used, self.opacity.value, masks, notes)
         self.image.value = grid_jpeg(rows, self.tile)
         self.grid_captions = [" | ".join([title, *(t.caption for t in tiles)]) for title, tiles in rows]  # in words
         width = len(rows[0][1]) * (self.tile + 4) - 4  # the picture's own width: shown 1:1, never stretched
@@ -255,6 +258,22 @@ class ExplanationBrowser(BrowserWidgets):
                                            + self.predictions_html.value)
         self.reliance_html.value = self._reliance_html(study_id, labels)
         self._render_reports(study_id, row, labels, truth_on)
+
+    def _subtract_baselines(self, cams: dict, used: dict, method: str, layer: str, model_input: bool) -> None:
+        """Replace the image model's maps by what each adds to its label's baseline, and say so in ``used``."""
+        if not model_input:  # the baselines are the models' frontal input: no baseline for another view
+            for name in used:
+                used[name] += " · no baseline for this view"
+            return
+        maps = dict(cams["image"])
+        for name in used:
+            baseline = self.explainer.baseline_map(name, method, layer)
+            if baseline is None:
+                used[name] += " · image: no baseline (no training image lacks it)"
+            else:
+                maps[name] = minus_baseline(maps[name], baseline)
+                used[name] += " · image: minus its baseline"
+        cams["image"] = maps
 
     @property
     def truth_on(self) -> bool:

@@ -2,7 +2,7 @@
 
 The controls a test or the real-browser test needs carry a CSS class (``cxr-study-slider``,
 ``cxr-study-id``, ``cxr-filter``, ``cxr-filter-label``, ``cxr-label-select``, ``cxr-truth-toggle``,
-``cxr-view-picker``, ``cxr-grid``, ``cxr-raw-report``, ``cxr-shap-report``; the whole box
+``cxr-view-picker``, ``cxr-baseline-toggle``, ``cxr-grid``, ``cxr-raw-report``, ``cxr-shap-report``; the whole box
 ``cxr-explanation-browser``). Rows wrap, so the browser fits beside JupyterLab's sidebar and in Colab.
 """
 
@@ -38,7 +38,8 @@ class BrowserWidgets:
         self._outputs()
         self.controls = [self.slider, self.study_box, self.filter_condition, self.filter_label, self.label_select,
                          self.follow_top, self.method_dropdown, self.layer_dropdown, self.opacity, self.view_picker,
-                         self.shap_toggle] + ([self.truth_toggle] if has_truth else [])
+                         self.shap_toggle] + ([self.baseline_toggle] if "image" in cam_roles else []) \
+            + ([self.truth_toggle] if has_truth else [])
         self.widget = self._layout()
 
     def _find_controls(self, n_studies: int) -> None:
@@ -72,6 +73,12 @@ class BrowserWidgets:
                                                style=WIDE, layout=_width("250px"))
         self.opacity = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
                                            continuous_update=False, style=WIDE, layout=_width("250px"))
+        self.baseline_toggle = _classed(widgets.Checkbox(
+            value=False, indent=False, description="image map minus its label's baseline", layout=_width("260px"),
+            disabled="image" not in cam_roles,
+            tooltip=f"subtract the label's mean map over {explainer.baseline_negatives} training images the labels "
+                    "call negative: what this image adds to the label's normal chest (notebook 05, section 7)"),
+            "cxr-baseline-toggle")
         self.truth_toggle = _classed(widgets.ToggleButton(
             value=False, description="truth overlay", icon="eye", disabled=not has_truth,
             tooltip="outline each finding's true mask and underline the words that state it (phantom only)"),
@@ -101,7 +108,7 @@ class BrowserWidgets:
                              widgets.HBox([self.filter_condition, self.filter_label], layout=wrap)])
         show = widgets.HBox([
             widgets.VBox([self.label_select, self.follow_top]),
-            widgets.VBox([self.method_dropdown, self.layer_dropdown, self.opacity]),
+            widgets.VBox([self.method_dropdown, self.layer_dropdown, self.opacity, self.baseline_toggle]),
             widgets.VBox([self.view_picker, self.shap_toggle, self.truth_toggle]),
         ], layout=wrap)
         box = widgets.VBox([

@@ -204,3 +204,12 @@ def label_baselines(model: nn.Module, negatives: Callable[[str], Sequence[np.nda
         return label_baseline_map(model, images, label, method, layer) if len(images) else None
 
     return baseline
+
+
+def minus_baseline(cam: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """What a map adds to its label's baseline, for display: ``cam - baseline`` clipped at 0 and scaled
+    to a maximum of 1 (all zeros when nothing rises above the baseline). Its peak is that of ``cam - baseline``
+    wherever anything does."""
+    contrast = np.clip(np.asarray(cam, dtype=np.float32) - baseline, 0.0, None)
+    top = float(contrast.max())
+    return contrast / top if top > 0 else contrast

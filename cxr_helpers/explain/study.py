@@ -17,6 +17,7 @@ from cxr_helpers.explain.gradcam import (
     cam_method_for,
     cams_for_labels,
     check_cam_method,
+    label_baselines,
 )
 from cxr_helpers.explain.models import (
     CAM_ROLES,
@@ -61,7 +62,7 @@ class StudyExplainer:
     def __init__(self, cohort, images: np.ndarray, models: LoadedModels, text_setting: str = "findings_impression",
                  cache: ExplanationCache | None = None, max_length: int = 256, pooling: str = "cls",
                  batch_size: int = 32, shap_max_evals: int = 300, top_k: int = 3, cam_method: str = "gradcam",
-                 cam_layer: str = "auto"):
+                 cam_layer: str = "auto", baseline_negatives: int = 40):
         self.cohort = cohort
         self.images = images
         self.models = models
@@ -69,6 +70,8 @@ class StudyExplainer:
         self.cache = cache if cache is not None else ExplanationCache()
         self.max_length, self.pooling, self.batch_size = max_length, pooling, batch_size
         self.shap_max_evals, self.top_k, self.cam_method, self.cam_layer = shap_max_evals, top_k, cam_method, cam_layer
+        self.baseline_negatives = baseline_negatives
+        self._baselines: dict[tuple[str, str, int], Callable[[str], np.ndarray | None]] = {}
         lateral = (~cohort["view_position"].isin(["PA", "AP"])).astype(int) if "view_position" in cohort else 0
         first = cohort.assign(_lateral=lateral).sort_values("_lateral", kind="stable").drop_duplicates("study_id")
         self._rows = {int(s): i for s, i in zip(first["study_id"], first.index, strict=True)}  # frontal view first
@@ -85,7 +88,8 @@ class StudyExplainer:
         return cls(cohort, images, models, text_setting=models.text_setting, cache=ExplanationCache(root),
                    max_length=models.text_max_length, pooling=models.text_pooling, batch_size=settings.batch_size,
                    shap_max_evals=settings.shap_max_evals, top_k=settings.top_k_labels,
-                   cam_method=settings.cam_method, cam_layer=settings.cam_layer)
+                   cam_method=settings.cam_method, cam_layer=settings.cam_layer,
+                   baseline_negatives=settings.cam_baseline_negatives)
 
     # -- studies
     def example_study(self, split: str = "test", role: str = "fusion", search: int = 50) -> int:
@@ -140,6 +144,19 @@ class StudyExplainer:
         label_index(label)  # a clear error for an unknown label
         chosen = [s for s in self.study_ids(split) if int(self.row(s)[label]) not in (1, -1)][: max(int(n), 0)]
         return [self.image(s) for s in chosen]
+
+    def baseline_map(self, label: str, method: str | None = None, layer: str | None = None,
+                     negatives: int | None = None) -> np.ndarray | None:
+        """The image model's baseline map of ``label`` (S, S): its mean map over ``label_negatives``
+        (``negatives``, default ``baseline_negatives``; ``gradcam.label_baseline_map``), with the method and
+        on the layer ``cams`` would use; computed once per label, method and layer, in memory. None when
+        no study of the training split lacks the label."""
+        negatives = self.baseline_negatives if negatives is None else int(negatives)
+        key = (check_cam_method(method or self.cam_method), layer or self.cam_layer, negatives)
+        if key not in self._baselines:
+            self._baselines[key] = label_baselines(self.models.get("image"),
+                                                   lambda name: self.label_negatives(name, negatives), *key[:2])
+        return self._baselines[key](label)
 
     # -- predictions
     def _device(self, role: str) -> torch.device:

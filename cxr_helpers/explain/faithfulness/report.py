@@ -11,6 +11,7 @@ read them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,6 @@ from cxr_helpers.explain.gradcam import (
     CAM_METHOD_FOR_EXTENT,
     CAM_METHODS,
     check_cam_method,
-    label_baselines,
 )
 from cxr_helpers.explain.models import CAM_ROLES, SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
@@ -129,16 +129,15 @@ def randomisation_summary(randomisation: pd.DataFrame) -> dict:
 
 
 def image_baselines(explainer: StudyExplainer, negatives: int, method: str = AUTO):
-    """The image model's per-label baseline maps over ``negatives`` training images the labels call
-    negative (``gradcam.label_baselines``), or None with no image model or ``negatives`` = 0.
+    """``label -> explainer.baseline_map(label, method, negatives=negatives)``: the image model's baseline
+    maps, or None with no image model or ``negatives`` = 0.
 
     Only the image model's: the fusion model's map also depends on each study's report, so it has
     no single baseline per label.
     """
     if negatives <= 0 or not explainer.has("image"):
         return None
-    return label_baselines(explainer.models.get("image"), lambda label: explainer.label_negatives(label, negatives),
-                           method, explainer.cam_layer)
+    return functools.partial(explainer.baseline_map, method=method, negatives=negatives)
 
 
 def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies: Sequence[int] | None = None,

@@ -326,7 +326,7 @@ reliance.round(3)
 # image-only model's Grad-CAM; below, the report as written beside the cleaned text the model read,
 # coloured by SHAP on one scale for all labels. On the phantom, **truth overlay** outlines each finding's
 # true mask in magenta and underlines the words that state it: is the map's peak (the cross) inside the
-# outline, are the red words the underlined ones? **Image map minus its label's baseline** (section
+# outline, are the red words the underlined ones? **Image map minus its baseline** (section
 # 7 explains it) shows what the image adds to the label's normal chest instead of the plain map.
 # Studies seen before show at once; new ones are computed while the status says "computing...".
 

@@ -291,6 +291,7 @@ def test_notebook_05_browser_in_jupyterlab(browser, lab, built_artifacts):
     page.click(f"{root} .cxr-baseline-toggle input")  # the image model's map minus its label's baseline
     plain = state
     state = wait_until(page, root, lambda now: now["images"] != plain["images"], "the map minus the label's baseline")
+    page.screenshot(path=str(SCREENSHOTS / "browser_05_baseline.png"), full_page=False)
     page.click(f"{root} .cxr-baseline-toggle input")  # and back to the plain map
     subtracted = state
     state = wait_until(page, root, lambda now: now["images"] != subtracted["images"], "the plain map again")

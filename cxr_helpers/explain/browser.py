@@ -8,7 +8,7 @@ and read ``browser.image.value`` / ``browser.report_html.value``.
 Find a study with the slider, the study-id box (Enter) or a filter (``study_finder``); for each
 label shown (default: the fusion model's top 3) a row with the X-ray and each model's Grad-CAM
 (``browser_panels``); on the phantom the truth overlay outlines the finding's mask and underlines
-the words that state it; "image map minus its label's baseline" shows what the image adds to the
+the words that state it; "image map minus its baseline" shows what the image adds to the
 label's normal chest (``StudyExplainer.baseline_map``). Explanations come from a ``StudyExplainer``
 and its cache: a study seen before shows at once; new work runs while the status says
 "computing..." (CSS class ``cxr-busy``) and the controls are disabled. An error is shown in the

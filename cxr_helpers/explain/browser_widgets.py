@@ -74,7 +74,7 @@ class BrowserWidgets:
         self.opacity = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity",
                                            continuous_update=False, style=WIDE, layout=_width("250px"))
         self.baseline_toggle = _classed(widgets.Checkbox(
-            value=False, indent=False, description="image map minus its label's baseline", layout=_width("260px"),
+            value=False, indent=False, description="image map minus its baseline", layout=_width("260px"),
             disabled="image" not in cam_roles,
             tooltip=f"subtract the label's mean map over {explainer.baseline_negatives} training images the labels "
                     "call negative: what this image adds to the label's normal chest (notebook 05, section 7)"),

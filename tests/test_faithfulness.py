@@ -513,7 +513,8 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     with_baseline = table["hit_baseline"].notna()
     assert table.loc[with_baseline, ["model", "extent"]].values.tolist() == [["image", "localised"]]
     assert len(checks) == len(table) + with_baseline.sum() + 3 * len(words) + len(saved["randomisation"])
-    assert checks["check"].str.endswith("map minus the label's baseline").sum() == with_baseline.sum()
+    subtracted = checks[checks["check"].str.endswith("map minus the label's baseline")]
+    assert len(subtracted) == with_baseline.sum() and subtracted["n"].tolist() == [4]  # the effusions: scored
     assert checks["score"].notna().all() and (checks["n"] > 0).all()
     plot_checks(saved)
     plot_randomisation(result.randomisation)
@@ -546,3 +547,14 @@ def test_the_test_study_breakdown_counts_co_findings_and_scores_only_the_detecte
     assert table.loc["subtle", "map points (detected)"] == "-"  # nothing detected: no claim
     assert table.loc["clear", "map minus baseline points"].startswith("0.67 [")
     assert table.loc["clear", "median drop"] == 1.75
+
+
+def test_the_summary_counts_the_baseline_row_over_the_findings_it_scored():
+    figures = {"findings": 12, "detected": 10, "hit": 0.5, "tolerance_share": 0.1, "hit_baseline": 0.6,
+               "baseline_scored": 7}  # 3 detected findings' labels had no training image without them
+    summary = {"cam_method": "gradcam", "cam_layers": "layer2",
+               "grad_cam": {"probe": {"image": {"overall": {"localised": figures}}}}}
+    checks = summary_table(summary).set_index("check")
+    assert checks.loc["GradCAM pointing game (localised, layer2)", "n"] == 10
+    assert checks.loc["GradCAM pointing game (localised, layer2), map minus the label's baseline", "n"] == 7
+    assert checks.loc["GradCAM pointing game (localised, layer2), map minus the label's baseline", "score"] == 0.6

@@ -265,7 +265,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
         if pd.notna(row.get("hit_baseline")):
             rows.append({"check": f"{check}, map minus the label's baseline", "on": row["source"],
                          "model": row["model"], "score": row["hit_baseline"], "random": row["tolerance_share"],
-                         "n": row["detected"]})
+                         "n": row["baseline_scored"]})  # detected findings whose label has a baseline
     for row in shap_table(summary).to_dict("records"):
         rows.append({"check": "SHAP top-k word in the stating span", "on": "test", "model": row["model"],
                      "score": row["top-k in span"], "random": row["random ranking"], "n": row["n stated"]})

@@ -436,9 +436,11 @@ if on_phantom:
 # maps are not pointing at context, they are pointing at nothing drawn. Why so few detected? On all
 # 101 test studies (`benchmarks/bench_test_studies.py`) a finding drawn alone on its image is
 # detected as often as a probe (0.82), one among two or more other findings 0.35: with other
-# findings in the image, the model's score for one rests on the others too. Where, then, do the
-# misses point? A map always has a peak, even on a chest with nothing to find: on each probe's
-# finding-free twin the localised labels' maps peaked in the same two places (the upper-left apex and the left base) half the time
+# findings in the image, the model's score for one rests on the others too. (Trained with twins
+# that lack one finding each, the same network detects more but its maps point no better:
+# `benchmarks/bench_counterfactual_training.py`.) Where, then, do the misses point? A map always
+# has a peak, even on a chest with nothing to find: on each probe's finding-free twin the localised
+# labels' maps peaked in the same two places (the upper-left apex and the left base) half the time
 # (`benchmarks/bench_cam_layers.py` prints it): the map's default for a normal chest. It is learned
 # (an untrained network's maps peak there 3% of the time), and it sits where the model looks for
 # pneumothorax (the apex) and pleural effusion (the base). A finding the model weighs less than

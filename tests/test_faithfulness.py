@@ -49,6 +49,7 @@ from cxr_helpers.explain.gradcam import cams_for_labels, label_baseline_map, lab
 from cxr_helpers.explain.models import text_head_logit_fn
 from cxr_helpers.explain.shap_text import TextExplanation, explain_text
 from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.phantom import write_phantom
 from cxr_helpers.phantom.probes import load_probes, write_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
@@ -558,3 +559,37 @@ def test_the_summary_counts_the_baseline_row_over_the_findings_it_scored():
     assert checks.loc["GradCAM pointing game (localised, layer2)", "n"] == 10
     assert checks.loc["GradCAM pointing game (localised, layer2), map minus the label's baseline", "n"] == 7
     assert checks.loc["GradCAM pointing game (localised, layer2), map minus the label's baseline", "score"] == 0.6
+
+
+def test_the_counterfactual_world_adds_a_twin_without_one_localised_finding(tmp_path, monkeypatch):
+    from cxr_helpers.config import load_settings
+    from cxr_helpers.prepare import ensure_phantom, load_cohort, open_image_cache, prepare_cohort
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # its sibling import
+    bench = load_bench("bench_counterfactual_training")
+    settings = load_settings(profile="phantom", fast=True, data_dir=tmp_path / "data" / "mimic-cxr-jpg",
+                             reports_dir=tmp_path / "data" / "mimic-cxr-reports", artifacts_dir=tmp_path / "demo",
+                             prepare_workers=1, n_studies=24)
+    ensure_phantom(settings, progress=False)
+    prepare_cohort(settings, progress=False)
+    world, count = bench.counterfactual_world(settings, tmp_path / "world")
+    before, after = load_cohort(settings.artifacts_dir), load_cohort(world.artifacts_dir)
+    assert count > 0 and len(after) == len(before) + count
+    cached, twins = open_image_cache(world.artifacts_dir, 64), after.iloc[len(before):]
+    assert set(twins["split"]) == {"train"} and twins["cache_index"].tolist() == list(range(len(before), len(after)))
+    truth = load_ground_truth(phantom_root(settings))
+    recoded = 0
+    for _, twin in twins.iterrows():
+        dicom_id = twin["dicom_id"].removesuffix("_without")
+        original = before[before["dicom_id"] == dicom_id].iloc[0]
+        removed = [name for name in CHEXPERT_LABELS if twin[name] != original[name]]
+        assert len(removed) <= 1  # one label changed (none if the report had already called it negative)
+        if removed:
+            assert twin[removed[0]] == 0 and truth.image_visibility(dicom_id, removed[0]) not in (None, "invisible")
+            recoded += 1
+        differs = cached[twin["cache_index"]] != cached[int(original["cache_index"])]
+        assert differs.any() and differs.mean() < 0.5  # the finding is gone from the twin, the rest stays
+    assert recoded >= count / 2  # most removed findings were reported, so their twins are relabelled
+    untouched = before[before["split"] != "train"]
+    np.testing.assert_array_equal(cached[untouched["cache_index"].to_numpy()],
+                                  open_image_cache(settings.artifacts_dir, 64)[untouched["cache_index"].to_numpy()])

@@ -34,6 +34,7 @@ from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings
 from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP
 from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
+from cxr_helpers.explain.faithfulness.report import image_baselines
 from cxr_helpers.explain.gradcam import cam_for_label, finding_extent, label_baselines
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.image_model import build_image_model
@@ -203,9 +204,8 @@ def main() -> None:
                 print(f"\nThe same on the image model's detected localised findings of the first {settings.explain_studies}"
                       " test studies:")
                 studies = explainer.study_ids("test")[: settings.explain_studies]
-                image_model = explainer.models.get("image")
                 records = study_checks(explainer, load_ground_truth(phantom_root(settings)), studies, "image",
-                                       baselines=label_baselines(image_model, negatives))
+                                       baselines=image_baselines(explainer, args.baseline_negatives))
                 print(baseline_pointing(records).round(3).to_string())
 
 

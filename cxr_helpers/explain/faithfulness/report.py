@@ -111,7 +111,7 @@ def text_summary(records: pd.DataFrame, *columns: str, intervals: Sequence[str] 
 
     def block(frame: pd.DataFrame) -> dict:
         return {"n": len(frame), **{column: mean(frame[column]) for column in columns if column in frame},
-                **{f"{column}_interval": proportion_interval(int(frame[column].sum()), int(frame[column].notna().sum()))
+                **{f"{column}_interval": _share_interval(frame[column])
                    for column in intervals if column in frame}}
 
     return {"overall": block(records),
@@ -201,9 +201,8 @@ def grad_cam_table(summary: dict) -> pd.DataFrame:
                              "layer": _per_extent(summary, "cam_layers", extent), **{k: figures.get(k) for k in (
                                  "findings", "detected", "hit", "hit_interval", "hit_random", "tolerance_share",
                                  "hit_baseline", "hit_baseline_interval", "baseline_scored", "hit_exact",
-                                 "hit_exact_random",
-                                 "area_share", "energy", "energy_random", "road", "road_random", "misses",
-                                 "misses_on_other_finding")}})
+                                 "hit_exact_random", "area_share", "energy", "energy_random", "road", "road_random",
+                                 "misses", "misses_on_other_finding")}})
                 for key in ("hit_interval", "hit_baseline_interval"):
                     rows[-1][key] = _rounded(rows[-1][key])
     return pd.DataFrame(rows)

@@ -83,7 +83,7 @@ class Settings:
     fusion_freeze_encoders: bool = True  # the strategy table trains heads on cached encoder outputs
     fusion_train_text_encoder: bool = False  # let the table's models fine-tune the text encoder
     fusion_head_lr: float | None = None  # None: max(lr, 1e-3) for heads on frozen encoders
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # autocast while training: bf16/fp16 on CUDA, bf16 on a CPU with bf16 instructions
     num_workers: int = 0
     # interpretation (notebook 05)
     top_k_labels: int = 3
@@ -113,7 +113,9 @@ PHANTOM_DEFAULTS = dict(
     image_size=128,  # CAM grids of 16 x 16 (layer2) and 8 x 8 (layer3): fine enough to point at a finding (notebook 05)
     blank_policy="negative",  # with blanks ignored the model learns base rates, not findings (notebook 02)
     lr=1e-3,
+    lr_schedule="warmup_linear",  # from scratch at 1e-3 a constant rate leaves val loss swinging (README: 0.79-0.84 vs 0.86)
     epochs=8,
+    mixed_precision=True,  # bfloat16 on a CPU with its instructions (1.8x faster training, README); float32 elsewhere
     augment_shift=0.1,  # a finding is not always in the same place: maps point better (notebook 05)
     image_weights=None,
     conv1_init="random",

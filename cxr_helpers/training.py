@@ -93,8 +93,15 @@ def _to_device(batch: Mapping[str, torch.Tensor], keys, device: torch.device) ->
     return {k: batch[k].to(device, non_blocking=True) for k in keys}
 
 
+def cpu_computes_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX); elsewhere bfloat16 is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own probes (private, so guarded)
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def _autocast_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    """bfloat16 (same range as float32, no loss scaling), except on a GPU without it: float16."""
+    return torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
 
 
 WARMUP_SHARE = 0.1  # warmup_linear: the first 10% of the steps ramp the rate up (BERT's recipe)
@@ -208,7 +215,7 @@ def fit(
     """Train ``model`` for ``settings.epochs`` epochs (resuming a saved run) and return its History.
 
     AdamW(lr, weight_decay) over parameters with requires_grad; loss ``masked_bce`` with the
-    settings' uncertainty and blank policies; mixed precision on CUDA when ``settings.mixed_precision``.
+    settings' uncertainty and blank policies; mixed precision when ``settings.mixed_precision`` (CUDA, or bfloat16 on a CPU with its instructions).
     With ``resume`` and a matching ``<name>_last.pt``, training continues after its last epoch
     (a finished run trains no more: this is how a notebook skips training). At the end the model
     holds the best epoch's weights (lowest validation loss) unless ``restore_best`` is False.
@@ -258,8 +265,10 @@ def _optimizer(model: nn.Module, settings) -> torch.optim.Optimizer:
 
 
 def _use_amp(settings, device: torch.device) -> bool:
-    """Mixed precision: only on CUDA, only when the settings ask for it."""
-    return bool(settings.mixed_precision) and device.type == "cuda"
+    """Mixed precision when the settings ask for it: on CUDA, and on a CPU with bfloat16 instructions."""
+    if not settings.mixed_precision:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and cpu_computes_bfloat16())
 
 
 def _scaler(settings, device: torch.device):

@@ -33,7 +33,8 @@ def toy_cohort(n: int = 48, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def settings_for(tmp_path, **overrides):
-    values = dict(profile="phantom", fast=True, artifacts_dir=tmp_path, image_size=SIZE, epochs=2, batch_size=8, lr=1e-2)
+    values = dict(profile="phantom", fast=True, artifacts_dir=tmp_path, image_size=SIZE, epochs=2, batch_size=8, lr=1e-2,
+                  lr_schedule="constant")  # a constant rate: more epochs continue a finished run
     values.update(overrides)
     return load_settings(**values)
 

@@ -9,7 +9,9 @@ Side by side in one run, on the same model and batches, it prints images per sec
 for three loaders: the cache read a whole batch at a time (what the workbook uses), the cache read
 one image at a time (default PyTorch collation), and decoding + resizing each JPEG with
 ``images.load_image`` every epoch (no cache); and the workbook's loader again with the convolution
-weights in channels_last memory (an option the workbook does not take: see ``training_rate``).
+weights in channels_last memory (an option the workbook does not take: see ``training_rate``), and
+again under bfloat16 autocast (what ``fit`` does with ``mixed_precision`` on a CPU with bfloat16
+instructions: the phantom profile's default there; on a CPU without them the figure shows the emulation's cost).
 When the loader rate is far above the training rate, the model, not the data, is the bottleneck.
 """
 
@@ -31,6 +33,7 @@ from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.image_model import ImageClassifier
 from cxr_helpers.images import load_image
 from cxr_helpers.metrics import masked_bce
+from cxr_helpers.training import cpu_computes_bfloat16
 
 
 class PerImageCache(Dataset):
@@ -86,11 +89,13 @@ def loader_rate(loader: DataLoader, batches: int, repeats: int = 3) -> float:
 
 
 def training_rate(loader: DataLoader, batches: int, device: torch.device, freeze_through: str,
-                  memory_format: torch.memory_format = torch.contiguous_format) -> float:
+                  memory_format: torch.memory_format = torch.contiguous_format, bfloat16: bool = False) -> float:
     """Images per second for loader + forward + masked BCE + backward + AdamW step (after one warm-up batch).
 
     ``memory_format``: the layout of the convolution weights (the workbook's model keeps the default,
     contiguous; channels_last computes the same logits up to rounding, which changes every trained figure).
+    ``bfloat16``: the forward pass under bfloat16 autocast, as ``fit`` runs it with ``mixed_precision``
+    on a CPU with bfloat16 instructions (the phantom profile's default there).
     """
     torch.manual_seed(0)
     model = ImageClassifier(freeze_through=freeze_through).to(device, memory_format=memory_format).train()
@@ -102,7 +107,9 @@ def training_rate(loader: DataLoader, batches: int, device: torch.device, freeze
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        loss = masked_bce(model(batch["image"].to(device)), batch["targets"].to(device))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            logits = model(batch["image"].to(device))
+        loss = masked_bce(logits.float(), batch["targets"].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -165,13 +172,14 @@ def main() -> None:
         loaders = {
             "cache, whole batch (workbook)": workbook,
             "same, channels_last conv weights": workbook,
+            "same, bfloat16 autocast": workbook,
             "cache, one image per call": DataLoader(PerImageCache(train), **common),
             "JPEG decode every epoch": DataLoader(JpegDataset(train), **common),
         }
         started = time.perf_counter()
         np.asarray(train.images).sum()  # read the whole cache once: all loaders start warm
         cold_seconds = time.perf_counter() - started
-        print(machine_line(device))
+        print(machine_line(device), "| bfloat16 instructions:", cpu_computes_bfloat16())
         print(f"{len(train)} training images, {args.image_size} px, batch {args.batch_size}, "
               f"{args.batches} batches x {args.rounds} rounds per figure, {args.workers} loader workers, freeze_through={args.freeze_through}\n")
         delivered = {name: loader_rate(loader, args.batches) for name, loader in loaders.items()}
@@ -179,7 +187,8 @@ def main() -> None:
         for _ in range(args.rounds):  # interleaved rounds, median: fair when other work shares the machine
             for name, loader in loaders.items():
                 layout = torch.channels_last if name.startswith("same, channels_last") else torch.contiguous_format
-                trained[name].append(training_rate(loader, args.batches, device, args.freeze_through, layout))
+                trained[name].append(training_rate(loader, args.batches, device, args.freeze_through, layout,
+                                                   bfloat16=name.startswith("same, bfloat16")))
         print(f"{'loader':<32} {'loader img/s':>13} {'train img/s':>12} {'(min-max)':>13} {'train s/epoch':>14}")
         for name in loaders:
             rate = float(np.median(trained[name]))

@@ -272,3 +272,49 @@ def test_training_figures_draw_curves_and_mark_undefined_auroc():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["n/a"]
     assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == ["Edema", "Fracture"]
+
+
+class DtypeRecorder(TinyConvModel):
+    """TinyConvModel that notes the dtype its convolution computes in while training."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def forward(self, image):
+        if self.training:
+            self.seen.add(self.conv(image).dtype)
+        return super().forward(image)
+
+
+@pytest.mark.parametrize("asked, has_bf16, expected", [(True, True, torch.bfloat16), (True, False, torch.float32),
+                                                       (False, True, torch.float32)])
+def test_mixed_precision_on_a_cpu_trains_in_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, asked,
+                                                                                   has_bf16, expected):
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: has_bf16)
+    model = DtypeRecorder()
+    _, history = run(settings_for(tmp_path, mixed_precision=asked), tmp_path / "ckpt", model=model)
+    assert model.seen == {expected} and len(history) == 2 and np.isfinite(history.train_loss).all()
+
+
+def test_the_phantom_profile_asks_for_mixed_precision_and_a_decaying_rate():
+    settings = load_settings(profile="phantom", fast=False)
+    assert settings.mixed_precision and settings.lr_schedule == "warmup_linear"
+    assert not load_settings(profile="mimic", fast=False).mixed_precision  # the paper trained in float32
+    assert isinstance(training.cpu_computes_bfloat16(), bool)
+
+
+def test_the_recipe_benchmark_reads_its_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_image_recipe.py"
+    spec = importlib.util.spec_from_file_location("bench_image_recipe", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_run("8:warmup_linear:42") == {"epochs": 8, "lr_schedule": "warmup_linear", "seed": 42}
+    assert bench.parse_run("6:constant:1:fp32") == {"epochs": 6, "lr_schedule": "constant", "seed": 1,
+                                                    "mixed_precision": False}
+    for bad in ("8:constant", "8:constant:x", "8:constant:1:fp16"):
+        with pytest.raises(SystemExit, match="EPOCHS:SCHEDULE:SEED"):
+            bench.parse_run(bad)

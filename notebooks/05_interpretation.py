@@ -479,10 +479,10 @@ if on_phantom:
 # default run it lifted the localised pointing game on the probes from 0.61 to 0.76 and on the test
 # studies from 0.64 to 0.73 (11 findings: wide intervals). For global findings it hurts (0.77 to
 # 0.67 on the probes): their default *is* the heart, and subtracting it takes the heart away.
-# Neither number belongs to the method alone: four image models trained the same way but for the
+# Neither number belongs to the method alone: six image models trained the same way but for the
 # recipe and the seed (`benchmarks/bench_image_recipe.py --maps`, README) pointed at the localised
 # probe findings 0.61-0.91 of the time (minus the baseline 0.69-0.95) and at all 101 test studies'
-# 0.38-0.77. A map's faithfulness is a property of one trained model: check the model you explain.
+# 0.37-0.77. A map's faithfulness is a property of one trained model: check the model you explain.
 # It is a different explanation from the
 # paper's Grad-CAM, and it needs labelled normal chests, but no ground truth: it works on real data.
 # Here is the example finding's map, its label's baseline, and their difference:

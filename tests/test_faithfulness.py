@@ -4,14 +4,13 @@ baselines, the span-to-word mapping, the randomisation test, and the whole run o
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from benchmark_scripts import BENCHMARKS, load_bench
 from explain_factory import REPORT, split_head_image_model, tiny_fusion, tiny_text_tools, xray
 
 import cxr_helpers.explain.faithfulness.image_checks as image_checks
@@ -522,15 +521,6 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
 
 
 # ----------------------------------------------------------------------------- the test-study benchmark's tables
-def load_bench(name: str):
-    """A script of benchmarks/ as a module (it is not part of the package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_test_study_breakdown_counts_co_findings_and_scores_only_the_detected():
     bench = load_bench("bench_test_studies")
     records = pd.DataFrame({
@@ -565,7 +555,7 @@ def test_the_counterfactual_world_adds_a_twin_without_one_localised_finding(tmp_
     from cxr_helpers.config import load_settings
     from cxr_helpers.prepare import ensure_phantom, load_cohort, open_image_cache, prepare_cohort
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # its sibling import
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its sibling import
     bench = load_bench("bench_counterfactual_training")
     settings = load_settings(profile="phantom", fast=True, data_dir=tmp_path / "data" / "mimic-cxr-jpg",
                              reports_dir=tmp_path / "data" / "mimic-cxr-reports", artifacts_dir=tmp_path / "demo",

@@ -1,13 +1,12 @@
 """The report labeler: hard cases, aggregation, No Finding, evidence offsets, sections, MeSH, CLI, phantom."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from benchmark_scripts import load_bench
 
 from cxr_helpers import cli
 from cxr_helpers.labeler import (
@@ -476,11 +475,7 @@ def test_mesh_mapping():
 @pytest.fixture(scope="module")
 def bench():
     """benchmarks/bench_labeler.py as a module (it is a script, not part of the package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_labeler.py"
-    spec = importlib.util.spec_from_file_location("bench_labeler", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_labeler")
 
 
 def test_macro_f1_and_its_bootstrap_interval(bench):

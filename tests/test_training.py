@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from benchmark_scripts import load_bench
 from cohort_factory import TinyConvModel, toy_cohort_frame
 
 from cxr_helpers import training
@@ -305,13 +306,7 @@ def test_the_phantom_profile_asks_for_mixed_precision_and_a_decaying_rate():
 
 
 def test_the_recipe_benchmark_reads_its_runs():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_image_recipe.py"
-    spec = importlib.util.spec_from_file_location("bench_image_recipe", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_image_recipe")
     assert bench.parse_run("8:warmup_linear:42") == {"epochs": 8, "lr_schedule": "warmup_linear", "seed": 42}
     assert bench.parse_run("6:constant:1:fp32") == {"epochs": 6, "lr_schedule": "constant", "seed": 1,
                                                     "mixed_precision": False}

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import load_split_datasets
@@ -47,8 +48,8 @@ def parse_run(text: str) -> dict:
     return {"epochs": epochs, "lr_schedule": parts[1], "seed": seed, **({"mixed_precision": False} if len(parts) == 4 else {})}
 
 
-def train_and_score(settings, folder: Path, name: str) -> dict:
-    """Train the image model as ``train_image`` does; its kept epoch and truth AUROC on validation and test."""
+def train_and_score(settings, folder: Path, name: str) -> tuple[dict, torch.nn.Module]:
+    """Train the image model as ``train_image`` does: (its kept epoch and truth AUROC on validation and test, the model)."""
     datasets = load_split_datasets(settings)
     loaders = image_loaders(settings, datasets)
     truth = truth_table(settings)
@@ -63,8 +64,7 @@ def train_and_score(settings, folder: Path, name: str) -> dict:
         logits, _, rows = predict(model, loaders[split])
         study_ids = datasets[split].cohort["study_id"].to_numpy()[rows]
         row[f"{split} AUROC vs truth"] = round(truth_figures(logits, study_ids, truth)["macro_auroc"], 3)
-    row["model"] = model
-    return row
+    return row, model
 
 
 def map_scores(settings, model) -> dict:
@@ -110,8 +110,8 @@ def main() -> None:
         for text, run in zip(args.runs, runs, strict=True):
             settings = dataclasses.replace(base, **run)
             row = {"run": text, "precision": "bf16" if settings.mixed_precision and cpu_computes_bfloat16() else "fp32"}
-            row.update(train_and_score(settings, Path(scratch), f"recipe{len(rows)}"))
-            model = row.pop("model")
+            scores, model = train_and_score(settings, Path(scratch), f"recipe{len(rows)}")
+            row.update(scores)
             if args.maps:
                 row.update(map_scores(settings, model))
             print(row, flush=True)

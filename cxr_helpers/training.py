@@ -215,7 +215,8 @@ def fit(
     """Train ``model`` for ``settings.epochs`` epochs (resuming a saved run) and return its History.
 
     AdamW(lr, weight_decay) over parameters with requires_grad; loss ``masked_bce`` with the
-    settings' uncertainty and blank policies; mixed precision when ``settings.mixed_precision`` (CUDA, or bfloat16 on a CPU with its instructions).
+    settings' uncertainty and blank policies; mixed precision when ``settings.mixed_precision`` (on CUDA,
+    or bfloat16 on a CPU with its instructions).
     With ``resume`` and a matching ``<name>_last.pt``, training continues after its last epoch
     (a finished run trains no more: this is how a notebook skips training). At the end the model
     holds the best epoch's weights (lowest validation loss) unless ``restore_best`` is False.

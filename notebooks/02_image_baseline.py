@@ -243,11 +243,11 @@ pd.DataFrame(rows, index=list(CHEXPERT_LABELS))
 # **Rate and precision (phantom profile).** The learning rate warms up over the first 10% of the
 # steps, then falls linearly to zero (`lr_schedule="warmup_linear"`): trained from scratch at 1e-3
 # with the paper's constant rate, the validation loss swung from epoch to epoch and which epoch was
-# kept was luck (test AUROC against the truth 0.79-0.85 over four runs, 0.86 in both runs with the
-# decay; README).
+# kept was luck (test AUROC against the truth 0.79-0.85 over four runs; 0.85-0.87 over four seeds
+# with the decay, each keeping its last epoch; README).
 # With `mixed_precision`, `fit` computes in bfloat16 on a CPU that has bfloat16 instructions
 # (AVX512-BF16 or AMX: recent server CPUs, AMD Zen 4 laptops); weights and optimizer stay float32.
-# On the project's 2-core VM that made a training step 1.8x faster. Elsewhere bfloat16 would be
+# On the project's 2-core VM that made a training step 1.7x faster. Elsewhere bfloat16 would be
 # emulated, and slower, so the same settings train in float32: the same run, slower, with figures
 # that differ as another seed's would.
 

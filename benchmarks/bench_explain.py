@@ -4,7 +4,8 @@ Usage (on the artifacts of a `make demo` run, i.e. notebooks 01-04 on the defaul
     python benchmarks/bench_explain.py [--artifacts DIR] [--repeats N] [--threads T] [--skip-faithfulness]
 
 Part 1 times, on the CPU, with nothing cached: one Grad-CAM (one label, each CAM method), one SHAP
-explanation (one label at ``settings.shap_max_evals`` evaluations, fusion and text-only model), the
+explanation (one label at ``settings.shap_max_evals`` evaluations, fusion and text-only model), notebook
+05's probe checks one probe at a time and batched per label (phantom only), the
 first browser view of a new study, browser updates for studies already explained (plain, with the
 truth overlay, with two labels selected) and a filter's first use (predictions for every test study).
 Part 2 runs ``faithfulness.run_faithfulness`` on ``settings.explain_studies`` test studies and prints every check
@@ -91,8 +92,27 @@ def latency_table(settings, repeats: int) -> pd.DataFrame:
         median, best = timed(one_shap, repeats)
         rows.append({"what": f"SHAP, 1 label, max_evals={explainer.shap_max_evals}", "model": role,
                      "median s": median, "min s": best})
+    rows += probe_check_latency(settings, explainer)
     rows += browser_latency(settings, explainer, studies, repeats)
     return pd.DataFrame(rows)
+
+
+def probe_check_latency(settings, explainer) -> list[dict]:
+    """Notebook 05's probe checks (phantom only), once each: one probe at a time, then batched per label (the default)."""
+    from cxr_helpers.explain.faithfulness.image_checks import probe_checks
+    from cxr_helpers.phantom.probes import ensure_probes
+    from cxr_helpers.phantom.truth import phantom_root
+
+    if settings.profile != "phantom":
+        return []
+    probes = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label)
+    rows = []
+    for batch_size, how in ((1, "one probe at a time"), (32, "batched per label, as notebook 05")):
+        began = time.perf_counter()
+        probe_checks(explainer.models.get("image"), probes, settings.image_size, batch_size=batch_size)
+        rows.append({"what": f"probe checks, {len(probes.table)} probes, {how}", "model": "image",
+                     "median s": time.perf_counter() - began, "min s": None})
+    return rows
 
 
 def browser_latency(settings, explainer, studies, repeats: int) -> list[dict]:

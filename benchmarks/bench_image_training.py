@@ -9,9 +9,10 @@ Side by side in one run, on the same model and batches, it prints images per sec
 for three loaders: the cache read a whole batch at a time (what the workbook uses), the cache read
 one image at a time (default PyTorch collation), and decoding + resizing each JPEG with
 ``images.load_image`` every epoch (no cache); and the workbook's loader again with the convolution
-weights in channels_last memory (an option the workbook does not take: see ``training_rate``), and
+weights in channels_last memory (an option the workbook does not take: see ``training_rate``),
 again under bfloat16 autocast (what ``fit`` does with ``mixed_precision`` on a CPU with bfloat16
-instructions: the phantom profile's default there; on a CPU without them the figure shows the emulation's cost).
+instructions: the phantom profile's default there; on a CPU without them the figure shows the emulation's cost),
+and with both.
 When the loader rate is far above the training rate, the model, not the data, is the bottleneck.
 """
 
@@ -173,6 +174,7 @@ def main() -> None:
             "cache, whole batch (workbook)": workbook,
             "same, channels_last conv weights": workbook,
             "same, bfloat16 autocast": workbook,
+            "same, bfloat16 + channels_last": workbook,
             "cache, one image per call": DataLoader(PerImageCache(train), **common),
             "JPEG decode every epoch": DataLoader(JpegDataset(train), **common),
         }
@@ -186,9 +188,9 @@ def main() -> None:
         trained: dict[str, list[float]] = {name: [] for name in loaders}
         for _ in range(args.rounds):  # interleaved rounds, median: fair when other work shares the machine
             for name, loader in loaders.items():
-                layout = torch.channels_last if name.startswith("same, channels_last") else torch.contiguous_format
+                layout = torch.channels_last if "channels_last" in name else torch.contiguous_format
                 trained[name].append(training_rate(loader, args.batches, device, args.freeze_through, layout,
-                                                   bfloat16=name.startswith("same, bfloat16")))
+                                                   bfloat16="bfloat16" in name))
         print(f"{'loader':<32} {'loader img/s':>13} {'train img/s':>12} {'(min-max)':>13} {'train s/epoch':>14}")
         for name in loaders:
             rate = float(np.median(trained[name]))

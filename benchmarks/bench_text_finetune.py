@@ -5,10 +5,13 @@ the tiny BERT and its cached embeddings. Trains throw-away models with `text.fin
 (the workbook's own code) in a temporary folder; nothing in the artifacts folder changes.
 
     python benchmarks/bench_text_finetune.py --artifacts artifacts/phantom [--seeds 1,2,42]
-        [--configs mlp:constant:10,label_attention:constant:10,label_attention:warmup_linear:15]
+        [--configs mlp:constant:10,label_attention:constant:10,label_attention:warmup_linear:15] [--shap]
 
 Each config is head:schedule:epochs (`settings.text_finetune_head`, `text_finetune_schedule`,
-`text_finetune_epochs`), at the settings' peak rate. For each seed it prints the validation and
+`text_finetune_epochs`), at the settings' peak rate.
+With ``--shap`` (phantom only) each model is also explained as notebook 05 explains it: SHAP on
+``settings.explain_studies`` test studies, top-3 words in the stating span / its sentence, and the
+sign under negation (``faithfulness.text_checks.shap_checks``). For each seed it prints the validation and
 test macro AUROC of the checkpoint `fit` keeps (the best validation loss), then the mean per
 config. Choose on validation: the test split (about 100 studies) is for the final figure only.
 """
@@ -28,7 +31,10 @@ import numpy as np
 import pandas as pd
 
 from cxr_helpers.config import load_settings
+from cxr_helpers.explain.faithfulness.text_checks import shap_checks
+from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.metrics import macro_auroc
+from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 from cxr_helpers.prepare import load_cohort
 from cxr_helpers.text.embeddings import cached_embeddings
 from cxr_helpers.text.encoder import quiet_transformers
@@ -47,15 +53,25 @@ def parse_config(text: str) -> dict:
 
 
 def scratch_folder(artifacts: Path) -> Path:
-    """A temporary artifacts folder that shares the cohort and the text folder (tiny BERT, embeddings)."""
+    """A temporary artifacts folder that shares everything but the checkpoints, metrics and explanations."""
     folder = Path(tempfile.mkdtemp(prefix="bench-text-finetune-"))
-    shutil.copy(artifacts / "cohort.csv", folder / "cohort.csv")
-    (folder / "text").symlink_to((artifacts / "text").resolve(), target_is_directory=True)
+    for entry in artifacts.iterdir():
+        if entry.name not in ("checkpoints", "metrics", "explanations"):
+            (folder / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
     return folder
 
 
-def one_run(settings, cohort, features: np.ndarray) -> dict:
-    """Train one fine-tuned model from scratch; its validation and test macro AUROC and seconds."""
+def shap_scores(settings, truth) -> dict:
+    """Notebook 05's SHAP checks on the text model just trained into ``settings.artifacts_dir``."""
+    explainer = StudyExplainer.from_settings(settings, roles=("text",), cache=False)
+    studies = explainer.study_ids("test")[: settings.explain_studies]
+    top_k, mentions = shap_checks(explainer, truth, studies, "text", k=3)
+    return {"span": top_k["hit"].mean(), "sentence": top_k["hit_sentence"].mean(), "n span": len(top_k),
+            "sign": mentions["sign_agrees"].mean(), "n sign": len(mentions)}
+
+
+def one_run(settings, cohort, features: np.ndarray, truth=None) -> dict:
+    """Train one fine-tuned model from scratch; its validation and test macro AUROC, seconds, SHAP checks (with truth)."""
     began = time.perf_counter()
     train_rows = np.flatnonzero(cohort["split"].to_numpy() == "train")
     run = run_text_finetune(settings, cohort, SETTING, features[train_rows], progress=False, resume=False)
@@ -63,8 +79,9 @@ def one_run(settings, cohort, features: np.ndarray) -> dict:
     for split in ("validate", "test"):
         logits, targets, _ = predict(run["model"], run["loaders"][split])
         scores[split] = macro_auroc(logits, targets, settings.uncertainty_policy)
-    return {"validate": scores["validate"], "test": scores["test"], "best epoch": run["history"].best_epoch,
-            "seconds": time.perf_counter() - began}
+    row = {"validate": scores["validate"], "test": scores["test"], "best epoch": run["history"].best_epoch,
+           "seconds": time.perf_counter() - began}
+    return {**row, **(shap_scores(settings, truth) if truth is not None else {})}
 
 
 def main() -> None:
@@ -72,6 +89,7 @@ def main() -> None:
     parser.add_argument("--artifacts", default=None, help="artifacts folder (default: the profile's)")
     parser.add_argument("--seeds", default="1,2,42")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS)
+    parser.add_argument("--shap", action="store_true", help="also SHAP's span and negation checks (phantom only)")
     args = parser.parse_args()
     quiet_transformers()
     base = load_settings(**({"artifacts_dir": Path(args.artifacts)} if args.artifacts else {}))
@@ -79,19 +97,24 @@ def main() -> None:
     if not (text_dir(base) / "tiny-bert").exists() and base.text_model == "tiny-bert":
         raise SystemExit(f"no tiny BERT in {text_dir(base)}: run notebook 03 (or `python -m cxr_helpers train text`) first")
     features = cached_embeddings(base, cohort, SETTING, False, None)
+    truth = load_ground_truth(phantom_root(base)) if args.shap else None
     folder = scratch_folder(base.artifacts_dir)
     rows = []
     try:
         for config in args.configs.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 settings = dataclasses.replace(base, artifacts_dir=folder, seed=seed, **parse_config(config))
-                rows.append({"config": config, "seed": seed, **one_run(settings, cohort, features)})
-                print(f"{config:<36} seed {seed:>3}: validation {rows[-1]['validate']:.3f}  test {rows[-1]['test']:.3f}"
-                      f"  (best epoch {rows[-1]['best epoch']}, {rows[-1]['seconds']:.0f} s)", flush=True)
+                rows.append({"config": config, "seed": seed, **one_run(settings, cohort, features, truth)})
+                row = rows[-1]
+                shap = (f"  SHAP top-3 in span {row['span']:.3f} (n={row['n span']}), sentence {row['sentence']:.3f},"
+                        f" negation sign {row['sign']:.3f} (n={row['n sign']})" if truth is not None else "")
+                print(f"{config:<36} seed {seed:>3}: validation {row['validate']:.3f}  test {row['test']:.3f}"
+                      f"  (best epoch {row['best epoch']}, {row['seconds']:.0f} s){shap}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     table = pd.DataFrame(rows)
-    summary = table.groupby("config", sort=False)[["validate", "test", "seconds"]].agg(["mean", "min", "max"])
+    columns = ["validate", "test", "seconds"] + (["span", "sentence", "sign"] if truth is not None else [])
+    summary = table.groupby("config", sort=False)[columns].agg(["mean", "min", "max"])
     print(f"\nmacro AUROC of the kept checkpoint, {SETTING}, {len(args.seeds.split(','))} seeds"
           f" ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
     print(summary.round(3).to_string())

@@ -436,11 +436,15 @@ def test_a_model_that_sees_the_finding_loses_logit_without_it(tiny_phantom):
 
 
 def test_probe_checks_and_layer_resolution_on_a_real_probe_set(tmp_path):
-    write_probes(tmp_path, per_label=1, image_size=64, seed=0, labels=("Lung Lesion", "Cardiomegaly"))
+    write_probes(tmp_path, per_label=2, image_size=64, seed=0, labels=("Lung Lesion", "Cardiomegaly"))
     probes = load_probes(tmp_path)
     records = image_checks.probe_checks(split_head_image_model(), probes, 64)
-    assert list(records["label"]) == ["Lung Lesion", "Cardiomegaly"] and set(records["source"]) == {"probe"}
-    assert list(records["layer"]) == ["layer2", "layer3"]
+    assert list(records["label"]) == ["Lung Lesion"] * 2 + ["Cardiomegaly"] * 2 and set(records["source"]) == {"probe"}
+    # batched per label (the default) or one probe at a time: the same detection and the same maps
+    one_by_one = image_checks.probe_checks(split_head_image_model(), probes, 64, batch_size=1)
+    same = ["probe_id", "label", "drop", "hit", "hit_exact", "energy", "peak_y", "peak_x"]
+    pd.testing.assert_frame_equal(records[same], one_by_one[same], atol=1e-5)
+    assert list(records["layer"]) == ["layer2"] * 2 + ["layer3"] * 2
     assert records[["hit", "hit_random", "tolerance_share", "area_share"]].notna().all().all()
     resolution = layer_resolution(probes, 64)
     assert resolution["layer2"]["grid"] == 8 and resolution["layer4"]["grid"] == 2
@@ -583,3 +587,14 @@ def test_the_counterfactual_world_adds_a_twin_without_one_localised_finding(tmp_
     untouched = before[before["split"] != "train"]
     np.testing.assert_array_equal(cached[untouched["cache_index"].to_numpy()],
                                   open_image_cache(settings.artifacts_dir, 64)[untouched["cache_index"].to_numpy()])
+
+
+def test_bench_cam_shifts_moves_the_image_and_brings_its_map_back():
+    bench = load_bench("bench_cam_shifts")
+    image = torch.zeros(1, 1, 16, 16)
+    image[0, 0, 8, 5] = 1.0
+    moved = bench.shifted(image, 2, -3)
+    assert moved.shape == image.shape and moved[0, 0, 10, 2] == 1.0 and moved.sum() == 1.0  # down 2, left 3
+    assert torch.equal(bench.shifted(image, 0, 0), image)
+    back = bench.shifted_back(moved[:, 0].numpy(), 2, -3)  # a map of the moved image, in the original frame
+    assert back[0, 8, 5] == 1.0 and back.sum() == 1.0

@@ -7,8 +7,8 @@ the tiny BERT and its cached embeddings. Trains throw-away models with `text.fin
     python benchmarks/bench_text_finetune.py --artifacts artifacts/phantom [--seeds 1,2,42]
         [--configs mlp:constant:10,label_attention:constant:10,label_attention:warmup_linear:15] [--shap]
 
-Each config is head:schedule:epochs (`settings.text_finetune_head`, `text_finetune_schedule`,
-`text_finetune_epochs`), at the settings' peak rate.
+Each config is head:schedule:epochs[:peak rate] (`settings.text_finetune_head`, `text_finetune_schedule`,
+`text_finetune_epochs`, `text_finetune_lr`; the settings' peak rate when left out).
 With ``--shap`` (phantom only) each model is also explained as notebook 05 explains it: SHAP on
 ``settings.explain_studies`` test studies, top-3 words in the stating span / its sentence, and the
 sign under negation (``faithfulness.text_checks.shap_checks``). For each seed it prints the validation and
@@ -47,9 +47,12 @@ DEFAULT_CONFIGS = "mlp:constant:10,label_attention:constant:10,label_attention:w
 
 
 def parse_config(text: str) -> dict:
-    """"label_attention:warmup_linear:15" -> the three settings it names."""
-    head, schedule, epochs = text.split(":")
-    return {"text_finetune_head": head, "text_finetune_schedule": schedule, "text_finetune_epochs": int(epochs)}
+    """"label_attention:warmup_linear:15[:5e-4]" -> the settings it names (the peak rate only when given)."""
+    head, schedule, epochs, *rate = text.split(":")
+    if len(rate) > 1:
+        raise ValueError(f"a config is head:schedule:epochs[:peak rate], got {text!r}")
+    config = {"text_finetune_head": head, "text_finetune_schedule": schedule, "text_finetune_epochs": int(epochs)}
+    return {**config, "text_finetune_lr": float(rate[0])} if rate else config
 
 
 def scratch_folder(artifacts: Path) -> Path:

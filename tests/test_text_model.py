@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from benchmark_scripts import load_bench
 from transformers import BertModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -440,3 +441,14 @@ def test_exercise_check_accepts_the_solution_and_not_the_stub(capsys):
     assert "wrong order" in capsys.readouterr().out
     assert exercises.check_top_words(solutions.top_words, model)
     assert solutions.top_words(model, "Pleural Effusion", 3) == [w for w, _ in model.top_words("Pleural Effusion", 3)]
+
+
+def test_bench_text_finetune_reads_its_configs():
+    parse = load_bench("bench_text_finetune").parse_config
+    assert parse("label_attention:warmup_linear:15") == {
+        "text_finetune_head": "label_attention", "text_finetune_schedule": "warmup_linear", "text_finetune_epochs": 15}
+    assert parse("mlp:constant:10:5e-4")["text_finetune_lr"] == 5e-4
+    with pytest.raises(ValueError, match="head:schedule:epochs"):
+        parse("mlp:constant:10:5e-4:extra")
+    settings = dataclasses.replace(load_settings(profile="phantom", fast=True), **parse("mlp:constant:3:1e-4"))
+    assert (settings.text_finetune_head, settings.text_finetune_epochs, settings.text_finetune_lr) == ("mlp", 3, 1e-4)

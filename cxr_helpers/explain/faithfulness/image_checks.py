@@ -149,7 +149,7 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer
     ``baselines`` (``gradcam.label_baselines`` of this model), also of each detected map minus its label's baseline.
 
     The probes of one label go through the model, the CAM and the random CAM in batches of
-    ``batch_size`` (the same maps as one image at a time, several times faster on a CPU); one
+    ``batch_size`` (the same maps as one image at a time, about twice as fast on a CPU); one
     record per probe with a visible mask, in the probe table's order.
     """
     tolerance = tolerance_pixels(size)

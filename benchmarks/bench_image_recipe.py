@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_test_studies import share  # a sibling script: benchmarks/ is on the path when run as a script
 
 from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import load_split_datasets
@@ -32,8 +33,6 @@ from cxr_helpers.evaluation import truth_figures, truth_table
 from cxr_helpers.image_model import build_image_model
 from cxr_helpers.image_training import image_loaders
 from cxr_helpers.training import cpu_computes_bfloat16, fit, predict
-
-NEGATIVES = 40  # the baseline's training images per label, as notebook 05's default
 
 
 def parse_run(text: str) -> dict:
@@ -71,14 +70,13 @@ def map_scores(settings, model) -> dict:
     """Notebook 05's image-model checks on ``model``: probes and all test studies, localised findings."""
     from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
     from cxr_helpers.explain.faithfulness.report import image_baselines
-    from cxr_helpers.explain.faithfulness.scores import proportion_interval
     from cxr_helpers.explain.study import StudyExplainer
     from cxr_helpers.phantom.probes import ensure_probes
     from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
     explainer = StudyExplainer.from_settings(settings, roles=("image",), cache=False)
     explainer.models.get("image").load_state_dict(model.state_dict())
-    baselines = image_baselines(explainer, NEGATIVES)
+    baselines = image_baselines(explainer, settings.cam_baseline_negatives)
     truth = load_ground_truth(phantom_root(settings))
     probes = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label)
     parts = {"probes": probe_checks(explainer.models.get("image"), probes, settings.image_size, baselines=baselines),
@@ -89,9 +87,7 @@ def map_scores(settings, model) -> dict:
         detected = localised[localised["detected"].astype(bool)]
         row[f"{source} detected"] = round(len(detected) / max(len(localised), 1), 2)
         for column, title in (("hit", "pointing"), ("hit_baseline", "minus baseline")):
-            scored = detected[column].dropna()
-            low, high = proportion_interval(int(scored.sum()), len(scored))
-            row[f"{source} {title}"] = f"{scored.mean():.3f} [{low:.2f}, {high:.2f}] n={len(scored)}"
+            row[f"{source} {title}"] = share(detected[column], digits=3)
     return row
 
 

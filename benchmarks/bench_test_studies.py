@@ -36,13 +36,14 @@ from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 
-def share(outcomes: pd.Series) -> str:
-    """A 0/1 column's share of its non-NaN values with its Wilson interval, e.g. "0.46 [0.23, 0.71] (n=13)"."""
+def share(outcomes: pd.Series, digits: int = 2) -> str:
+    """A 0/1 column's share of its non-NaN values with its Wilson interval, e.g. "0.46 [0.23, 0.71] (n=13)"
+    (the share to ``digits`` decimals, the interval to two)."""
     scored = outcomes.dropna().astype(float)
     if scored.empty:
         return "-"
     low, high = proportion_interval(int(scored.sum()), len(scored))
-    return f"{scored.mean():.2f} [{low:.2f}, {high:.2f}] (n={len(scored)})"
+    return f"{scored.mean():.{digits}f} [{low:.2f}, {high:.2f}] (n={len(scored)})"
 
 
 def with_co_findings(records: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from benchmark_scripts import BENCHMARKS, load_bench
+from benchmark_scripts import load_bench
 from explain_factory import REPORT, split_head_image_model, tiny_fusion, tiny_text_tools, xray
 
 import cxr_helpers.explain.faithfulness.image_checks as image_checks
@@ -555,11 +555,10 @@ def test_the_summary_counts_the_baseline_row_over_the_findings_it_scored():
     assert checks.loc["GradCAM pointing game (localised, layer2), map minus the label's baseline", "score"] == 0.6
 
 
-def test_the_counterfactual_world_adds_a_twin_without_one_localised_finding(tmp_path, monkeypatch):
+def test_the_counterfactual_world_adds_a_twin_without_one_localised_finding(tmp_path):
     from cxr_helpers.config import load_settings
     from cxr_helpers.prepare import ensure_phantom, load_cohort, open_image_cache, prepare_cohort
 
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # its sibling import
     bench = load_bench("bench_counterfactual_training")
     settings = load_settings(profile="phantom", fast=True, data_dir=tmp_path / "data" / "mimic-cxr-jpg",
                              reports_dir=tmp_path / "data" / "mimic-cxr-reports", artifacts_dir=tmp_path / "demo",

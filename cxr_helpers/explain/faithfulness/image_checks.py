@@ -159,13 +159,14 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer
         masks = {k: resize_mask(probes.masks[k], size) for k in table.index[table["label"] == label]}
         kept = [k for k, mask in masks.items() if mask.any()]
         how, name = cam_method_for(label, method), cam_layer_for(label, layer)
-        target, targets = model.cam_layer(name), [label_index(label)] * len(kept)
+        target = model.cam_layer(name)
         for start in range(0, len(kept), batch_size):
             chunk = kept[start : start + batch_size]
             drops = logit_drops(model, [probes.images[k] for k in chunk], [probes.without[k] for k in chunk], label, size)
             images = model_inputs([probes.images[k] for k in chunk], size)  # (B, 1, S, S)
-            cams = compute_cams(model, target, images, targets[: len(chunk)], how)
-            random_cams = compute_cams(model, target, images, targets[: len(chunk)], RANDOM_CAM)
+            targets = [label_index(label)] * len(chunk)
+            cams = compute_cams(model, target, images, targets, how)
+            random_cams = compute_cams(model, target, images, targets, RANDOM_CAM)
             for k, drop, cam, random_cam in zip(chunk, drops, cams, random_cams, strict=True):
                 detected = bool(drop > DETECTION_DROP)
                 baseline = baselines(label) if baselines is not None and detected else None

@@ -66,8 +66,9 @@ def train_and_score(settings, folder: Path, name: str) -> tuple[dict, torch.nn.M
     return row, model
 
 
-def map_scores(settings, model) -> dict:
-    """Notebook 05's image-model checks on ``model``: probes and all test studies, localised findings."""
+def map_scores(settings, model, studies: int = 0, road_limit: int = 0) -> dict:
+    """Notebook 05's image-model checks on ``model`` (an image model or an ``ImageEnsemble``): probes and the
+    first ``studies`` test studies (0: all), localised findings; ROAD on ``road_limit`` findings (0: none)."""
     from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
     from cxr_helpers.explain.faithfulness.report import image_baselines
     from cxr_helpers.explain.study import StudyExplainer
@@ -75,12 +76,13 @@ def map_scores(settings, model) -> dict:
     from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
     explainer = StudyExplainer.from_settings(settings, roles=("image",), cache=False)
-    explainer.models.get("image").load_state_dict(model.state_dict())
+    explainer.models.image = model.eval()
     baselines = image_baselines(explainer, settings.cam_baseline_negatives)
     truth = load_ground_truth(phantom_root(settings))
     probes = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label)
     parts = {"probes": probe_checks(explainer.models.get("image"), probes, settings.image_size, baselines=baselines),
-             "test": study_checks(explainer, truth, explainer.study_ids("test"), "image", baselines=baselines)}
+             "test": study_checks(explainer, truth, explainer.study_ids("test")[: studies or None], "image",
+                                  baselines=baselines, road_limit=road_limit)}
     row = {}
     for source, records in parts.items():
         localised = records[records["extent"] == "localised"]

@@ -93,6 +93,7 @@ class Settings:
     explain_studies: int = 50
     probes_per_label: int = 30  # phantom probe set: fresh images with one finding each (notebook 05)
     cam_baseline_negatives: int = 40  # training images the labels call negative, per label: its baseline map (05)
+    image_ensemble: int = 1  # > 1: notebook 02 also trains image models with seeds seed+1, ...; 05 scores their mean map
 
     def describe(self) -> str:
         """A readable multi-line listing, printed by every notebook's setup cell."""
@@ -170,6 +171,7 @@ ENV_VARS = {
     "CXR_FUSION_E2E_EPOCHS": ("fusion_end_to_end_epochs", int),
     "CXR_CONV1_INIT": ("conv1_init", str),
     "CXR_MIXED_PRECISION": ("mixed_precision", lambda raw: _truthy(raw)),
+    "CXR_IMAGE_ENSEMBLE": ("image_ensemble", int),
 }
 
 
@@ -229,6 +231,7 @@ def _validate(s: Settings) -> None:
         (s.conv1_init in ("rgb_sum", "random"), f"conv1_init must be 'rgb_sum' or 'random', got {s.conv1_init!r}"),
         (0 <= s.augment_shift < 0.5, f"augment_shift is a fraction of the side in [0, 0.5), got {s.augment_shift}"),
         (s.image_size >= 32, f"image_size must be at least 32 px, got {s.image_size}"),
+        (s.image_ensemble >= 1, f"image_ensemble counts image models (1: no ensemble), got {s.image_ensemble}"),
         (s.cam_baseline_negatives >= 0, f"cam_baseline_negatives must be 0 (no baseline maps) or more, got {s.cam_baseline_negatives}"),
         (abs(sum(s.split_fractions) - 1) < 1e-6, f"split_fractions must add up to 1, got {s.split_fractions}"),
     ]

@@ -90,6 +90,40 @@ class ImageClassifier(nn.Module):
         return self.backbone.fc(self.features(image))
 
 
+ENSEMBLE_NAME = "image_ensemble"  # its figures in metrics/image.json; its records in notebook 05's checks
+
+
+def member_names(size: int) -> list[str]:
+    """The checkpoint names of an ensemble's members beyond notebook 02's "image": image_member1, ..."""
+    return [f"image_member{i}" for i in range(1, int(size))]
+
+
+class ImageEnsemble(nn.Module):
+    """Several trained image models (say, one recipe with several seeds) as one: the mean of their logits.
+
+    Its class activation map is the mean of the members' maps, each computed on its own model and
+    scaled to [0, 1] first (``explain.gradcam.compute_cams``). How well one trained model's map
+    points varies widely between seeds of the same recipe; the mean map is steadier
+    (``benchmarks/bench_cam_ensemble.py``).
+    """
+
+    input_keys = ("image",)
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one image model")
+        self.members = nn.ModuleList(members)
+
+    def cam_layer(self, name: str = "layer4") -> list[nn.Module]:
+        """The stage ``name`` of every member, in member order."""
+        return [member.cam_layer(name) for member in self.members]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The members' mean logits (B, 14)."""
+        return torch.stack([member(image) for member in self.members]).mean(dim=0)
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Trainable, frozen and total parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

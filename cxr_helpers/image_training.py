@@ -2,20 +2,29 @@
 
 ``train_image`` trains the default model ("image"); under another name it trains a variant (the
 paper's blank policy, say) beside it, and ``label_policy_table`` compares them label by label.
+``train_image_ensemble`` trains more models of the same recipe with other seeds (``settings.image_ensemble``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import seed_everything
 from cxr_helpers.datasets import CohortImageDataset, load_split_datasets, make_loader
 from cxr_helpers.evaluation import record_results
-from cxr_helpers.image_model import build_image_model
+from cxr_helpers.image_model import (
+    ENSEMBLE_NAME,
+    ImageClassifier,
+    ImageEnsemble,
+    build_image_model,
+    member_names,
+)
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.metrics import read_metrics
 from cxr_helpers.training import fit
@@ -53,6 +62,38 @@ def train_image(settings, progress: bool = True, resume: bool = True, name: str 
     evaluation = {split: loaders[split] for split in ("train", "validate", "test")}
     results = record_results(model, evaluation, settings, "image", name)
     return {"model": model, "history": history, "metrics": results, "checkpoint": checkpoint_dir / f"{name}.pt"}
+
+
+def train_image_ensemble(settings, progress: bool = True, resume: bool = True) -> dict:
+    """The ensemble of ``settings.image_ensemble`` image models: notebook 02's "image" and more of its recipe.
+
+    Member i (``image_model.member_names``) is trained as ``train_image`` trains, with seed
+    ``settings.seed + i``; finished members are loaded, not retrained (``resume``). The ensemble
+    (``ImageEnsemble``: the mean logit) is scored into metrics/image.json as "image_ensemble", and
+    notebook 05 scores its mean map beside the single model's. Needs checkpoints/image.pt.
+    """
+    if settings.image_ensemble < 2:
+        raise ValueError(f"image_ensemble is {settings.image_ensemble}: set CXR_IMAGE_ENSEMBLE to 2 or more for an ensemble")
+    checkpoint_dir = Path(settings.artifacts_dir) / "checkpoints"
+    first_path = checkpoint_dir / "image.pt"
+    if not first_path.exists():
+        raise FileNotFoundError(f"{first_path} is missing: train notebook 02's image model first (train_image)")
+    first = ImageClassifier(dropout=settings.dropout, freeze_through="none")
+    load_checkpoint(first_path, first)
+    datasets = load_split_datasets(settings)
+    members = [first.eval()]
+    for offset, name in enumerate(member_names(settings.image_ensemble), start=1):
+        run = dataclasses.replace(settings, seed=settings.seed + offset)
+        loaders = image_loaders(run, datasets)
+        seed_everything(run.seed)
+        model = build_image_model(run)
+        fit(model, loaders["fit"], loaders["validate"], run, checkpoint_dir, name, resume, progress)
+        members.append(model.eval())
+    ensemble = ImageEnsemble(members).eval()
+    loaders = image_loaders(settings, datasets)
+    evaluation = {split: loaders[split] for split in ("train", "validate", "test")}
+    results = record_results(ensemble, evaluation, settings, "image", ENSEMBLE_NAME, baselines=False)
+    return {"model": ensemble, "metrics": results, "members": [checkpoint_dir / f"{n}.pt" for n in member_names(settings.image_ensemble)]}
 
 
 def label_policy_table(artifacts_dir: Path, names: Mapping[str, str], split: str = "test") -> pd.DataFrame:

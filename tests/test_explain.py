@@ -40,6 +40,7 @@ from cxr_helpers.explain.models import (
 )
 from cxr_helpers.explain.shap_text import explain_text, shap_report_html
 from cxr_helpers.explain.study import StudyExplainer, UnknownStudyError
+from cxr_helpers.image_model import ImageClassifier, ImageEnsemble
 from cxr_helpers.labels import label_index
 from cxr_helpers.text.finetune import build_text_classifier
 from cxr_helpers.text.heads import TextClassifier, TextHead
@@ -127,6 +128,32 @@ def test_one_target_per_image_in_a_batch():
     np.testing.assert_allclose(maps[1], alone_second, atol=1e-4)
     with pytest.raises(ValueError, match="one label per image"):
         compute_cams(model, model.cam_layer(), batch, [CARDIO])
+
+
+def test_an_ensemble_predicts_the_mean_logit_and_maps_the_mean_of_its_members_maps():
+    first = split_head_image_model()
+    torch.manual_seed(3)  # a random network whose Grad-CAM for the label is not all zero
+    second = ImageClassifier(freeze_through="layer2").eval()
+    ensemble = ImageEnsemble([first, second]).eval()
+    image = xray(96)
+    batch = torch.from_numpy(image)[None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(batch), (first(batch) + second(batch)) / 2)
+    for method in ("gradcam", "layercam"):
+        maps = [cams_for_labels(m, m.cam_layer("layer2"), image, ["Pleural Effusion"], method)["Pleural Effusion"]
+                for m in (first, second)]
+        mean = np.mean(maps, axis=0)
+        expected = (mean - mean.min()) / (mean.max() - mean.min())
+        got = cams_for_labels(ensemble, ensemble.cam_layer("layer2"), image, ["Pleural Effusion"], method)
+        np.testing.assert_allclose(got["Pleural Effusion"], expected, atol=1e-5)
+        assert not np.allclose(got["Pleural Effusion"], maps[0], atol=1e-3)  # the second member counts
+    alone = ImageEnsemble([first])
+    np.testing.assert_allclose(cam_for_label(alone, image, "Pleural Effusion"), cam_for_label(first, image, "Pleural Effusion"),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="at least one"):
+        ImageEnsemble([])
+    with pytest.raises(ValueError, match="one target layer per member"):
+        compute_cams(ensemble, ensemble.cam_layer()[:1], batch, [EFFUSION])
 
 
 def test_frozen_target_layer_still_gets_gradients_and_stays_frozen():

@@ -4,7 +4,9 @@ baselines, the span-to-word mapping, the randomisation test, and the whole run o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP, logit_dro
 from cxr_helpers.explain.faithfulness.figures import plot_checks, plot_randomisation
 from cxr_helpers.explain.faithfulness.randomisation import cascading_stages, head_stages, randomise_modules
 from cxr_helpers.explain.faithfulness.report import (
+    ENSEMBLE_MODEL,
     grad_cam_per_label,
     grad_cam_table,
     map_summary,
@@ -597,3 +600,41 @@ def test_bench_cam_shifts_moves_the_image_and_brings_its_map_back():
     assert torch.equal(bench.shifted(image, 0, 0), image)
     back = bench.shifted_back(moved[:, 0].numpy(), 2, -3)  # a map of the moved image, in the original frame
     assert back[0, 8, 5] == 1.0 and back.sum() == 1.0
+
+
+def test_bench_cam_ensemble_scores_each_model_then_the_ensembles_of_the_seeds_and_of_all():
+    bench = load_bench("bench_cam_ensemble")
+    demo, one, two = (torch.nn.Linear(1, 1) for _ in range(3))
+    named = bench.candidates(demo, {1: one, 2: two})
+    assert list(named) == ["demo model", "seed 1", "seed 2", "ensemble: seeds 1, 2", "ensemble: demo + seeds 1, 2"]
+    assert list(named["ensemble: seeds 1, 2"].members) == [one, two]
+    assert list(named["ensemble: demo + seeds 1, 2"].members) == [demo, one, two]
+    assert list(bench.candidates(demo, {1: one})) == ["demo model", "seed 1", "ensemble: demo + seeds 1"]
+
+
+# ----------------------------------------------------------------------------- the image ensemble (CXR_IMAGE_ENSEMBLE)
+@pytest.fixture()
+def ensemble_settings(explain_settings, tmp_path):
+    """A copy of the tiny artifacts folder (the tests below write checkpoints and metrics into it)."""
+    shutil.copytree(explain_settings.artifacts_dir, tmp_path / "artifacts")
+    return dataclasses.replace(explain_settings, artifacts_dir=tmp_path / "artifacts", image_ensemble=2)
+
+
+def test_an_ensemble_of_two_copies_of_the_image_model_scores_as_the_image_model(ensemble_settings, monkeypatch):
+    checkpoints = ensemble_settings.artifacts_dir / "checkpoints"
+    with pytest.raises(FileNotFoundError, match="CXR_IMAGE_ENSEMBLE=2"):
+        StudyExplainer.from_settings(ensemble_settings, cache=False)  # no member trained yet: says how
+    shutil.copy(checkpoints / "image.pt", checkpoints / "image_member1.pt")  # a second member equal to the first
+    detected_everywhere(monkeypatch)
+    explainer = StudyExplainer.from_settings(ensemble_settings, cache=False)
+    assert len(explainer.models.image_ensemble.members) == 2
+    result = run_faithfulness(ensemble_settings, explainer, probes=False, randomisation_studies=1, write=False,
+                              progress=False)
+    single = result.maps[result.maps["model"] == "image"].reset_index(drop=True)
+    ensemble = result.maps[result.maps["model"] == ENSEMBLE_MODEL].reset_index(drop=True)
+    assert len(ensemble) == len(single) == 8
+    same = ["study_id", "label", "detected", "hit", "hit_exact", "peak_y", "peak_x"]
+    pd.testing.assert_frame_equal(ensemble[same], single[same])  # the mean of two equal maps is the map
+    np.testing.assert_allclose(ensemble["energy"], single["energy"], atol=1e-5)
+    assert set(result.summary["grad_cam"]["test"]) == {"image", "fusion", ENSEMBLE_MODEL}
+    assert ENSEMBLE_MODEL in set(grad_cam_table(result.summary)["model"])

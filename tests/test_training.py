@@ -1,5 +1,6 @@
 """The shared fit loop: checkpoints, exact resume, skipping a finished run, prediction files, train_image."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,8 @@ from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.evaluation import save_predictions
-from cxr_helpers.image_training import train_image
+from cxr_helpers.image_model import build_image_model
+from cxr_helpers.image_training import train_image, train_image_ensemble
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.training import History, fit, load_history, lr_factor, predict
 
@@ -239,6 +241,29 @@ def test_train_image_writes_metrics_baselines_and_test_predictions(tmp_path):
     predictions = pd.read_csv(tmp_path / "predictions" / "image_test.csv")
     assert len(predictions) == models["image"]["test"]["n"]
     assert torch.load(tmp_path / "checkpoints" / "image.pt", weights_only=True)["meta"]["name"] == "image"
+
+
+def test_the_image_ensemble_adds_models_of_the_next_seeds_and_scores_their_mean(tmp_path):
+    write_artifacts(tmp_path)
+    settings = load_settings(profile="phantom", fast=True, artifacts_dir=tmp_path, image_size=SIZE, epochs=1, batch_size=8,
+                             image_ensemble=3)
+    with pytest.raises(FileNotFoundError, match="image.pt"):
+        train_image_ensemble(settings, progress=False)  # notebook 02's own model comes first
+    train_image(settings, progress=False)
+    outcome = train_image_ensemble(settings, progress=False)
+    assert outcome["members"] == [tmp_path / "checkpoints" / f"image_member{i}.pt" for i in (1, 2)]
+    members = outcome["model"].members
+    assert len(members) == 3 and all(path.exists() for path in outcome["members"])
+    second = build_image_model(settings)
+    second.load_state_dict(torch.load(outcome["members"][0], weights_only=True)["state_dict"])
+    assert all(torch.equal(a, b) for a, b in zip(second.state_dict().values(), members[1].state_dict().values(), strict=True))
+    assert not torch.equal(members[0].backbone.conv1.weight, members[1].backbone.conv1.weight)  # other seeds
+    assert not torch.equal(members[1].backbone.conv1.weight, members[2].backbone.conv1.weight)
+    models = json.loads((tmp_path / "metrics" / "image.json").read_text())["models"]
+    assert {"image", "image_ensemble"} <= set(models) and models["image_ensemble"]["test"]["n"] == models["image"]["test"]["n"]
+    assert models["image_ensemble"]["test"]["macro_auroc"] != models["image"]["test"]["macro_auroc"]
+    with pytest.raises(ValueError, match="CXR_IMAGE_ENSEMBLE"):
+        train_image_ensemble(dataclasses.replace(settings, image_ensemble=1))
 
 
 def test_results_table_orders_model_baselines_then_paper(tmp_path):

@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import pytorch_grad_cam
 import torch
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cxr_helpers.config import CAM_LAYER_NAMES, seeded_numpy
+from cxr_helpers.image_model import ImageEnsemble
 from cxr_helpers.labels import label_index
 
 # Names users pick (settings.cam_method, the browser's dropdown) -> pytorch_grad_cam classes.
@@ -139,6 +141,8 @@ def compute_cams(
         raise ValueError(f"images must be (B, C, S, S), got shape {tuple(images.shape)}")
     if len(label_indices) != images.shape[0]:
         raise ValueError(f"one label per image: got {len(label_indices)} labels for {images.shape[0]} images")
+    if isinstance(model, ImageEnsemble):
+        return ensemble_cams(model, target_layer, images, label_indices, method)
     method = cam_method_name(method)
     device = next(model.parameters()).device
     targets = [ClassifierOutputTarget(int(i)) for i in label_indices]
@@ -154,6 +158,21 @@ def compute_cams(
     finally:
         model.train(was_training)
     return np.asarray(maps, dtype=np.float32)
+
+
+def ensemble_cams(ensemble: ImageEnsemble, target_layers: Sequence[nn.Module], images: torch.Tensor,
+                  label_indices: Sequence[int], method: str = "gradcam") -> np.ndarray:
+    """An ensemble's CAMs (B, S, S) in [0, 1]: each member's map on its own logits, averaged, scaled again.
+
+    One member at a time (pytorch-grad-cam's own multi-layer mode would pair the members' activations
+    and gradients by hook order, which autograd does not promise for parallel branches).
+    """
+    members = list(ensemble.members)
+    if len(target_layers) != len(members):
+        raise ValueError(f"one target layer per member: got {len(target_layers)} for {len(members)} members")
+    maps = [compute_cams(member, layer, images, label_indices, method)
+            for member, layer in zip(members, target_layers, strict=True)]
+    return np.asarray(scale_cam_image(np.mean(maps, axis=0)), dtype=np.float32)
 
 
 def cams_for_labels(

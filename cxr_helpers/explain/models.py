@@ -20,7 +20,7 @@ from cxr_helpers.artifacts import MADE_BY, file_stamp, read_json
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import pick_device
 from cxr_helpers.fusion.build import load_fusion_model
-from cxr_helpers.image_model import ImageClassifier
+from cxr_helpers.image_model import ImageClassifier, ImageEnsemble, member_names
 from cxr_helpers.text.embeddings import embeddings_paths, load_text_encoder
 from cxr_helpers.text.encoder import compute_embeddings, text_pooling
 from cxr_helpers.text.finetune import classifier_name, load_text_classifier
@@ -36,6 +36,7 @@ class LoadedModels:
     """The trained models a StudyExplainer explains, with their checkpoint names and fingerprints."""
 
     image: nn.Module | None = None  # image_model.ImageClassifier
+    image_ensemble: nn.Module | None = None  # image_model.ImageEnsemble: "image" and its members (settings.image_ensemble)
     text: nn.Module | None = None  # text.heads.TextClassifier (trained end to end), else a TextHead on frozen embeddings
     fusion: nn.Module | None = None  # fusion.FusionModel
     tokenizer: object = None  # the text encoder's tokenizer
@@ -111,6 +112,8 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
         load_checkpoint(path, models.image)
         models.image.to(device).eval()
         models.names["image"], models.fingerprints["image"] = "image", file_stamp(path)
+        if getattr(settings, "image_ensemble", 1) > 1:
+            models.image_ensemble = load_image_ensemble(settings, models.image, checkpoints, device)
     if "text" in roles:
         load_text_model(models, settings, checkpoints, device)
     if models.fusion is not None and "text" in roles and not models.fusion.end_to_end:
@@ -121,6 +124,21 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
             tokenizer, encoder = load_text_encoder(meta["text_model"], settings, progress=False)
         models.fusion.attach_text_tools(tokenizer, encoder.to(device).eval(), meta["max_text_length"])
     return models
+
+
+def load_image_ensemble(settings, first: nn.Module, checkpoints: Path, device: torch.device) -> ImageEnsemble:
+    """``first`` (notebook 02's image model) and the members ``train_image_ensemble`` trained, as one ensemble."""
+    members = [first]
+    for name in member_names(settings.image_ensemble):
+        path = checkpoints / f"{name}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: CXR_IMAGE_ENSEMBLE={settings.image_ensemble} asks for "
+                                    f"{settings.image_ensemble} image models, trained by notebook 02 "
+                                    "(image_training.train_image_ensemble); run it with the same setting first.")
+        member = ImageClassifier(dropout=settings.dropout, freeze_through="none")
+        load_checkpoint(path, member)
+        members.append(member.to(device).eval())
+    return ImageEnsemble(members).eval()
 
 
 def load_text_model(models: LoadedModels, settings, checkpoints: Path, device: torch.device) -> None:

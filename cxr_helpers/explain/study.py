@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -90,6 +91,14 @@ class StudyExplainer:
                    shap_max_evals=settings.shap_max_evals, top_k=settings.top_k_labels,
                    cam_method=settings.cam_method, cam_layer=settings.cam_layer,
                    baseline_negatives=settings.cam_baseline_negatives)
+
+    def with_image_model(self, model: nn.Module) -> StudyExplainer:
+        """A copy that explains ``model`` (an ``ImageEnsemble``, say) as its image model, with its own
+        in-memory caches (this explainer's disk cache holds the other model's maps)."""
+        models = dataclasses.replace(self.models, image=model, image_ensemble=None)
+        return StudyExplainer(self.cohort, self.images, models, self.text_setting, ExplanationCache(), self.max_length,
+                              self.pooling, self.batch_size, self.shap_max_evals, self.top_k, self.cam_method,
+                              self.cam_layer, self.baseline_negatives)
 
     # -- studies
     def example_study(self, split: str = "test", role: str = "fusion", search: int = 50) -> int:

@@ -108,18 +108,18 @@ def test_cases(explainer, truth: GroundTruth, studies: Sequence[int]) -> pd.Data
 
 def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: str = "image",
                  method: str = "auto", layer: str = "auto", progress: bool = False,
-                 baselines: Baselines | None = None) -> pd.DataFrame:
+                 baselines: Baselines | None = None, road_limit: int = ROAD_LIMIT) -> pd.DataFrame:
     """Detection and map scores for every visible present finding of the studies, for one model (role).
 
     ``baselines`` (``gradcam.label_baselines`` of this role's model): also score each detected
-    finding's map minus its label's baseline.
+    finding's map minus its label's baseline. ROAD scores the first ``road_limit`` detected findings.
     """
     cases = test_cases(explainer, truth, studies)
     size = int(explainer.images.shape[-1])
     tolerance = tolerance_pixels(size)
     drops = study_drops(lambda study_id: explainer.cam_model(study_id, role)[0], truth.root.parent, cases, size)
     masks = {(case.dicom_id, case.label): truth.mask(case.dicom_id, case.label, size) for case in cases.itertuples()}
-    records, road_left = [], ROAD_LIMIT
+    records, road_left = [], road_limit
     for case, drop in tqdm(list(zip(cases.itertuples(index=False), drops, strict=True)),
                            desc=f"Grad-CAM checks ({role})", disable=not progress):
         how, name = cam_method_for(case.label, method), cam_layer_for(case.label, layer)

@@ -1,7 +1,8 @@
 """All faithfulness checks, summarised into ``metrics/faithfulness.json`` and read back as tables.
 
 ``run_faithfulness`` runs, on the phantom: Grad-CAM on the probe set (the image model) and on the
-first ``settings.explain_studies`` test studies (the image model and the fusion model), scored
+first ``settings.explain_studies`` test studies (the image model and the fusion model; with
+``settings.image_ensemble`` > 1 also the image ensemble, as model "image ensemble"), scored
 only where the model detects the finding; SHAP on those studies' reports (the text model and the
 fusion model); the randomisation test; and the resolution each CAM layer allows at best. Every
 score sits beside its random baseline, per finding extent (localised / global) and per label.
@@ -41,6 +42,7 @@ from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 MAP_COLUMNS = ("hit", "hit_random", "tolerance_share", "hit_exact", "hit_exact_random", "area_share", "energy",
                "energy_random", "hit_baseline", "hit_exact_baseline", "road", "road_random")
 RECORDS_FILE = "faithfulness_records.csv"
+ENSEMBLE_MODEL = "image ensemble"  # the records of the image ensemble (settings.image_ensemble > 1)
 
 
 @dataclass
@@ -140,6 +142,21 @@ def image_baselines(explainer: StudyExplainer, negatives: int, method: str = AUT
     return functools.partial(explainer.baseline_map, method=method, negatives=negatives)
 
 
+def ensemble_checks(explainer: StudyExplainer, truth, studies: Sequence[int], probe_set, negatives: int,
+                    method: str = AUTO, progress: bool = False) -> list[pd.DataFrame]:
+    """The image checks (test studies, probes) again for the explainer's image ensemble, as model "image ensemble".
+
+    Detection by the ensemble's mean logit, maps the mean of its members' maps, baselines its own.
+    """
+    ensemble = explainer.with_image_model(explainer.models.image_ensemble)
+    baselines = image_baselines(ensemble, negatives, method)
+    parts = [study_checks(ensemble, truth, studies, "image", method, ensemble.cam_layer, progress, baselines)]
+    if probe_set is not None:
+        parts.append(probe_checks(ensemble.models.image, probe_set, int(ensemble.images.shape[-1]), method,
+                                  ensemble.cam_layer, progress, baselines))
+    return [part.assign(model=ENSEMBLE_MODEL) for part in parts]
+
+
 def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies: Sequence[int] | None = None,
                      probes: bool = True, randomisation_studies: int | None = None, write: bool = True,
                      progress: bool = True) -> FaithfulnessResult:
@@ -156,6 +173,8 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
     if probe_set is not None and explainer.has("image"):
         parts.append(probe_checks(explainer.models.get("image"), probe_set, size, method, explainer.cam_layer,
                                   progress, baselines))
+    if explainer.models.image_ensemble is not None:
+        parts += ensemble_checks(explainer, truth, studies, probe_set, settings.cam_baseline_negatives, method, progress)
     maps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     top_k, mentions = {}, {}
     for role in (r for r in SHAP_ROLES if explainer.has(r)):

@@ -352,8 +352,8 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_la
 # ## 11. One model, or several of the same recipe (optional)
 #
 # Train the same recipe with another seed and you get another model: about as good (test macro
-# AUROC against the truth 0.85-0.87 over four seeds on the default phantom), but its Grad-CAM points
-# elsewhere (notebook 05: pointing at the probes' small findings from 0.61 to 0.91 of the time, by seed).
+# AUROC against the truth 0.85-0.88 over seven seeds on the default phantom), but its Grad-CAM points
+# elsewhere (notebook 05: pointing at the probes' small findings from 0.57 to 0.91 of the time, by seed).
 # With `CXR_IMAGE_ENSEMBLE=K` this cell trains K-1 more image models with seeds `seed + 1`, ..., and
 # scores the ensemble (the mean of their logits) as `image_ensemble`; notebook 05 then scores its map,
 # the mean of the members' maps, beside this model's. Off by default: it multiplies this notebook's

@@ -486,6 +486,13 @@ if on_phantom:
 # recipe and the seed (`benchmarks/bench_image_recipe.py --maps`, README) pointed at the localised
 # probe findings 0.61-0.91 of the time (minus the baseline 0.69-0.95) and at all 101 test studies'
 # 0.37-0.77. A map's faithfulness is a property of one trained model: check the model you explain.
+# Or average several: with `CXR_IMAGE_ENSEMBLE=4` notebook 02 trains three more models of the recipe
+# (seeds 43-45 by default), and the checks above also score the ensemble ("image ensemble": detection
+# by the mean logit, the map the mean of the four maps). On the default phantom its map pointed at the
+# localised probe findings 0.82 of the time (minus the baseline 0.92), where its four members scored
+# 0.57-0.79, and at all 101 test studies' 0.72 (0.80), members 0.48-0.66
+# (`benchmarks/bench_cam_ensemble.py`). Four times the training for a map that no longer depends on
+# one seed's luck.
 # It is a different explanation from the
 # paper's Grad-CAM, and it needs labelled normal chests, but no ground truth: it works on real data.
 # Here is the example finding's map, its label's baseline, and their difference:

@@ -462,7 +462,8 @@ if on_phantom:
 # severities and filler words instead (span 0.48, one run; not kept). Nor training on reports with
 # words masked as SHAP masks them (span 0.67 with 15% masked, 0.54 with 30%). And this text model is
 # the best of four seeds: the same recipe with seeds 1, 2 and 3 reached test AUROC 0.95, 0.93, 0.95
-# and span 0.50, 0.40, 0.54 (`benchmarks/bench_text_finetune.py --shap`). The same encoder with one mean-pooled vector
+# and span 0.50, 0.40, 0.54 (`benchmarks/bench_text_finetune.py --shap`); explaining the four models'
+# mean logit gave 0.56: unlike the maps, the span misses are not one seed's luck. The same encoder with one mean-pooled vector
 # per report (the previous default) read worse (test macro AUROC 0.94 against 0.995) and explained
 # worse: span 0.33, sign 0.81, and top words taken from *other* findings' sentences. An
 # explanation can only be as right as the model is.

@@ -9,7 +9,8 @@ How well one trained image model's maps point varies widely between seeds of the
 the label's baseline; localised findings, detected ones) the demo's own image model, each seed's model,
 and ``ImageEnsemble``s: the seeds' models together, and the demo's model with them. An ensemble detects
 with its mean logit and maps with the mean of its members' maps. Probes and the first ``--studies`` test
-studies (0: all). ``--keep DIR`` saves each seed's weights there and reuses them on the next run.
+studies (0: all). ``--keep DIR`` saves each seed's weights there (``seed<N>.pt``, beside the training run's own
+checkpoints) and reuses them on the next run.
 Needs the artifacts of ``make demo`` (its image model) and the phantom's ground truth; writes nothing else.
 """
 
@@ -76,7 +77,7 @@ def main() -> None:
         rows = []
         for name, model in candidates(demo, trained).items():
             began = time.perf_counter()
-            row = {"model": name, **map_scores(settings, model, args.studies), "check s": 0.0}
+            row = {"model": name, **map_scores(settings, model, args.studies)}
             row["check s"] = round(time.perf_counter() - began)
             print(row, flush=True)
             rows.append(row)

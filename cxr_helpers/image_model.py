@@ -90,7 +90,7 @@ class ImageClassifier(nn.Module):
         return self.backbone.fc(self.features(image))
 
 
-ENSEMBLE_NAME = "image_ensemble"  # its figures in metrics/image.json; its records in notebook 05's checks
+ENSEMBLE_NAME = "image_ensemble"  # the ensemble's figures in metrics/image.json
 
 
 def member_names(size: int) -> list[str]:

@@ -89,7 +89,8 @@ def train_image_ensemble(settings, progress: bool = True, resume: bool = True) -
         model = build_image_model(run)
         fit(model, loaders["fit"], loaders["validate"], run, checkpoint_dir, name, resume, progress)
         members.append(model.eval())
-    ensemble = ImageEnsemble(members).eval()
+    device = next(members[-1].parameters()).device  # where fit trained (a GPU, say); the first was loaded on the CPU
+    ensemble = ImageEnsemble(members).to(device).eval()
     loaders = image_loaders(settings, datasets)
     evaluation = {split: loaders[split] for split in ("train", "validate", "test")}
     results = record_results(ensemble, evaluation, settings, "image", ENSEMBLE_NAME, baselines=False)

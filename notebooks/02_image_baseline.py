@@ -356,12 +356,12 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_la
 # elsewhere (notebook 05: pointing at the probes' small findings from 0.57 to 0.91 of the time, by seed).
 # With `CXR_IMAGE_ENSEMBLE=K` this cell trains K-1 more image models with seeds `seed + 1`, ..., and
 # scores the ensemble (the mean of their logits) as `image_ensemble`; notebook 05 then scores its map,
-# the mean of the members' maps, beside this model's. Off by default: it multiplies this notebook's
-# training time by K.
+# the mean of the members' maps, beside this model's. Off by default: each extra model costs as much
+# training as this notebook's first (about 90 s on a 2-core laptop CPU with bfloat16).
 
 # %%
 if settings.image_ensemble > 1:
-    ensemble_run = train_image_ensemble(settings)
+    train_image_ensemble(settings)
     display(readme_table(settings.metrics_dir, include_paper=False).query("stage == 'image'").drop(columns="stage").round(3))
 else:
     print(f"CXR_IMAGE_ENSEMBLE is {settings.image_ensemble}: one image model. With 4, this cell trains three more "

@@ -620,21 +620,35 @@ def ensemble_settings(explain_settings, tmp_path):
     return dataclasses.replace(explain_settings, artifacts_dir=tmp_path / "artifacts", image_ensemble=2)
 
 
-def test_an_ensemble_of_two_copies_of_the_image_model_scores_as_the_image_model(ensemble_settings, monkeypatch):
-    checkpoints = ensemble_settings.artifacts_dir / "checkpoints"
-    with pytest.raises(FileNotFoundError, match="CXR_IMAGE_ENSEMBLE=2"):
-        StudyExplainer.from_settings(ensemble_settings, cache=False)  # no member trained yet: says how
-    shutil.copy(checkpoints / "image.pt", checkpoints / "image_member1.pt")  # a second member equal to the first
-    detected_everywhere(monkeypatch)
-    explainer = StudyExplainer.from_settings(ensemble_settings, cache=False)
+def ensemble_maps(settings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The single image model's and the ensemble's test-study records from ``run_faithfulness`` (disk cache on)."""
+    explainer = StudyExplainer.from_settings(settings)  # the single model's maps are cached on disk
     assert len(explainer.models.image_ensemble.members) == 2
-    result = run_faithfulness(ensemble_settings, explainer, probes=False, randomisation_studies=1, write=False,
-                              progress=False)
+    result = run_faithfulness(settings, explainer, probes=False, randomisation_studies=1, write=False, progress=False)
     single = result.maps[result.maps["model"] == "image"].reset_index(drop=True)
-    ensemble = result.maps[result.maps["model"] == ENSEMBLE_MODEL].reset_index(drop=True)
+    return single, result.maps[result.maps["model"] == ENSEMBLE_MODEL].reset_index(drop=True), result.summary
+
+
+def test_the_image_ensemble_is_scored_beside_the_image_model_from_its_own_maps(ensemble_settings, monkeypatch):
+    checkpoints = ensemble_settings.artifacts_dir / "checkpoints"
+    with pytest.warns(UserWarning, match="CXR_IMAGE_ENSEMBLE=2"):  # no member trained yet: says how, works without
+        explainer = StudyExplainer.from_settings(ensemble_settings, cache=False)
+    assert explainer.models.image_ensemble is None and explainer.has("image")
+    detected_everywhere(monkeypatch)
+    shutil.copy(checkpoints / "image.pt", checkpoints / "image_member1.pt")  # a second member equal to the first
+    single, ensemble, summary = ensemble_maps(ensemble_settings)
     assert len(ensemble) == len(single) == 8
     same = ["study_id", "label", "detected", "hit", "hit_exact", "peak_y", "peak_x"]
     pd.testing.assert_frame_equal(ensemble[same], single[same])  # the mean of two equal maps is the map
     np.testing.assert_allclose(ensemble["energy"], single["energy"], atol=1e-5)
-    assert set(result.summary["grad_cam"]["test"]) == {"image", "fusion", ENSEMBLE_MODEL}
-    assert ENSEMBLE_MODEL in set(grad_cam_table(result.summary)["model"])
+    assert set(summary["grad_cam"]["test"]) == {"image", "fusion", ENSEMBLE_MODEL}
+    assert ENSEMBLE_MODEL in set(grad_cam_table(summary)["model"])
+    saved = torch.load(checkpoints / "image.pt", weights_only=True)  # now a member that differs
+    generator = torch.Generator().manual_seed(0)
+    for key, value in saved["state_dict"].items():
+        if key.startswith("backbone.layer1") and value.is_floating_point() and value.ndim == 4:
+            value.add_(0.5 * value.std() * torch.randn(value.shape, generator=generator))
+    torch.save(saved, checkpoints / "image_member1.pt")
+    single_again, ensemble, _ = ensemble_maps(ensemble_settings)  # the single model's maps from the disk cache
+    np.testing.assert_allclose(single_again["energy"], single["energy"], atol=1e-6)
+    assert np.abs(ensemble["energy"].to_numpy() - single["energy"].to_numpy()).max() > 1e-3  # its own maps

@@ -9,6 +9,7 @@ what SHAP explains.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -126,15 +127,17 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
     return models
 
 
-def load_image_ensemble(settings, first: nn.Module, checkpoints: Path, device: torch.device) -> ImageEnsemble:
-    """``first`` (notebook 02's image model) and the members ``train_image_ensemble`` trained, as one ensemble."""
+def load_image_ensemble(settings, first: nn.Module, checkpoints: Path, device: torch.device) -> ImageEnsemble | None:
+    """``first`` (notebook 02's image model) and the members ``train_image_ensemble`` trained, as one ensemble;
+    None, with a warning naming the missing file, when a member was not trained (everything else works without)."""
     members = [first]
     for name in member_names(settings.image_ensemble):
         path = checkpoints / f"{name}.pt"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: CXR_IMAGE_ENSEMBLE={settings.image_ensemble} asks for "
-                                    f"{settings.image_ensemble} image models, trained by notebook 02 "
-                                    "(image_training.train_image_ensemble); run it with the same setting first.")
+            warnings.warn(f"{path} is missing: CXR_IMAGE_ENSEMBLE={settings.image_ensemble} asks for "
+                          f"{settings.image_ensemble} image models, trained by notebook 02 (section 11) with the same "
+                          "setting; until then the checks score the single image model only.", stacklevel=3)
+            return None
         member = ImageClassifier(dropout=settings.dropout, freeze_through="none")
         load_checkpoint(path, member)
         members.append(member.to(device).eval())

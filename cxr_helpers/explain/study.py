@@ -96,9 +96,10 @@ class StudyExplainer:
         """A copy that explains ``model`` (an ``ImageEnsemble``, say) as its image model, with its own
         in-memory caches (this explainer's disk cache holds the other model's maps)."""
         models = dataclasses.replace(self.models, image=model, image_ensemble=None)
-        return StudyExplainer(self.cohort, self.images, models, self.text_setting, ExplanationCache(), self.max_length,
-                              self.pooling, self.batch_size, self.shap_max_evals, self.top_k, self.cam_method,
-                              self.cam_layer, self.baseline_negatives)
+        return StudyExplainer(self.cohort, self.images, models, text_setting=self.text_setting, cache=ExplanationCache(),
+                              max_length=self.max_length, pooling=self.pooling, batch_size=self.batch_size,
+                              shap_max_evals=self.shap_max_evals, top_k=self.top_k, cam_method=self.cam_method,
+                              cam_layer=self.cam_layer, baseline_negatives=self.baseline_negatives)
 
     # -- studies
     def example_study(self, split: str = "test", role: str = "fusion", search: int = 50) -> int:

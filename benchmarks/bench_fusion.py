@@ -24,10 +24,11 @@ import torch
 
 from cxr_helpers.config import load_settings, pick_device, seed_everything
 from cxr_helpers.datasets import load_split_datasets, make_loader
-from cxr_helpers.fusion.build import build_fusion_model, load_image_encoder
+from cxr_helpers.fusion.build import build_fusion_model
 from cxr_helpers.fusion.tables import comparison_table, epoch_seconds_table, leakage_table, reliance_table
 from cxr_helpers.fusion.train import FROZEN_ENCODERS_LR, train_fusion
 from cxr_helpers.fusion.trunk_cache import CachedImageDataset, cache_image_trunks
+from cxr_helpers.image_model import load_image_encoder
 from cxr_helpers.metrics import masked_bce
 from cxr_helpers.text.finetune import tokenize_texts
 

@@ -69,22 +69,18 @@ def train_and_score(settings, folder: Path, name: str) -> tuple[dict, torch.nn.M
 def map_scores(settings, model, studies: int = 0, road_limit: int = 0) -> dict:
     """Notebook 05's image-model checks on ``model`` (an image model or an ``ImageEnsemble``): probes and the
     first ``studies`` test studies (0: all), localised findings; ROAD on ``road_limit`` findings (0: none)."""
-    from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
-    from cxr_helpers.explain.faithfulness.report import image_baselines
+    from cxr_helpers.explain.faithfulness.report import image_model_checks
     from cxr_helpers.explain.study import StudyExplainer
     from cxr_helpers.phantom.probes import ensure_probes
     from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
-    explainer = StudyExplainer.from_settings(settings, roles=("image",), cache=False)
-    explainer.models.image = model.eval()
-    baselines = image_baselines(explainer, settings.cam_baseline_negatives)
+    explainer = StudyExplainer.from_settings(settings, roles=("image",), cache=False).with_image_model(model.eval())
     truth = load_ground_truth(phantom_root(settings))
     probes = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label)
-    parts = {"probes": probe_checks(explainer.models.get("image"), probes, settings.image_size, baselines=baselines),
-             "test": study_checks(explainer, truth, explainer.study_ids("test")[: studies or None], "image",
-                                  baselines=baselines, road_limit=road_limit)}
+    test, probe = image_model_checks(explainer, truth, explainer.study_ids("test")[: studies or None], probes,
+                                     settings.cam_baseline_negatives, road_limit=road_limit)
     row = {}
-    for source, records in parts.items():
+    for source, records in (("probes", probe), ("test", test)):
         localised = records[records["extent"] == "localised"]
         detected = localised[localised["detected"].astype(bool)]
         row[f"{source} detected"] = round(len(detected) / max(len(localised), 1), 2)

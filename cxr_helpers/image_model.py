@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
+from cxr_helpers.artifacts import missing_message
+from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import CAM_LAYER_NAMES
 from cxr_helpers.labels import NUM_LABELS
 
@@ -192,6 +194,26 @@ def load_pretrained(model: ImageClassifier, state: dict[str, torch.Tensor], conv
 def pretrained(image_weights: str | None) -> bool:
     """Whether ``image_weights`` names pretrained weights ("imagenet" or a .pth path), not None/"none"."""
     return image_weights is not None and str(image_weights).lower() != "none"
+
+
+def load_image_encoder(settings, image_checkpoint: str | Path | None = "auto") -> ImageClassifier:
+    """ResNet-18 with nothing frozen (the paper's fusion), weights from notebook 02's checkpoint (or another).
+
+    ``image_checkpoint``: "auto" = <artifacts>/checkpoints/image.pt (must exist), a path, or None
+    for fresh random weights (tests).
+    """
+    model = ImageClassifier(dropout=settings.dropout, freeze_through="none")
+    if image_checkpoint is None:
+        return model
+    path = Path(settings.artifacts_dir) / "checkpoints" / "image.pt" if image_checkpoint == "auto" else Path(image_checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(missing_message(path, "image"))
+    meta = load_checkpoint(path, model)
+    trained_size = (meta.get("fingerprint") or {}).get("image_size")
+    if trained_size is not None and int(trained_size) != int(settings.image_size):
+        raise ValueError(f"{path} was trained on {trained_size} px images but CXR_IMAGE_SIZE={settings.image_size}; "
+                         "use the same image size or retrain notebook 02")
+    return model
 
 
 def build_image_model(settings, weights: str | None = None) -> ImageClassifier:

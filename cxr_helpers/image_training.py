@@ -14,15 +14,14 @@ from pathlib import Path
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import seed_everything
 from cxr_helpers.datasets import CohortImageDataset, load_split_datasets, make_loader
 from cxr_helpers.evaluation import record_results
 from cxr_helpers.image_model import (
     ENSEMBLE_NAME,
-    ImageClassifier,
     ImageEnsemble,
     build_image_model,
+    load_image_encoder,
     member_names,
 )
 from cxr_helpers.labels import CHEXPERT_LABELS
@@ -75,13 +74,8 @@ def train_image_ensemble(settings, progress: bool = True, resume: bool = True) -
     if settings.image_ensemble < 2:
         raise ValueError(f"image_ensemble is {settings.image_ensemble}: set CXR_IMAGE_ENSEMBLE to 2 or more for an ensemble")
     checkpoint_dir = Path(settings.artifacts_dir) / "checkpoints"
-    first_path = checkpoint_dir / "image.pt"
-    if not first_path.exists():
-        raise FileNotFoundError(f"{first_path} is missing: train notebook 02's image model first (train_image)")
-    first = ImageClassifier(dropout=settings.dropout, freeze_through="none")
-    load_checkpoint(first_path, first)
     datasets = load_split_datasets(settings)
-    members = [first.eval()]
+    members = [load_image_encoder(settings).eval()]
     for offset, name in enumerate(member_names(settings.image_ensemble), start=1):
         run = dataclasses.replace(settings, seed=settings.seed + offset)
         loaders = image_loaders(run, datasets)

@@ -75,8 +75,8 @@ def run_equivalence_worker(folder: Path) -> None:
 def run_trunks_worker(folder: Path) -> None:
     """Rank 0 saves the image-trunk cache that the ranks built together from ``folder``'s artifacts."""
     from cxr_helpers.distributed import is_main_process
-    from cxr_helpers.fusion.build import load_image_encoder
     from cxr_helpers.fusion.trunk_cache import cache_image_trunks
+    from cxr_helpers.image_model import load_image_encoder
     from cxr_helpers.prepare import load_cohort, open_image_cache
 
     with distributed_session():

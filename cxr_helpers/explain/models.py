@@ -21,7 +21,7 @@ from cxr_helpers.artifacts import MADE_BY, file_stamp, read_json
 from cxr_helpers.checkpoints import load_checkpoint
 from cxr_helpers.config import pick_device
 from cxr_helpers.fusion.build import load_fusion_model
-from cxr_helpers.image_model import ImageClassifier, ImageEnsemble, member_names
+from cxr_helpers.image_model import ImageClassifier, ImageEnsemble, load_image_encoder, member_names
 from cxr_helpers.text.embeddings import embeddings_paths, load_text_encoder
 from cxr_helpers.text.encoder import compute_embeddings, text_pooling
 from cxr_helpers.text.finetune import classifier_name, load_text_classifier
@@ -113,7 +113,7 @@ def load_models(settings, roles: Sequence[str] = MODEL_ROLES, fusion_name: str |
         load_checkpoint(path, models.image)
         models.image.to(device).eval()
         models.names["image"], models.fingerprints["image"] = "image", file_stamp(path)
-        if getattr(settings, "image_ensemble", 1) > 1:
+        if settings.image_ensemble > 1:
             models.image_ensemble = load_image_ensemble(settings, models.image, checkpoints, device)
     if "text" in roles:
         load_text_model(models, settings, checkpoints, device)
@@ -138,9 +138,7 @@ def load_image_ensemble(settings, first: nn.Module, checkpoints: Path, device: t
                           f"{settings.image_ensemble} image models, trained by notebook 02 (section 11) with the same "
                           "setting; until then the checks score the single image model only.", stacklevel=3)
             return None
-        member = ImageClassifier(dropout=settings.dropout, freeze_through="none")
-        load_checkpoint(path, member)
-        members.append(member.to(device).eval())
+        members.append(load_image_encoder(settings, path).to(device).eval())
     return ImageEnsemble(members).eval()
 
 

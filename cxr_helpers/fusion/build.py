@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cxr_helpers.artifacts import missing_message, save_checkpoint
-from cxr_helpers.checkpoints import load_checkpoint
+from cxr_helpers.artifacts import save_checkpoint
 from cxr_helpers.config import load_settings, pick_device
 from cxr_helpers.fusion.model import FusionModel
-from cxr_helpers.image_model import ImageClassifier
+from cxr_helpers.image_model import ImageClassifier, load_image_encoder
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.text.embeddings import load_text_encoder
 from cxr_helpers.text.encoder import text_pooling
@@ -20,26 +19,6 @@ from cxr_helpers.text.encoder import text_pooling
 # Checkpoint meta keys ``load_fusion_model`` rebuilds a model from.
 META_KEYS = ("strategy", "text_dim", "hidden", "dropout", "text_setting", "text_model", "image_size",
              "end_to_end", "freeze_image", "pooling", "max_text_length")
-
-
-def load_image_encoder(settings, image_checkpoint: str | Path | None = "auto") -> ImageClassifier:
-    """ResNet-18 with nothing frozen (the paper's fusion), weights from notebook 02's checkpoint.
-
-    ``image_checkpoint``: "auto" = <artifacts>/checkpoints/image.pt (must exist), a path, or None
-    for fresh random weights (tests).
-    """
-    model = ImageClassifier(dropout=settings.dropout, freeze_through="none")
-    if image_checkpoint is None:
-        return model
-    path = Path(settings.artifacts_dir) / "checkpoints" / "image.pt" if image_checkpoint == "auto" else Path(image_checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(missing_message(path, "image"))
-    meta = load_checkpoint(path, model)
-    trained_size = (meta.get("fingerprint") or {}).get("image_size")
-    if trained_size is not None and int(trained_size) != int(settings.image_size):
-        raise ValueError(f"{path} was trained on {trained_size} px images but CXR_IMAGE_SIZE={settings.image_size}; "
-                         "use the same image size or retrain notebook 02")
-    return model
 
 
 def build_fusion_model(

@@ -26,9 +26,10 @@ from cxr_helpers.datasets import CohortImageDataset, load_split_datasets, make_l
 from cxr_helpers.distributed import barrier, is_main_process, main_process_first
 from cxr_helpers.evaluation import record_results
 from cxr_helpers.fusion.ablation import modality_ablation
-from cxr_helpers.fusion.build import add_checkpoint_meta, build_fusion_model, fusion_meta, load_image_encoder
+from cxr_helpers.fusion.build import add_checkpoint_meta, build_fusion_model, fusion_meta
 from cxr_helpers.fusion.model import STRATEGIES, FusionModel, check_strategy, fusion_name, training_label
 from cxr_helpers.fusion.trunk_cache import CachedImageDataset, cache_image_trunks, layer3_fits
+from cxr_helpers.image_model import load_image_encoder
 from cxr_helpers.metrics import read_metrics
 from cxr_helpers.prepare import load_cohort, open_image_cache
 from cxr_helpers.reports import text_column

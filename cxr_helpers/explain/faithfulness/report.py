@@ -22,7 +22,7 @@ import pandas as pd
 
 from cxr_helpers.artifacts import write_csv, write_json
 from cxr_helpers.explain.faithfulness.detection import DETECTION_DROP
-from cxr_helpers.explain.faithfulness.image_checks import probe_checks, study_checks
+from cxr_helpers.explain.faithfulness.image_checks import ROAD_LIMIT, probe_checks, study_checks
 from cxr_helpers.explain.faithfulness.randomisation import randomisation_checks
 from cxr_helpers.explain.faithfulness.resolution import layer_resolution
 from cxr_helpers.explain.faithfulness.scores import POINTING_TOLERANCE, proportion_interval, tolerance_pixels
@@ -34,7 +34,7 @@ from cxr_helpers.explain.gradcam import (
     CAM_METHODS,
     check_cam_method,
 )
-from cxr_helpers.explain.models import CAM_ROLES, SHAP_ROLES
+from cxr_helpers.explain.models import SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.phantom.probes import ensure_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
@@ -142,19 +142,21 @@ def image_baselines(explainer: StudyExplainer, negatives: int, method: str = AUT
     return functools.partial(explainer.baseline_map, method=method, negatives=negatives)
 
 
-def ensemble_checks(explainer: StudyExplainer, truth, studies: Sequence[int], probe_set, negatives: int,
-                    method: str = AUTO, progress: bool = False) -> list[pd.DataFrame]:
-    """The image checks (test studies, probes) again for the explainer's image ensemble, as model "image ensemble".
+def image_model_checks(explainer: StudyExplainer, truth, studies: Sequence[int], probe_set, negatives: int,
+                       method: str = AUTO, progress: bool = False, road_limit: int = ROAD_LIMIT) -> list[pd.DataFrame]:
+    """The explainer's image model's checks: on the test studies and (given a ``probe_set``) the probes,
+    each detected map also minus its label's baseline over ``negatives`` images (``image_baselines``).
 
-    Detection by the ensemble's mean logit, maps the mean of its members' maps, baselines its own.
+    For the image ensemble, pass ``explainer.with_image_model(ensemble)``: detection by its mean logit,
+    maps the mean of its members' maps, baselines its own.
     """
-    ensemble = explainer.with_image_model(explainer.models.image_ensemble)
-    baselines = image_baselines(ensemble, negatives, method)
-    parts = [study_checks(ensemble, truth, studies, "image", method, ensemble.cam_layer, progress, baselines)]
+    baselines = image_baselines(explainer, negatives, method)
+    parts = [study_checks(explainer, truth, studies, "image", method, explainer.cam_layer, progress, baselines,
+                          road_limit)]
     if probe_set is not None:
-        parts.append(probe_checks(ensemble.models.image, probe_set, int(ensemble.images.shape[-1]), method,
-                                  ensemble.cam_layer, progress, baselines))
-    return [part.assign(model=ENSEMBLE_MODEL) for part in parts]
+        parts.append(probe_checks(explainer.models.get("image"), probe_set, int(explainer.images.shape[-1]), method,
+                                  explainer.cam_layer, progress, baselines))
+    return parts
 
 
 def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies: Sequence[int] | None = None,
@@ -165,16 +167,17 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
     explainer = explainer or StudyExplainer.from_settings(settings)
     studies = list(studies) if studies is not None else explainer.study_ids("test")[: settings.explain_studies]
     size, method = int(explainer.images.shape[-1]), check_cam_method(explainer.cam_method)
-    baselines = image_baselines(explainer, settings.cam_baseline_negatives, method)
-    parts = [study_checks(explainer, truth, studies, role, method, explainer.cam_layer, progress,
-                          baselines if role == "image" else None)
-             for role in CAM_ROLES if explainer.has(role)]
     probe_set = ensure_probes(phantom_root(settings), per_label=settings.probes_per_label) if probes else None
-    if probe_set is not None and explainer.has("image"):
-        parts.append(probe_checks(explainer.models.get("image"), probe_set, size, method, explainer.cam_layer,
-                                  progress, baselines))
+    parts = []
+    if explainer.has("fusion"):  # no baseline maps: its map also depends on each study's report
+        parts.append(study_checks(explainer, truth, studies, "fusion", method, explainer.cam_layer, progress))
+    if explainer.has("image"):
+        parts += image_model_checks(explainer, truth, studies, probe_set, settings.cam_baseline_negatives, method,
+                                    progress)
     if explainer.models.image_ensemble is not None:
-        parts += ensemble_checks(explainer, truth, studies, probe_set, settings.cam_baseline_negatives, method, progress)
+        ensemble = explainer.with_image_model(explainer.models.image_ensemble)
+        parts += [part.assign(model=ENSEMBLE_MODEL) for part in image_model_checks(
+            ensemble, truth, studies, probe_set, settings.cam_baseline_negatives, method, progress)]
     maps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     top_k, mentions = {}, {}
     for role in (r for r in SHAP_ROLES if explainer.has(r)):

@@ -65,11 +65,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if distributed and is_main_process():
             print(f"torchrun: {world_size()} processes, {torch.distributed.get_backend()} backend", flush=True)
         if args.model == "image":
-            from cxr_helpers.image_training import train_image, train_image_ensemble
+            from cxr_helpers.image_training import forget_image_ensemble, train_image, train_image_ensemble
 
             train_image(settings)
             if settings.image_ensemble > 1:  # CXR_IMAGE_ENSEMBLE: more models of the recipe, other seeds
                 train_image_ensemble(settings)
+            elif forget_image_ensemble(settings):
+                print("dropped the image_ensemble figures of an earlier run from metrics/image.json (CXR_IMAGE_ENSEMBLE is 1)")
         elif args.model == "text":
             from cxr_helpers.text.train import train_text
 

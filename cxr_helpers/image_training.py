@@ -25,7 +25,7 @@ from cxr_helpers.image_model import (
     member_names,
 )
 from cxr_helpers.labels import CHEXPERT_LABELS
-from cxr_helpers.metrics import read_metrics
+from cxr_helpers.metrics import forget_metrics, read_metrics
 from cxr_helpers.training import fit
 
 
@@ -89,6 +89,17 @@ def train_image_ensemble(settings, progress: bool = True, resume: bool = True) -
     evaluation = {split: loaders[split] for split in ("train", "validate", "test")}
     results = record_results(ensemble, evaluation, settings, "image", ENSEMBLE_NAME, baselines=False)
     return {"model": ensemble, "metrics": results, "members": [checkpoint_dir / f"{n}.pt" for n in member_names(settings.image_ensemble)]}
+
+
+def forget_image_ensemble(settings) -> bool:
+    """With one image model (``settings.image_ensemble`` 1), drop an earlier run's "image_ensemble" figures
+    (metrics/image.json and its test predictions): they describe an ensemble around another first model.
+    The members' checkpoints stay; ``train_image_ensemble`` scores them again. Whether anything was dropped."""
+    if settings.image_ensemble > 1:
+        return False
+    artifacts = Path(settings.artifacts_dir)
+    (artifacts / "predictions" / f"{ENSEMBLE_NAME}_test.csv").unlink(missing_ok=True)
+    return forget_metrics(artifacts / "metrics" / "image.json", ENSEMBLE_NAME)
 
 
 def label_policy_table(artifacts_dir: Path, names: Mapping[str, str], split: str = "test") -> pd.DataFrame:

@@ -206,6 +206,15 @@ def write_metrics(path: Path, model_name: str, split_results: Mapping[str, Mappi
     return write_json(path, data)  # atomic: a reader never sees half a file
 
 
+def forget_metrics(path: Path, model_name: str) -> bool:
+    """Remove one model's figures from ``path`` (metrics/<stage>.json); whether there were any."""
+    data = read_metrics(path)
+    if data["models"].pop(model_name, None) is None:
+        return False
+    write_json(Path(path), data)
+    return True
+
+
 def write_baselines(path: Path, train_targets, split_targets: Mapping[str, np.ndarray], policy: str = "zeros") -> Path:
     """Score the trivial baselines on each split and store them as models in ``path``."""
     per_split = {split: trivial_baselines(train_targets, targets, policy) for split, targets in split_targets.items()}

@@ -68,7 +68,13 @@ from cxr_helpers import exercises, image_model, metrics, plots_training
 from cxr_helpers.config import pick_device
 from cxr_helpers.datasets import load_split_datasets
 from cxr_helpers.evaluation import record_results
-from cxr_helpers.image_training import image_loaders, label_policy_table, train_image, train_image_ensemble
+from cxr_helpers.image_training import (
+    forget_image_ensemble,
+    image_loaders,
+    label_policy_table,
+    train_image,
+    train_image_ensemble,
+)
 from cxr_helpers.labels import CHEXPERT_LABELS, binary_targets
 from cxr_helpers.notebook import setup_notebook
 from cxr_helpers.results import readme_table
@@ -366,6 +372,8 @@ if settings.image_ensemble > 1:
 else:
     print(f"CXR_IMAGE_ENSEMBLE is {settings.image_ensemble}: one image model. With 4, this cell trains three more "
           f"(seeds {settings.seed + 1}-{settings.seed + 3}).")
+    if forget_image_ensemble(settings):  # an earlier run's ensemble was built around another first model
+        print("Dropped an earlier run's image_ensemble figures from metrics/image.json.")
 
 # %% [markdown]
 # ## Summary

@@ -323,7 +323,8 @@ reliance.round(3)
 # the fusion model wrong, fusion and image-only disagreeing, or a Grad-CAM missing the finding's mask
 # (that one reads section 7's records). Each label shown (default: the fusion model's top 3; Ctrl/Cmd-click
 # for several) gets a row: the X-ray (or the study's lateral, with **view**), then the fusion and the
-# image-only model's Grad-CAM; below, the report as written beside the cleaned text the model read,
+# image-only model's Grad-CAM (with `CXR_IMAGE_ENSEMBLE`, a third: "ensemble", the image ensemble of section 7,
+# and a filter for its misses); below, the report as written beside the cleaned text the model read,
 # coloured by SHAP on one scale for all labels. On the phantom, **truth overlay** outlines each finding's
 # true mask in magenta and underlines the words that state it: is the map's peak (the cross) inside the
 # outline, are the red words the underlined ones? **Image map minus its baseline** (section
@@ -493,7 +494,7 @@ if on_phantom:
 # localised probe findings 0.82 of the time (minus the baseline 0.92), where its four members scored
 # 0.57-0.79, and at all 101 test studies' 0.72 (0.80), members 0.48-0.66
 # (`benchmarks/bench_cam_ensemble.py`). Four times the training for a map that no longer depends on
-# one seed's luck.
+# one seed's luck. The study browser (section 6) then shows its map beside the single model's.
 # It is a different explanation from the
 # paper's Grad-CAM, and it needs labelled normal chests, but no ground truth: it works on real data.
 # Here is the example finding's map, its label's baseline, and their difference:

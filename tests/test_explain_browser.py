@@ -8,18 +8,21 @@ view with an effusion mask.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from cxr_helpers.explain import browser_panels as panels
 from cxr_helpers.explain.browser import ExplanationBrowser, explanation_browser
 from cxr_helpers.explain.figures import CAPTION_BAND, TITLE_BAND, Tile, grid_jpeg, mask_boundary
-from cxr_helpers.explain.gradcam import label_baseline_map, minus_baseline
+from cxr_helpers.explain.gradcam import cam_for_label, label_baseline_map, minus_baseline
 from cxr_helpers.explain.shap_text import shap_labels_html, shared_scale
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.explain.study_finder import ANY_LABEL, RECORDS_FILE, FilterUnavailable, StudyFinder
@@ -196,6 +199,71 @@ def test_the_image_map_minus_its_label_s_baseline(browser, explainer, monkeypatc
         np.testing.assert_allclose(shown_maps[label], expected, atol=1e-5)
     browser.view_picker.value = browser.view_picker.options[1][1]  # the lateral: not what the baselines averaged
     assert all("no baseline for this view" in c for c in browser.grid_captions)
+
+
+@pytest.fixture()
+def ensemble_explainer(explain_settings, tmp_path):
+    """The tiny artifacts with CXR_IMAGE_ENSEMBLE=2: the image model and a member whose layer1 is perturbed."""
+    shutil.copytree(explain_settings.artifacts_dir, tmp_path / "artifacts")
+    settings = dataclasses.replace(explain_settings, artifacts_dir=tmp_path / "artifacts", image_ensemble=2)
+    checkpoints = settings.artifacts_dir / "checkpoints"
+    saved = torch.load(checkpoints / "image.pt", weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for key, value in saved["state_dict"].items():
+        if key.startswith("backbone.layer1") and value.is_floating_point() and value.ndim == 4:
+            value.add_(0.5 * value.std() * torch.randn(value.shape, generator=generator))
+    torch.save(saved, checkpoints / "image_member1.pt")
+    return StudyExplainer.from_settings(settings, cache=False)
+
+
+def test_with_an_image_ensemble_its_map_and_p_stand_beside_the_image_model_s(ensemble_explainer, explainer, truth,
+                                                                             tmp_path, monkeypatch):
+    plain = ExplanationBrowser(explainer, truth=truth, tile=TILE)
+    assert panels.ENSEMBLE_ROLE not in plain.column_views and "p(ensemble)" not in plain.predictions_html.value
+    assert "ensemble_cam_misses" not in [value for _, value in plain.filter_condition.options]
+    shown_maps = {}
+    real_rows = panels.grid_rows
+
+    def keep_maps(*args, **kwargs):
+        shown_maps.update({column: dict(maps) for column, maps in args[4].items()})  # grid_rows(..., cams, ...)
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(panels, "grid_rows", keep_maps)
+    browser = ExplanationBrowser(ensemble_explainer, truth=truth, tile=TILE, records_path=tmp_path / RECORDS_FILE)
+    browser.go_to(50000004)
+    browser.label_select.value = (CARDIO, EFFUSION)
+    assert browser.last_error is None, browser.last_error
+    grid, ensemble = picture(browser), ensemble_explainer.models.image_ensemble
+    assert grid.shape[1] == 4 * TILE + 12  # X-ray, fusion, image-only, image ensemble
+    image = ensemble_explainer.image(50000004)
+    with torch.no_grad():
+        logits = torch.stack([m.eval()(torch.from_numpy(image)[None, None]) for m in ensemble.members]).mean(0)[0]
+    p = torch.sigmoid(logits).numpy()
+    for row, label in enumerate((CARDIO, EFFUSION)):
+        assert f" | ensemble p={p[label_index(label)]:.2f}" in browser.grid_captions[row]
+        expected = cam_for_label(ensemble, image, label)  # the mean of the members' maps
+        np.testing.assert_allclose(shown_maps[panels.ENSEMBLE_ROLE][label], expected, atol=1e-5)
+        assert np.abs(shown_maps["image"][label] - expected).max() > 1e-3  # not the single model's map
+    assert "p(ensemble)" in browser.predictions_html.value
+    normal = [explainer.image(s) for s in explainer.study_ids("train")[:2]]  # pretend these lack the findings
+    for each in (ensemble_explainer, browser.column_views[panels.ENSEMBLE_ROLE][0].explainer):
+        monkeypatch.setattr(each, "label_negatives", lambda label, n: normal[:n])
+    browser.baseline_toggle.value = True  # each model minus its own baseline
+    assert browser.last_error is None and all("image: minus its baseline" in c for c in browser.grid_captions)
+    for label in (CARDIO, EFFUSION):
+        for column, model in (("image", ensemble_explainer.models.image), (panels.ENSEMBLE_ROLE, ensemble)):
+            plain_map = cam_for_label(model, image, label)
+            np.testing.assert_allclose(shown_maps[column][label],
+                                       minus_baseline(plain_map, label_baseline_map(model, normal, label)), atol=1e-5)
+    assert "ensemble_cam_misses" in [value for _, value in browser.filter_condition.options]
+    records = pd.DataFrame({"study_id": [50000005, 50000006], "label": CARDIO, "model": "image", "detected": 1,
+                            "hit": 0})
+    records.to_csv(tmp_path / RECORDS_FILE, index=False)
+    browser.filter_condition.value = "ensemble_cam_misses"  # the records lack the ensemble: refused, says why
+    assert browser.filter_condition.value == "all" and "CXR_IMAGE_ENSEMBLE" in browser.find_message.value
+    records.assign(model=["image ensemble", "image"]).to_csv(tmp_path / RECORDS_FILE, index=False)
+    browser.filter_condition.value = "ensemble_cam_misses"
+    assert browser.shown == [50000005] and browser.last_error is None
 
 
 def test_view_picker_lists_the_studys_images(browser, explainer, truth):

@@ -16,7 +16,7 @@ from cxr_helpers.config import load_settings, seed_everything
 from cxr_helpers.datasets import CohortImageDataset, make_loader
 from cxr_helpers.evaluation import save_predictions
 from cxr_helpers.image_model import build_image_model
-from cxr_helpers.image_training import train_image, train_image_ensemble
+from cxr_helpers.image_training import forget_image_ensemble, train_image, train_image_ensemble
 from cxr_helpers.labels import CHEXPERT_LABELS
 from cxr_helpers.training import History, fit, load_history, lr_factor, predict
 
@@ -264,6 +264,12 @@ def test_the_image_ensemble_adds_models_of_the_next_seeds_and_scores_their_mean(
     assert models["image_ensemble"]["test"]["macro_auroc"] != models["image"]["test"]["macro_auroc"]
     with pytest.raises(ValueError, match="CXR_IMAGE_ENSEMBLE"):
         train_image_ensemble(dataclasses.replace(settings, image_ensemble=1))
+    predictions = tmp_path / "predictions" / "image_ensemble_test.csv"
+    assert predictions.exists() and not forget_image_ensemble(settings)  # the setting is on: kept
+    single = dataclasses.replace(settings, image_ensemble=1)  # a later run with one model: its figures go
+    assert forget_image_ensemble(single) and not predictions.exists() and outcome["members"][0].exists()
+    models = json.loads((tmp_path / "metrics" / "image.json").read_text())["models"]
+    assert "image_ensemble" not in models and "image" in models and not forget_image_ensemble(single)
 
 
 def test_results_table_orders_model_baselines_then_paper(tmp_path):

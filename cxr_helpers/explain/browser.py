@@ -7,7 +7,8 @@ and read ``browser.image.value`` / ``browser.report_html.value``.
 
 Find a study with the slider, the study-id box (Enter) or a filter (``study_finder``); for each
 label shown (default: the fusion model's top 3) a row with the X-ray and each model's Grad-CAM
-(``browser_panels``); on the phantom the truth overlay outlines the finding's mask and underlines
+(``browser_panels``; with ``CXR_IMAGE_ENSEMBLE`` the image ensemble's map too, the mean of its
+models' maps); on the phantom the truth overlay outlines the finding's mask and underlines
 the words that state it; "image map minus its baseline" shows what the image adds to the
 label's normal chest (``StudyExplainer.baseline_map``). Explanations come from a ``StudyExplainer``
 and its cache: a study seen before shows at once; new work runs while the status says
@@ -60,6 +61,11 @@ class ExplanationBrowser(BrowserWidgets):
         self.truth, self.tile = truth, tile
         self.finder = StudyFinder(explainer, self.studies, records_path)
         self.views = StudyViews(explainer, data_dir)
+        self.column_views = {role: (self.views, role) for role in self.cam_roles}  # grid column -> (views, explainer role)
+        if explainer.models.image_ensemble is not None:  # its own column: the ensemble as the image model
+            ensemble = explainer.with_image_model(explainer.models.image_ensemble)
+            self.cam_roles.append(panels.ENSEMBLE_ROLE)
+            self.column_views[panels.ENSEMBLE_ROLE] = (StudyViews(ensemble, data_dir), "image")
         self.shown = list(self.studies)  # the studies the slider runs over (after the filter)
         self.last_update_seconds, self.last_error = 0.0, None
         self.grid_captions: list[str] = []  # the grid's row titles and tile captions, as text
@@ -230,11 +236,12 @@ class ExplanationBrowser(BrowserWidgets):
         condition = CONDITIONS[self._filter[0]][0] + ("" if self._filter[1] == ANY_LABEL else f", {self._filter[1]}")
         self.title.value = panels.title_html(self.slider.value, len(self.shown), len(self.studies), row, condition)
         method, layer = self.method_dropdown.value, self.layer_dropdown.value
-        cams = {r: self.views.cams(study_id, dicom_id, labels, r, method, layer) for r in self.cam_roles}
+        cams = {r: views.cams(study_id, dicom_id, labels, role, method, layer)
+                for r, (views, role) in self.column_views.items()}
         used = {name: f"{CAM_METHODS[cam_method_for(name, method)]} on {cam_layer_for(name, layer)}" for name in labels}
         if self.baseline_toggle.value and "image" in cams:
             self._subtract_baselines(cams, used, method, layer, view.model_input)
-        p_view = {r: self.views.probabilities(study_id, dicom_id, r) for r in self.cam_roles}
+        p_view = {r: views.probabilities(study_id, dicom_id, role) for r, (views, role) in self.column_views.items()}
         coded = explainer.coded_labels(study_id)
         masks = notes = None
         if truth_on:
@@ -247,10 +254,12 @@ class ExplanationBrowser(BrowserWidgets):
         self.grid_captions = [" | ".join([title, *(t.caption for t in tiles)]) for title, tiles in rows]  # in words
         width = len(rows[0][1]) * (self.tile + 4) - 4  # the picture's own width: shown 1:1, never stretched
         self.image.width, self.image.layout.width, self.image.layout.min_width = str(width), f"{width}px", f"{width}px"
-        roles = [r for r in ("fusion", "image", "text") if explainer.has(r)]
+        probabilities = {r: explainer.probabilities(study_id, r) for r in ("fusion", "image", "text") if explainer.has(r)}
+        if panels.ENSEMBLE_ROLE in self.column_views:
+            views, role = self.column_views[panels.ENSEMBLE_ROLE]
+            probabilities[panels.ENSEMBLE_ROLE] = views.explainer.probabilities(study_id, role)
         present = {name: self.truth.present(study_id, name) for name in CHEXPERT_LABELS} if truth_on else None
-        self.predictions_html.value = panels.predictions_html(
-            coded, {r: explainer.probabilities(study_id, r) for r in roles}, present, labels)
+        self.predictions_html.value = panels.predictions_html(coded, probabilities, present, labels)
         if not view.model_input:
             self.predictions_html.value = ("<div style='font-size:11px;color:#b9770e'>The models were trained on one "
                                            "frontal image per study: on this view their maps and p (in the grid) are "
@@ -260,20 +269,22 @@ class ExplanationBrowser(BrowserWidgets):
         self._render_reports(study_id, row, labels, truth_on)
 
     def _subtract_baselines(self, cams: dict, used: dict, method: str, layer: str, model_input: bool) -> None:
-        """Replace the image model's maps by what each adds to its label's baseline, and say so in ``used``."""
+        """Replace the image model's (and the ensemble's) maps by what each adds to its label's baseline, each
+        model its own; say so in ``used``."""
         if not model_input:  # the baselines are the models' frontal input: no baseline for another view
             for name in used:
                 used[name] += " · no baseline for this view"
             return
-        maps = dict(cams["image"])
+        columns = [c for c in ("image", panels.ENSEMBLE_ROLE) if c in cams]
+        maps = {column: dict(cams[column]) for column in columns}
         for name in used:
-            baseline = self.explainer.baseline_map(name, method, layer)
-            if baseline is None:
-                used[name] += " · image: no baseline (no training image lacks it)"
-            else:
-                maps[name] = minus_baseline(maps[name], baseline)
-                used[name] += " · image: minus its baseline"
-        cams["image"] = maps
+            for column in columns:
+                baseline = self.column_views[column][0].explainer.baseline_map(name, method, layer)
+                if baseline is not None:  # None for every model alike: no training image lacks the label
+                    maps[column][name] = minus_baseline(maps[column][name], baseline)
+            used[name] += " · image: " + ("no baseline (no training image lacks it)" if baseline is None
+                                          else "minus its baseline")
+        cams.update(maps)
 
     @property
     def truth_on(self) -> bool:

@@ -23,7 +23,9 @@ from cxr_helpers.fusion.ablation import reliance_on_report
 from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 
 CODE_NAMES = {1: "positive", 0: "negative", -1: "uncertain", -2: "not mentioned"}
-ROLE_NAMES = {"fusion": "fusion", "image": "image-only", "text": "text-only"}
+ENSEMBLE_ROLE = "image_ensemble"  # the browser's column for the image ensemble (CXR_IMAGE_ENSEMBLE > 1)
+# Short names: a tile's caption has 200 px ("ensemble" is the image ensemble)
+ROLE_NAMES = {"fusion": "fusion", "image": "image-only", "text": "text-only", ENSEMBLE_ROLE: "ensemble"}
 STATED = (1, -1)  # span codes underlined: the finding stated present or hedged (not the negated mentions)
 CELL = "padding:1px 6px"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from cxr_helpers.config import CAM_LAYER_NAMES
-from cxr_helpers.explain.browser_panels import ROLE_NAMES
+from cxr_helpers.explain.browser_panels import ENSEMBLE_ROLE, ROLE_NAMES
 from cxr_helpers.explain.gradcam import CAM_METHODS
 from cxr_helpers.explain.study_finder import ANY_LABEL, CONDITIONS
 from cxr_helpers.labels import CHEXPERT_LABELS
@@ -33,7 +33,7 @@ class BrowserWidgets:
     """The explanation browser's widgets, built and laid out in ``widget``; ``controls`` are disabled while busy."""
 
     def __init__(self, explainer, n_studies: int, cam_roles: list[str], shap_roles: list[str], has_truth: bool):
-        self._find_controls(n_studies)
+        self._find_controls(n_studies, ENSEMBLE_ROLE in cam_roles)
         self._view_controls(explainer, cam_roles, shap_roles, has_truth)
         self._outputs()
         self.controls = [self.slider, self.study_box, self.filter_condition, self.filter_label, self.label_select,
@@ -42,15 +42,17 @@ class BrowserWidgets:
             + ([self.truth_toggle] if has_truth else [])
         self.widget = self._layout()
 
-    def _find_controls(self, n_studies: int) -> None:
-        """The slider, the study-id box and the filter (condition, label), with the line they report on."""
+    def _find_controls(self, n_studies: int, ensemble: bool) -> None:
+        """The slider, the study-id box and the filter (condition, label; the ensemble's misses only with an
+        ensemble), with the line they report on."""
         self.slider = _classed(widgets.IntSlider(value=0, min=0, max=n_studies - 1, description="study",
                                                  continuous_update=False, readout=False,  # the title says "3 / 17"
                                                  layout=_width("340px")), "cxr-study-slider")
         self.study_box = _classed(widgets.Text(placeholder="study id, then Enter", continuous_update=False,
                                                description="go to", style=WIDE, layout=_width("210px")),
                                   "cxr-study-id")
-        self.filter_condition = _classed(widgets.Dropdown(options=[(v[0], k) for k, v in CONDITIONS.items()],
+        conditions = [(v[0], k) for k, v in CONDITIONS.items() if k != "ensemble_cam_misses" or ensemble]
+        self.filter_condition = _classed(widgets.Dropdown(options=conditions,
                                                           value="all", description="show", style=WIDE,
                                                           layout=_width("330px")), "cxr-filter")
         self.filter_label = _classed(widgets.Dropdown(options=[ANY_LABEL, *CHEXPERT_LABELS], value=ANY_LABEL,

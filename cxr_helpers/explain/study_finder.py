@@ -20,6 +20,7 @@ from cxr_helpers.labels import CHEXPERT_LABELS, label_index
 ANY_LABEL = "(any label)"
 RECORDS_FILE = "faithfulness_records.csv"  # in <artifacts>/explanations/, written by notebook 05 section 7
 RECORD_COLUMNS = ("study_id", "label", "model", "detected", "hit")
+ENSEMBLE_MODEL = "image ensemble"  # the image ensemble's records (settings.image_ensemble > 1)
 # condition -> (what the filter menu says, what it means: shown under the filter)
 CONDITIONS: dict[str, tuple[str, str]] = {
     "all": ("all studies", "every study of the split"),
@@ -31,8 +32,10 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "fusion_cam_misses": ("fusion's Grad-CAM misses the mask", "a finding the fusion model detects (its logit drops "
                           "when the finding is removed from the image), its map's peak outside the finding's mask"),
     "image_cam_misses": ("image-only's Grad-CAM misses the mask", "the same for the image-only model"),
+    "ensemble_cam_misses": ("the image ensemble's Grad-CAM misses the mask", "the same for the image ensemble "
+                            "(CXR_IMAGE_ENSEMBLE), the mean map of its models"),
 }
-MISSES_ROLE = {"fusion_cam_misses": "fusion", "image_cam_misses": "image"}
+MISSES_ROLE = {"fusion_cam_misses": "fusion", "image_cam_misses": "image", "ensemble_cam_misses": ENSEMBLE_MODEL}
 
 
 class FilterUnavailable(RuntimeError):
@@ -102,8 +105,11 @@ class StudyFinder:
             image = self.probabilities("image")[:, columns] >= 0.5
             return (fusion != image).any(axis=1)
         if condition in MISSES_ROLE:
-            table = self.records()
-            table = table[(table["model"] == MISSES_ROLE[condition]) & (table["detected"] == 1) & (table["hit"] == 0)]
+            table, model = self.records(), MISSES_ROLE[condition]
+            if not (table["model"] == model).any():
+                raise FilterUnavailable(f"{self.records_path} has no records of the {model} model: notebook 05's "
+                                        "section 7 scores it when it is loaded (the image ensemble: CXR_IMAGE_ENSEMBLE)")
+            table = table[(table["model"] == model) & (table["detected"] == 1) & (table["hit"] == 0)]
             if label != ANY_LABEL:
                 table = table[table["label"] == label]
             return np.isin(self.studies, table["study_id"].astype(int).unique())

@@ -108,12 +108,15 @@ def test_cases(explainer, truth: GroundTruth, studies: Sequence[int]) -> pd.Data
 
 def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: str = "image",
                  method: str = "auto", layer: str = "auto", progress: bool = False,
-                 baselines: Baselines | None = None, road_limit: int = ROAD_LIMIT) -> pd.DataFrame:
+                 baselines: Baselines | None = None, road_limit: int = ROAD_LIMIT,
+                 model_name: str | None = None) -> pd.DataFrame:
     """Detection and map scores for every visible present finding of the studies, for one model (role).
 
     ``baselines`` (``gradcam.label_baselines`` of this role's model): also score each detected
     finding's map minus its label's baseline. ROAD scores the first ``road_limit`` detected findings.
+    ``model_name`` names the model in the records and the progress bar (default: the role).
     """
+    model_name = model_name or role
     cases = test_cases(explainer, truth, studies)
     size = int(explainer.images.shape[-1])
     tolerance = tolerance_pixels(size)
@@ -121,14 +124,14 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
     masks = {(case.dicom_id, case.label): truth.mask(case.dicom_id, case.label, size) for case in cases.itertuples()}
     records, road_left = [], road_limit
     for case, drop in tqdm(list(zip(cases.itertuples(index=False), drops, strict=True)),
-                           desc=f"Grad-CAM checks ({role})", disable=not progress):
+                           desc=f"Grad-CAM checks ({model_name})", disable=not progress):
         how, name = cam_method_for(case.label, method), cam_layer_for(case.label, layer)
         cam = explainer.cams(case.study_id, [case.label], role, how, name)[case.label]
         random_cam = explainer.cams(case.study_id, [case.label], role, RANDOM_CAM, name)[case.label]
         p = float(explainer.probabilities(case.study_id, role)[label_index(case.label)])
         detected = bool(drop > DETECTION_DROP)
         baseline = baselines(case.label) if baselines is not None and detected else None
-        record = {**case._asdict(), "source": "test", "model": role, "layer": name, "method": how,
+        record = {**case._asdict(), "source": "test", "model": model_name, "layer": name, "method": how,
                   "probability": p, "drop": float(drop), "detected": detected,
                   **map_scores(cam, random_cam, masks[case.dicom_id, case.label], tolerance, baseline),
                   "peak_on_other": float(peak_on_other_finding(
@@ -144,9 +147,11 @@ def study_checks(explainer, truth: GroundTruth, studies: Sequence[int], role: st
 
 
 def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer: str = "auto",
-                 progress: bool = False, baselines: Baselines | None = None, batch_size: int = 32) -> pd.DataFrame:
+                 progress: bool = False, baselines: Baselines | None = None, batch_size: int = 32,
+                 model_name: str = "image") -> pd.DataFrame:
     """Detection and map scores of an image model on each probe (one finding per image); with
-    ``baselines`` (``gradcam.label_baselines`` of this model), also of each detected map minus its label's baseline.
+    ``baselines`` (``gradcam.label_baselines`` of this model), also of each detected map minus its label's
+    baseline. ``model_name`` names the model in the records and the progress bar.
 
     The probes of one label go through the model, the CAM and the random CAM in batches of
     ``batch_size`` (the same maps as one image at a time, about twice as fast on a CPU); one
@@ -155,7 +160,7 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer
     tolerance = tolerance_pixels(size)
     table = probes.table
     records = {}
-    for label in tqdm(list(dict.fromkeys(table["label"])), desc="probe checks", disable=not progress):
+    for label in tqdm(list(dict.fromkeys(table["label"])), desc=f"probe checks ({model_name})", disable=not progress):
         masks = {k: resize_mask(probes.masks[k], size) for k in table.index[table["label"] == label]}
         kept = [k for k, mask in masks.items() if mask.any()]
         how, name = cam_method_for(label, method), cam_layer_for(label, layer)
@@ -171,7 +176,7 @@ def probe_checks(model, probes: ProbeSet, size: int, method: str = "auto", layer
                 detected = bool(drop > DETECTION_DROP)
                 baseline = baselines(label) if baselines is not None and detected else None
                 records[k] = {"source": "probe", "probe_id": table.at[k, "probe_id"], "label": label,
-                              "extent": finding_extent(label), "model": "image", "layer": name, "method": how,
+                              "extent": finding_extent(label), "model": model_name, "layer": name, "method": how,
                               "drop": float(drop), "detected": detected,
                               **map_scores(cam, random_cam, masks[k], tolerance, baseline)}
     return pd.DataFrame([records[k] for k in table.index if k in records])

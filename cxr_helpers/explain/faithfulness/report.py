@@ -36,13 +36,12 @@ from cxr_helpers.explain.gradcam import (
 )
 from cxr_helpers.explain.models import SHAP_ROLES
 from cxr_helpers.explain.study import StudyExplainer
+from cxr_helpers.explain.study_finder import ENSEMBLE_MODEL, RECORDS_FILE
 from cxr_helpers.phantom.probes import ensure_probes
 from cxr_helpers.phantom.truth import load_ground_truth, phantom_root
 
 MAP_COLUMNS = ("hit", "hit_random", "tolerance_share", "hit_exact", "hit_exact_random", "area_share", "energy",
                "energy_random", "hit_baseline", "hit_exact_baseline", "road", "road_random")
-RECORDS_FILE = "faithfulness_records.csv"
-ENSEMBLE_MODEL = "image ensemble"  # the records of the image ensemble (settings.image_ensemble > 1)
 
 
 @dataclass
@@ -143,19 +142,21 @@ def image_baselines(explainer: StudyExplainer, negatives: int, method: str = AUT
 
 
 def image_model_checks(explainer: StudyExplainer, truth, studies: Sequence[int], probe_set, negatives: int,
-                       method: str = AUTO, progress: bool = False, road_limit: int = ROAD_LIMIT) -> list[pd.DataFrame]:
+                       method: str = AUTO, progress: bool = False, road_limit: int = ROAD_LIMIT,
+                       model_name: str = "image") -> list[pd.DataFrame]:
     """The explainer's image model's checks: on the test studies and (given a ``probe_set``) the probes,
     each detected map also minus its label's baseline over ``negatives`` images (``image_baselines``).
 
-    For the image ensemble, pass ``explainer.with_image_model(ensemble)``: detection by its mean logit,
-    maps the mean of its members' maps, baselines its own.
+    For the image ensemble, pass ``explainer.with_image_model(ensemble)`` and ``model_name=ENSEMBLE_MODEL``
+    (the records' model, and the progress bars' name): detection by its mean logit, maps the mean of
+    its members' maps, baselines its own.
     """
     baselines = image_baselines(explainer, negatives, method)
     parts = [study_checks(explainer, truth, studies, "image", method, explainer.cam_layer, progress, baselines,
-                          road_limit)]
+                          road_limit, model_name)]
     if probe_set is not None:
         parts.append(probe_checks(explainer.models.get("image"), probe_set, int(explainer.images.shape[-1]), method,
-                                  explainer.cam_layer, progress, baselines))
+                                  explainer.cam_layer, progress, baselines, model_name=model_name))
     return parts
 
 
@@ -176,8 +177,8 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
                                     progress)
     if explainer.models.image_ensemble is not None:
         ensemble = explainer.with_image_model(explainer.models.image_ensemble)
-        parts += [part.assign(model=ENSEMBLE_MODEL) for part in image_model_checks(
-            ensemble, truth, studies, probe_set, settings.cam_baseline_negatives, method, progress)]
+        parts += image_model_checks(ensemble, truth, studies, probe_set, settings.cam_baseline_negatives, method,
+                                    progress, model_name=ENSEMBLE_MODEL)
     maps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     top_k, mentions = {}, {}
     for role in (r for r in SHAP_ROLES if explainer.has(r)):

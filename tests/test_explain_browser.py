@@ -255,6 +255,11 @@ def test_with_an_image_ensemble_its_map_and_p_stand_beside_the_image_model_s(ens
             plain_map = cam_for_label(model, image, label)
             np.testing.assert_allclose(shown_maps[column][label],
                                        minus_baseline(plain_map, label_baseline_map(model, normal, label)), atol=1e-5)
+    browser.view_picker.value = browser.view_picker.options[1][1]  # the lateral: the ensemble's map of that view
+    lateral = browser.views.pixels(50000004, browser.view_picker.value)
+    assert browser.last_error is None and all("no baseline for this view" in c for c in browser.grid_captions)
+    np.testing.assert_allclose(shown_maps[panels.ENSEMBLE_ROLE][CARDIO], cam_for_label(ensemble, lateral, CARDIO),
+                               atol=1e-5)
     assert "ensemble_cam_misses" in [value for _, value in browser.filter_condition.options]
     records = pd.DataFrame({"study_id": [50000005, 50000006], "label": CARDIO, "model": "image", "detected": 1,
                             "hit": 0})

@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             train_image(settings)
             if settings.image_ensemble > 1:  # CXR_IMAGE_ENSEMBLE: more models of the recipe, other seeds
                 train_image_ensemble(settings)
-            elif forget_image_ensemble(settings):
+            elif is_main_process() and forget_image_ensemble(settings):  # rank 0 alone writes metrics
                 print("dropped the image_ensemble figures of an earlier run from metrics/image.json (CXR_IMAGE_ENSEMBLE is 1)")
         elif args.model == "text":
             from cxr_helpers.text.train import train_text

@@ -93,8 +93,9 @@ def train_image_ensemble(settings, progress: bool = True, resume: bool = True) -
 
 def forget_image_ensemble(settings) -> bool:
     """With one image model (``settings.image_ensemble`` 1), drop an earlier run's "image_ensemble" figures
-    (metrics/image.json and its test predictions): they describe an ensemble around another first model.
-    The members' checkpoints stay; ``train_image_ensemble`` scores them again. Whether anything was dropped."""
+    (metrics/image.json and its test predictions), so that the tables show only what this run scores.
+    The members' checkpoints stay; ``train_image_ensemble`` scores them again. Whether anything was dropped.
+    Under torchrun call it on the main process only (it rewrites metrics/image.json)."""
     if settings.image_ensemble > 1:
         return False
     artifacts = Path(settings.artifacts_dir)

@@ -261,12 +261,12 @@ def test_with_an_image_ensemble_its_map_and_p_stand_beside_the_image_model_s(ens
     np.testing.assert_allclose(shown_maps[panels.ENSEMBLE_ROLE][CARDIO], cam_for_label(ensemble, lateral, CARDIO),
                                atol=1e-5)
     assert "ensemble_cam_misses" in [value for _, value in browser.filter_condition.options]
-    records = pd.DataFrame({"study_id": [50000005, 50000006], "label": CARDIO, "model": "image", "detected": 1,
-                            "hit": 0})
+    records = pd.DataFrame({"study_id": [50000005, 50000006, np.nan], "label": CARDIO, "detected": 1, "hit": 0,
+                            "model": ["image", "image", "image ensemble"]})  # the last: a probe (no study)
     records.to_csv(tmp_path / RECORDS_FILE, index=False)
-    browser.filter_condition.value = "ensemble_cam_misses"  # the records lack the ensemble: refused, says why
+    browser.filter_condition.value = "ensemble_cam_misses"  # no test-study record of the ensemble: refused, says why
     assert browser.filter_condition.value == "all" and "CXR_IMAGE_ENSEMBLE" in browser.find_message.value
-    records.assign(model=["image ensemble", "image"]).to_csv(tmp_path / RECORDS_FILE, index=False)
+    records.assign(model=["image ensemble", "image", "image ensemble"]).to_csv(tmp_path / RECORDS_FILE, index=False)
     browser.filter_condition.value = "ensemble_cam_misses"
     assert browser.shown == [50000005] and browser.last_error is None
 
@@ -382,12 +382,15 @@ def test_finder_selects_the_right_studies(varied, tmp_path):
                                                                         strict=True) if f != i]
     with pytest.raises(FilterUnavailable, match="notebook 05's section 7"):
         finder.matching("fusion_cam_misses")
-    pd.DataFrame({"study_id": [50000004, 50000005, 50000006, 50000007], "label": [CARDIO, CARDIO, EFFUSION, CARDIO],
-                  "model": ["fusion", "fusion", "fusion", "image"], "layer": "layer4", "detected": [1, 0, 1, 1],
-                  "hit": [0, 0, 1, 0], "hit_exact": 0}).to_csv(tmp_path / RECORDS_FILE, index=False)
+    pd.DataFrame({"study_id": [50000004, 50000005, 50000006, 50000007, np.nan], "source": ["test"] * 4 + ["probe"],
+                  "label": [CARDIO, CARDIO, EFFUSION, CARDIO, CARDIO], "model": ["fusion", "fusion", "fusion", "image", "image"],
+                  "layer": "layer4", "detected": [1, 0, 1, 1, 1], "hit": [0, 0, 1, 0, 0],
+                  "hit_exact": 0}).to_csv(tmp_path / RECORDS_FILE, index=False)  # the last row: a probe, no study
     assert finder.matching("fusion_cam_misses") == [50000004]  # 50000005 not detected, 50000006 hit
     assert finder.matching("image_cam_misses", CARDIO) == [50000007]
     assert finder.matching("fusion_cam_misses", EFFUSION) == []
+    with pytest.raises(FilterUnavailable, match="no test-study records of the image ensemble model"):
+        finder.matching("ensemble_cam_misses")
 
 
 def test_filter_narrows_the_slider_and_says_what_it_did(varied, truth, tmp_path):

@@ -62,10 +62,9 @@ class ExplanationBrowser(BrowserWidgets):
         self.finder = StudyFinder(explainer, self.studies, records_path)
         self.views = StudyViews(explainer, data_dir)
         self.column_views = {role: (self.views, role) for role in self.cam_roles}  # grid column -> (views, explainer role)
-        if explainer.models.image_ensemble is not None:  # its own column: the ensemble as the image model
-            ensemble = explainer.with_image_model(explainer.models.image_ensemble)
-            self.cam_roles.append(panels.ENSEMBLE_ROLE)
-            self.column_views[panels.ENSEMBLE_ROLE] = (StudyViews(ensemble, data_dir), "image")
+        ensemble = explainer.models.image_ensemble
+        if ensemble is not None:  # a column of its own: an explainer with the ensemble as its image model
+            self.column_views[panels.ENSEMBLE_ROLE] = (StudyViews(explainer.with_image_model(ensemble), data_dir), "image")
         self.shown = list(self.studies)  # the studies the slider runs over (after the filter)
         self.last_update_seconds, self.last_error = 0.0, None
         self.grid_captions: list[str] = []  # the grid's row titles and tile captions, as text
@@ -73,7 +72,7 @@ class ExplanationBrowser(BrowserWidgets):
         self._filter = ("all", ANY_LABEL)
         self._reports: dict[int, str] = {}
         self._reliance: dict[int, object] = {}
-        super().__init__(explainer, len(self.shown), self.cam_roles, shap_roles, truth is not None)
+        super().__init__(explainer, len(self.shown), self.cam_roles, shap_roles, truth is not None, ensemble is not None)
         for control in (self.slider, self.method_dropdown, self.layer_dropdown, self.opacity, self.truth_toggle,
                         self.view_picker, self.shap_toggle, self.follow_top, self.baseline_toggle):
             control.observe(self._on_change, names="value")
@@ -275,16 +274,15 @@ class ExplanationBrowser(BrowserWidgets):
             for name in used:
                 used[name] += " · no baseline for this view"
             return
-        columns = [c for c in ("image", panels.ENSEMBLE_ROLE) if c in cams]
-        maps = {column: dict(cams[column]) for column in columns}
-        for name in used:
-            for column in columns:
-                baseline = self.column_views[column][0].explainer.baseline_map(name, method, layer)
-                if baseline is not None:  # None for every model alike: no training image lacks the label
-                    maps[column][name] = minus_baseline(maps[column][name], baseline)
-            used[name] += " · image: " + ("no baseline (no training image lacks it)" if baseline is None
-                                          else "minus its baseline")
-        cams.update(maps)
+        for column in (c for c in ("image", panels.ENSEMBLE_ROLE) if c in cams):
+            explainer, maps = self.column_views[column][0].explainer, dict(cams[column])
+            for name in maps:
+                baseline = explainer.baseline_map(name, method, layer)  # None: no training image lacks the label
+                maps[name] = maps[name] if baseline is None else minus_baseline(maps[name], baseline)
+            cams[column] = maps
+        for name in used:  # the negatives come from the cohort, the same for every image model
+            missing = self.explainer.baseline_map(name, method, layer) is None
+            used[name] += " · image: " + ("no baseline (no training image lacks it)" if missing else "minus its baseline")
 
     @property
     def truth_on(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from cxr_helpers.config import CAM_LAYER_NAMES
-from cxr_helpers.explain.browser_panels import ENSEMBLE_ROLE, ROLE_NAMES
+from cxr_helpers.explain.browser_panels import ROLE_NAMES
 from cxr_helpers.explain.gradcam import CAM_METHODS
 from cxr_helpers.explain.study_finder import ANY_LABEL, CONDITIONS
 from cxr_helpers.labels import CHEXPERT_LABELS
@@ -32,8 +32,9 @@ def _width(width: str) -> widgets.Layout:
 class BrowserWidgets:
     """The explanation browser's widgets, built and laid out in ``widget``; ``controls`` are disabled while busy."""
 
-    def __init__(self, explainer, n_studies: int, cam_roles: list[str], shap_roles: list[str], has_truth: bool):
-        self._find_controls(n_studies, ENSEMBLE_ROLE in cam_roles)
+    def __init__(self, explainer, n_studies: int, cam_roles: list[str], shap_roles: list[str], has_truth: bool,
+                 ensemble: bool = False):
+        self._find_controls(n_studies, ensemble)
         self._view_controls(explainer, cam_roles, shap_roles, has_truth)
         self._outputs()
         self.controls = [self.slider, self.study_box, self.filter_condition, self.filter_label, self.label_select,

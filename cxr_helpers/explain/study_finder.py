@@ -55,7 +55,7 @@ class StudyFinder:
         self.studies = [int(s) for s in studies]
         self.records_path = Path(records_path) if records_path is not None else None
         self._codes: np.ndarray | None = None  # (N, 14) coded labels of the studies
-        self._records: tuple[float, pd.DataFrame] | None = None  # (file mtime, table)
+        self._records: tuple[tuple[int, int], pd.DataFrame] | None = None  # ((mtime in ns, size), table)
 
     def codes(self) -> np.ndarray:
         """The studies' coded labels (N, 14): 1/0/-1/-2."""
@@ -79,13 +79,13 @@ class StudyFinder:
             raise FilterUnavailable(
                 f"this filter reads {where}, written by notebook 05's section 7 (the faithfulness checks) on "
                 "the phantom: run that section first (real data has no masks to check against)")
-        mtime = path.stat().st_mtime
-        if self._records is None or self._records[0] != mtime:
+        stamp = (path.stat().st_mtime_ns, path.stat().st_size)  # a rewrite within one clock tick changes the size
+        if self._records is None or self._records[0] != stamp:
             table = pd.read_csv(path)
             missing = [c for c in RECORD_COLUMNS if c not in table.columns]
             if missing:
                 raise FilterUnavailable(f"{path} lacks the columns {missing}")
-            self._records = (mtime, table)
+            self._records = (stamp, table)
         return self._records[1]
 
     def mask(self, condition: str, label: str = ANY_LABEL) -> np.ndarray:
@@ -106,10 +106,12 @@ class StudyFinder:
             return (fusion != image).any(axis=1)
         if condition in MISSES_ROLE:
             table, model = self.records(), MISSES_ROLE[condition]
-            if not (table["model"] == model).any():
-                raise FilterUnavailable(f"{self.records_path} has no records of the {model} model: notebook 05's "
-                                        "section 7 scores it when it is loaded (the image ensemble: CXR_IMAGE_ENSEMBLE)")
-            table = table[(table["model"] == model) & (table["detected"] == 1) & (table["hit"] == 0)]
+            table = table[table["study_id"].notna() & (table["model"] == model)]  # test studies (probes have no study)
+            if table.empty:
+                hint = " (CXR_IMAGE_ENSEMBLE > 1 with its models trained)" if model == ENSEMBLE_MODEL else ""
+                raise FilterUnavailable(f"{self.records_path} has no test-study records of the {model} model: "
+                                        f"notebook 05's section 7 scores it when it is loaded{hint}")
+            table = table[(table["detected"] == 1) & (table["hit"] == 0)]
             if label != ANY_LABEL:
                 table = table[table["label"] == label]
             return np.isin(self.studies, table["study_id"].astype(int).unique())

@@ -374,7 +374,7 @@ if settings.image_ensemble > 1:
 else:
     print(f"CXR_IMAGE_ENSEMBLE is {settings.image_ensemble}: one image model. With 4, this cell trains three more "
           f"(seeds {settings.seed + 1}-{settings.seed + 3}).")
-    if forget_image_ensemble(settings):  # an earlier run's ensemble was built around another first model
+    if forget_image_ensemble(settings):  # an earlier run's ensemble figures: not what this run scores
         print("Dropped an earlier run's image_ensemble figures from metrics/image.json.")
 
 # %% [markdown]

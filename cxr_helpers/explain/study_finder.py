@@ -35,7 +35,8 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "ensemble_cam_misses": ("the image ensemble's Grad-CAM misses the mask", "the same for the image ensemble "
                             "(CXR_IMAGE_ENSEMBLE), the mean map of its models"),
 }
-MISSES_ROLE = {"fusion_cam_misses": "fusion", "image_cam_misses": "image", "ensemble_cam_misses": ENSEMBLE_MODEL}
+MISSES_MODEL = {  # condition -> the "model" of its records
+    "fusion_cam_misses": "fusion", "image_cam_misses": "image", "ensemble_cam_misses": ENSEMBLE_MODEL}
 
 
 class FilterUnavailable(RuntimeError):
@@ -79,7 +80,8 @@ class StudyFinder:
             raise FilterUnavailable(
                 f"this filter reads {where}, written by notebook 05's section 7 (the faithfulness checks) on "
                 "the phantom: run that section first (real data has no masks to check against)")
-        stamp = (path.stat().st_mtime_ns, path.stat().st_size)  # a rewrite within one clock tick changes the size
+        status = path.stat()
+        stamp = (status.st_mtime_ns, status.st_size)  # a rewrite within one clock tick changes the size
         if self._records is None or self._records[0] != stamp:
             table = pd.read_csv(path)
             missing = [c for c in RECORD_COLUMNS if c not in table.columns]
@@ -104,8 +106,8 @@ class StudyFinder:
             fusion = self.probabilities("fusion")[:, columns] >= 0.5
             image = self.probabilities("image")[:, columns] >= 0.5
             return (fusion != image).any(axis=1)
-        if condition in MISSES_ROLE:
-            table, model = self.records(), MISSES_ROLE[condition]
+        if condition in MISSES_MODEL:
+            table, model = self.records(), MISSES_MODEL[condition]
             table = table[table["study_id"].notna() & (table["model"] == model)]  # test studies (probes have no study)
             if table.empty:
                 hint = " (CXR_IMAGE_ENSEMBLE > 1 with its models trained)" if model == ENSEMBLE_MODEL else ""

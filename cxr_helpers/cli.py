@@ -12,13 +12,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cxr_helpers.config import load_settings, workbook_root
+from cxr_helpers.config import load_settings, pick_device, workbook_root
 from cxr_helpers.distributed import distributed_session, is_main_process, world_size
 from cxr_helpers.labeler.cli import add_label_arguments, run_label
 from cxr_helpers.phantom import write_phantom
 from cxr_helpers.phantom.probes import write_probes
 from cxr_helpers.prepare import add_prepare_arguments, ensure_phantom, run_prepare
 from cxr_helpers.results import class_figures, comparisons_table, readme_table
+from cxr_helpers.training import training_precision
 
 NOTEBOOKS = (
     "01_data_prep",
@@ -150,8 +151,19 @@ def _local_kernel_config(sockets: Path):
     return config
 
 
+def precision_line(settings, device: torch.device) -> str:
+    """Where the demo trains and in what precision: on a CPU that sets how long it takes."""
+    precision = training_precision(settings, device)
+    line = f"Training on {device.type} in {precision}"
+    if device.type == "cpu" and precision == "float32" and settings.mixed_precision:
+        line += (" (this CPU has no bfloat16 instructions: the notebooks take about three times as long as on one"
+                 " with them; on a 2-core machine about 30 minutes instead of 10; README, Run time)")
+    return line
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
+    print(precision_line(settings, pick_device()), flush=True)
     if settings.profile == "phantom":
         ensure_phantom(settings)
     os.environ.setdefault("CXR_ARTIFACTS_DIR", str(settings.artifacts_dir))

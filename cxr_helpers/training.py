@@ -272,6 +272,11 @@ def _use_amp(settings, device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_computes_bfloat16())
 
 
+def training_precision(settings, device: torch.device) -> str:
+    """What ``fit`` computes the forward pass in here: "bfloat16", "float16" (a GPU without bfloat16) or "float32"."""
+    return str(_autocast_dtype(device)).removeprefix("torch.") if _use_amp(settings, device) else "float32"
+
+
 def _scaler(settings, device: torch.device):
     """A gradient scaler, active only for float16 autocast (bfloat16 needs none)."""
     enabled = _use_amp(settings, device) and _autocast_dtype(device) == torch.float16

@@ -78,7 +78,7 @@ from cxr_helpers.image_training import (
 from cxr_helpers.labels import CHEXPERT_LABELS, binary_targets
 from cxr_helpers.notebook import setup_notebook
 from cxr_helpers.results import readme_table
-from cxr_helpers.training import cpu_computes_bfloat16, fit
+from cxr_helpers.training import cpu_computes_bfloat16, fit, training_precision
 
 settings = setup_notebook("02 · Image baseline")
 device = pick_device()
@@ -255,14 +255,16 @@ pd.DataFrame(rows, index=list(CHEXPERT_LABELS))
 # With `mixed_precision`, `fit` computes in bfloat16 on a CPU that has bfloat16 instructions
 # (AVX512-BF16 or AMX: recent server CPUs, AMD Zen 4 laptops); weights and optimizer stay float32.
 # On the project's 2-core VM that made a training step 1.7x faster. Elsewhere bfloat16 would be
-# emulated, and slower, so the same settings train in float32: the same run, slower, with figures
-# that differ as another seed's would.
+# emulated, and slower (16x slower on a 2-core AVX2 CPU), so the same settings train in float32: the
+# same run, with figures that differ as another seed's would, and slower. On a 2-core CPU with AVX2
+# only (most laptops) each of this notebook's two models took about 5.5 minutes instead of 1.5
+# (README, Run time).
 
 # %%
 checkpoint_dir = settings.artifacts_dir / "checkpoints"
 print("blank labels in the loss:", settings.blank_policy, "| uncertain labels:", settings.uncertainty_policy)
-print("learning rate:", settings.lr, settings.lr_schedule, "| bfloat16 on this CPU:",
-      settings.mixed_precision and device.type == "cpu" and cpu_computes_bfloat16())
+print("learning rate:", settings.lr, settings.lr_schedule, "| computed in:", training_precision(settings, device),
+      "| bfloat16 instructions on this CPU:", cpu_computes_bfloat16())
 history = fit(model, loaders["fit"], loaders["validate"], settings, checkpoint_dir, "image", device=device)
 history.to_frame().round(4)
 
@@ -363,7 +365,7 @@ print("saved", plots_training.save_figure(fig, settings.artifacts_dir, "image_la
 # With `CXR_IMAGE_ENSEMBLE=K` this cell trains K-1 more image models with seeds `seed + 1`, ..., and
 # scores the ensemble (the mean of their logits) as `image_ensemble`; notebook 05 then scores its map,
 # the mean of the members' maps, beside this model's. Off by default: each extra model costs as much
-# training as this notebook's first (about 90 s on a 2-core laptop CPU with bfloat16). Take 4: with
+# training as this notebook's first (about 90 s on a 2-core CPU with bfloat16, 5.5 min without). Take 4: with
 # 2, the pair's map points about as well as its members (0.63 or 0.75 on the probes, by the seed
 # added; README), while the ensembles of 3 and 4 measured all pointed 0.82-0.85.
 

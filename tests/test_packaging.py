@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import tomllib
+import torch
 
-from cxr_helpers import cli
+from cxr_helpers import cli, training
+from cxr_helpers.config import load_settings
 from cxr_helpers.notebook import check_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +80,14 @@ def test_cli_has_the_documented_commands(command, capsys):
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("has_bf16, says", [(True, "in bfloat16"), (False, "in float32 (this CPU has no bfloat16")])
+def test_demo_says_in_what_precision_it_trains(monkeypatch, has_bf16, says):
+    monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: has_bf16)
+    line = cli.precision_line(load_settings(profile="phantom", fast=False), torch.device("cpu"))
+    assert line.startswith(f"Training on cpu {says}")
+    assert cli.precision_line(load_settings(profile="mimic", fast=False), torch.device("cpu")) == "Training on cpu in float32"
 
 
 def test_demo_runs_a_notebook_headless_over_local_sockets(tmp_path, monkeypatch, capfd):

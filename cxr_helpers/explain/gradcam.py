@@ -202,7 +202,8 @@ def label_baseline_map(model: nn.Module, images: Sequence[np.ndarray], label: st
     ``StudyExplainer.label_negatives``). A map always has a peak, and without the finding it falls
     on the label's default (on the phantom a learned spot at the apex or the base). ``map - baseline``
     keeps what this image adds to that default; its peak is the place the image differs from the
-    label's normal chest. The images go through the CAM as one batch (same maps as one at a time).
+    label's normal chest. The images go through the CAM as one batch (the maps of one at a time, up to
+    float32 rounding: a batch may sum its convolutions in another order).
     """
     if len(images) == 0:
         raise ValueError(f"no images to average {label}'s baseline map over")

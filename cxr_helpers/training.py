@@ -279,7 +279,7 @@ def training_precision(settings, device: torch.device) -> str:
 
 def _scaler(settings, device: torch.device):
     """A gradient scaler, active only for float16 autocast (bfloat16 needs none)."""
-    enabled = _use_amp(settings, device) and _autocast_dtype(device) == torch.float16
+    enabled = training_precision(settings, device) == "float16"
     if hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler("cuda", enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3

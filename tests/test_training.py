@@ -324,11 +324,10 @@ class DtypeRecorder(TinyConvModel):
 def test_mixed_precision_on_a_cpu_trains_in_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, asked,
                                                                                    has_bf16, expected):
     monkeypatch.setattr(training, "cpu_computes_bfloat16", lambda: has_bf16)
-    model = DtypeRecorder()
-    _, history = run(settings_for(tmp_path, mixed_precision=asked), tmp_path / "ckpt", model=model)
+    model, settings = DtypeRecorder(), settings_for(tmp_path, mixed_precision=asked)
+    _, history = run(settings, tmp_path / "ckpt", model=model)
     assert model.seen == {expected} and len(history) == 2 and np.isfinite(history.train_loss).all()
-    assert training.training_precision(settings_for(tmp_path, mixed_precision=asked), torch.device("cpu")) == str(
-        expected).removeprefix("torch.")  # what notebook 02 and `make demo` print
+    assert training.training_precision(settings, torch.device("cpu")) == str(expected).removeprefix("torch.")  # printed
 
 
 def test_the_phantom_profile_asks_for_mixed_precision_and_a_decaying_rate():

@@ -45,7 +45,12 @@ from cxr_helpers.explain.faithfulness.scores import (
     tolerance_pixels,
     top_k_hit,
 )
-from cxr_helpers.explain.faithfulness.spans import cleaned_word_offsets, sentence_spans, span_word_indices
+from cxr_helpers.explain.faithfulness.spans import (
+    cleaned_word_offsets,
+    finding_words,
+    sentence_spans,
+    span_word_indices,
+)
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
 from cxr_helpers.explain.gradcam import cams_for_labels, label_baseline_map, label_baselines
 from cxr_helpers.explain.models import text_head_logit_fn
@@ -248,6 +253,35 @@ def test_spans_map_to_the_cleaned_words_that_state_them():
     assert decimal[mass["start"]:mass["end"]].strip() == "There is a 4.6 cm right lung base mass"
 
 
+def _stated(report: str, *mentions: tuple[str, str, int]) -> tuple[str, list[dict]]:
+    """A report and its spans: each (label, words, code) mention found in the report."""
+    spans = []
+    for label, words, code in mentions:
+        start = report.index(words)
+        spans.append({"label": label, "start": start, "end": start + len(words), "code": code, "section": "findings"})
+    return report, spans
+
+
+def test_a_finding_s_own_words_come_only_with_it_in_enough_sentences():
+    reports = [
+        _stated("FINDINGS:  Plate-like atelectasis at the left base.  Small left pleural effusion.",
+                ("Atelectasis", "atelectasis", 1), ("Pleural Effusion", "pleural effusion", 1)),
+        _stated("FINDINGS:  Plate-like atelectasis at the right base.  No pleural effusion.",
+                ("Atelectasis", "atelectasis", 1), ("Pleural Effusion", "pleural effusion", 0)),
+        _stated("FINDINGS:  Possible plate-like atelectasis.  Small right pleural effusion.",
+                ("Atelectasis", "atelectasis", -1), ("Pleural Effusion", "pleural effusion", 1)),
+        _stated("FINDINGS:  Small left pneumothorax.  Tiny plate-like scar.", ("Pneumothorax", "pneumothorax", 1)),
+    ]
+    own = finding_words(reports[:3], min_sentences=3)
+    # "plate" and "like" come three times, each with atelectasis (present or possible); "atelectasis" too
+    assert own["Atelectasis"] == {"plate", "like", "atelectasis"}
+    # "effusion" is also negated, "small"/"left"/"right" go with other findings or too rarely
+    assert "Pleural Effusion" not in own
+    assert finding_words(reports, min_sentences=3)["Atelectasis"] == {"atelectasis"}  # the scar shares "plate-like"
+    assert finding_words(reports[:3], min_sentences=4) == {}  # seen three times: not enough
+    assert finding_words(reports[:2], min_sentences=1)["Pleural Effusion"] == {"small"}  # once, with the effusion
+
+
 # ----------------------------------------------------------------------------- randomisation
 def test_rank_correlation():
     a = np.arange(10.0)
@@ -407,6 +441,12 @@ def test_checks_score_an_oracle_explanation_as_right(explain_settings, truth, mo
     effusion = top_k[top_k["label"] == "Pleural Effusion"].iloc[0]
     assert effusion["hit"] == 0.0  # all-zero values: the first word, "there", is no effusion word
     assert effusion["hit_sentence"] == 0.0  # nor in "small left pleural effusion"
+    assert effusion["top_words"] == "there" and cardio["top_words"] == "cardiomegaly"
+    assert "hit_own" not in top_k  # no own words given, no such check
+    own, _ = shap_checks(oracle, truth, [oracle.study_id], k=1, own_words={"Pleural Effusion": frozenset({"there"})})
+    own = own.set_index("label")
+    assert own.loc["Pleural Effusion", "hit_own"] == 1.0 and own.loc["Cardiomegaly", "hit_own"] == 1.0  # span kept
+    assert own.loc["Pleural Effusion", "hit_own_random"] > own.loc["Pleural Effusion", "hit_random"]
     negation = mentions[(mentions["label"] == "Pneumothorax") & (mentions["code"] == 0)].iloc[0]
     assert negation["mention"] == "no pneumothorax"
     assert negation["mention_value"] == -1.0 and negation["sign_agrees"] == 1.0
@@ -510,6 +550,9 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     assert set(words["model"]) == {"fusion", "text"} and (words["n mentions"] > 0).all()
     assert (words["top-k in its sentence"] >= words["top-k in span"]).all()  # a sentence holds its span
     assert (words["random (sentence)"] >= words["random ranking"]).all()
+    assert (words["top-k in span or own words"] >= words["top-k in span"]).all()  # own words widen the span
+    assert (words["random (own words)"] >= words["random ranking"]).all()
+    assert set(saved["finding_words"]) <= set(CHEXPERT_LABELS) and all(saved["finding_words"].values())
     for share, interval in [*zip(words["top-k in span"], words["95% interval"], strict=True),
                             *zip(words["negation sign"], words["95% interval (sign)"], strict=True)]:
         assert interval[0] <= share <= interval[1] and interval[1] - interval[0] > 0.1  # a handful of findings
@@ -519,7 +562,7 @@ def test_run_faithfulness_writes_every_check_with_its_baseline(explain_settings,
     checks = summary_table(saved)  # what `python -m cxr_helpers figures` prints for notebook 05
     with_baseline = table["hit_baseline"].notna()
     assert table.loc[with_baseline, ["model", "extent"]].values.tolist() == [["image", "localised"]]
-    assert len(checks) == len(table) + with_baseline.sum() + 3 * len(words) + len(saved["randomisation"])
+    assert len(checks) == len(table) + with_baseline.sum() + 4 * len(words) + len(saved["randomisation"])
     subtracted = checks[checks["check"].str.endswith("map minus the label's baseline")]
     assert len(subtracted) == with_baseline.sum() and subtracted["n"].tolist() == [4]  # the effusions: scored
     assert checks["score"].notna().all() and (checks["n"] > 0).all()

@@ -26,6 +26,7 @@ from cxr_helpers.explain.faithfulness.image_checks import ROAD_LIMIT, probe_chec
 from cxr_helpers.explain.faithfulness.randomisation import randomisation_checks
 from cxr_helpers.explain.faithfulness.resolution import layer_resolution
 from cxr_helpers.explain.faithfulness.scores import POINTING_TOLERANCE, proportion_interval, tolerance_pixels
+from cxr_helpers.explain.faithfulness.spans import TEXT_SECTIONS, finding_words
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
 from cxr_helpers.explain.gradcam import (
     AUTO,
@@ -160,6 +161,13 @@ def image_model_checks(explainer: StudyExplainer, truth, studies: Sequence[int],
     return parts
 
 
+def training_finding_words(explainer: StudyExplainer, truth) -> dict[str, frozenset[str]]:
+    """``spans.finding_words`` of the training split's reports, in the sections the text models read."""
+    reports = ((Path(explainer.row(study_id)["report_path"]).read_text(encoding="utf-8"), truth.study_spans(study_id))
+               for study_id in explainer.study_ids("train"))
+    return finding_words(reports, TEXT_SECTIONS[explainer.text_setting])
+
+
 def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies: Sequence[int] | None = None,
                      probes: bool = True, randomisation_studies: int | None = None, write: bool = True,
                      progress: bool = True) -> FaithfulnessResult:
@@ -181,9 +189,10 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
                                     progress, model_name=ENSEMBLE_MODEL)
     maps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     top_k, mentions = {}, {}
+    own_words = training_finding_words(explainer, truth)
     for role in (r for r in SHAP_ROLES if explainer.has(r)):
         top_k[role], mentions[role] = shap_checks(explainer, truth, studies, role, settings.top_k_labels,
-                                                  progress=progress)
+                                                  progress=progress, own_words=own_words)
     if randomisation_studies is None:
         randomisation_studies = 1 if settings.fast else 3
     randomisation = randomisation_checks(explainer, studies[:randomisation_studies], method, progress=progress)
@@ -199,8 +208,9 @@ def run_faithfulness(settings, explainer: StudyExplainer | None = None, studies:
         "grad_cam": {source: {role: map_summary(group) for role, group in frame.groupby("model", sort=False)}
                      for source, frame in (maps.groupby("source", sort=False) if not maps.empty else [])},
         "shap_top_k": {role: text_summary(records, "hit", "hit_random", "hit_sentence", "hit_sentence_random",
-                                          intervals=("hit", "hit_sentence"))
+                                          "hit_own", "hit_own_random", intervals=("hit", "hit_sentence", "hit_own"))
                        for role, records in top_k.items()},
+        "finding_words": {label: sorted(words) for label, words in own_words.items()},
         "negation": {role: text_summary(records, "sign_agrees", "random_sign_agrees", intervals=("sign_agrees",))
                      for role, records in mentions.items()},
         "randomisation": randomisation_summary(randomisation),
@@ -260,7 +270,9 @@ def shap_table(summary: dict) -> pd.DataFrame:
         negation = summary.get("negation", {}).get(model, {}).get("overall", {})
         rows.append({"model": model, "top-k in span": top_k.get("hit"), "95% interval": _rounded(top_k.get("hit_interval")),
                      "random ranking": top_k.get("hit_random"), "top-k in its sentence": top_k.get("hit_sentence"),
-                     "random (sentence)": top_k.get("hit_sentence_random"), "n stated": top_k.get("n", 0),
+                     "random (sentence)": top_k.get("hit_sentence_random"),
+                     "top-k in span or own words": top_k.get("hit_own"),
+                     "random (own words)": top_k.get("hit_own_random"), "n stated": top_k.get("n", 0),
                      "negation sign": negation.get("sign_agrees"),
                      "95% interval (sign)": _rounded(negation.get("sign_agrees_interval")),
                      "random words": negation.get("random_sign_agrees"), "n mentions": negation.get("n", 0)})
@@ -293,6 +305,10 @@ def summary_table(summary: dict) -> pd.DataFrame:
                      "score": row["top-k in span"], "random": row["random ranking"], "n": row["n stated"]})
         rows.append({"check": "SHAP top-k word in the span's sentence", "on": "test", "model": row["model"],
                      "score": row["top-k in its sentence"], "random": row["random (sentence)"], "n": row["n stated"]})
+        if pd.notna(row["top-k in span or own words"]):
+            rows.append({"check": "SHAP top-k word in the span or the finding's own words", "on": "test",
+                         "model": row["model"], "score": row["top-k in span or own words"],
+                         "random": row["random (own words)"], "n": row["n stated"]})
         rows.append({"check": "SHAP sign follows negation", "on": "test", "model": row["model"],
                      "score": row["negation sign"], "random": row["random words"], "n": row["n mentions"]})
     for name, steps in summary.get("randomisation", {}).items():

@@ -98,10 +98,14 @@ def mask_auroc(cam: np.ndarray, mask: np.ndarray) -> float:
     return float(roc_auc_score(mask, np.asarray(cam, dtype=np.float64).ravel()))
 
 
+def top_k_words(values: np.ndarray, k: int = 3) -> list[int]:
+    """Indices of the k words with the largest values, largest first (ties: the earlier word)."""
+    return [int(i) for i in np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")[:k]]
+
+
 def top_k_hit(values: np.ndarray, relevant: set[int], k: int = 3) -> bool:
     """True if one of the k words with the largest values is relevant."""
-    order = np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")[:k]
-    return any(int(i) in relevant for i in order)
+    return any(i in relevant for i in top_k_words(values, k))
 
 
 def random_top_k_hit(n_words: int, n_relevant: int, k: int = 3) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from cxr_helpers.reports import find_headers
 
@@ -13,6 +13,7 @@ NEGATION_CUES = frozenset({"no", "not", "without", "negative", "free", "absent"}
 _RAW_WORD = re.compile(r"[A-Za-z0-9'\u2019]+")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|\n\s*\n")  # a full stop, not a decimal point, or a blank line
 _SENTENCE_START = re.compile(r"\.(?=\s)|:|\n\s*\n")  # what ends the sentence before, or a header's colon
+OWN_WORD_MIN_SENTENCES = 5  # a word seen in fewer sentences is not evidence of anything
 
 
 def cleaned_word_offsets(report: str, cleaned_text: str, start_at: int = 0) -> list[tuple[int, int]] | None:
@@ -21,7 +22,7 @@ def cleaned_word_offsets(report: str, cleaned_text: str, start_at: int = 0) -> l
     The cleaned findings+impression text is the report's words from the FINDINGS header on, with
     headers and other sections left out; the words are matched in order (a greedy alignment).
     """
-    raw = [(m.start(), m.end(), re.sub(r"['\u2019]", "", m.group().lower())) for m in _RAW_WORD.finditer(report)]
+    raw = [(m.start(), m.end(), _word(m)) for m in _RAW_WORD.finditer(report)]
     raw = [w for w in raw if w[0] >= start_at]
     words = cleaned_text.split()
     offsets, j = [], 0
@@ -83,3 +84,37 @@ def span_word_indices(report: str, cleaned_text: str, spans: Sequence[dict], lab
             chosen |= {i for i, (a, b) in enumerate(offsets)
                        if start <= a < span["start"] and words[i] in NEGATION_CUES}
     return chosen
+
+
+def _word(match: re.Match) -> str:
+    """A raw word as the cleaned text writes it: lower case, apostrophes dropped."""
+    return re.sub(r"['\u2019]", "", match.group().lower())
+
+
+def finding_words(reports: Iterable[tuple[str, Sequence[dict]]],
+                  sections: Sequence[str] = TEXT_SECTIONS["findings_impression"],
+                  min_sentences: int = OWN_WORD_MIN_SENTENCES) -> dict[str, frozenset[str]]:
+    """Each finding's own words: words that, in these (report, spans) pairs, appear only in sentences stating it.
+
+    On the phantom "plate" (of "plate-like") comes only in sentences stating atelectasis and
+    "patchy" only with an opacity, so a model that reads them reads the finding, although they
+    lie outside its span (the head noun). A word counts if it is in at least ``min_sentences``
+    sentences of the text read (from the first of ``sections`` on) and every one of them states
+    the finding as present or possible (span code 1 or -1); side, size and severity words,
+    shared between findings, and the words of negated findings never count.
+    """
+    seen: dict[str, int] = {}
+    always: dict[str, set[str]] = {}
+    for report, spans in reports:
+        start = _text_start(report, sections)
+        cuts = [start] + [m.end() for m in _SENTENCE_START.finditer(report, start)] + [len(report)]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):  # one sentence
+            labels = {s["label"] for s in spans if int(s["code"]) in (1, -1) and a <= s["start"] < b}
+            for word in {_word(m) for m in _RAW_WORD.finditer(report, a, b)}:
+                seen[word] = seen.get(word, 0) + 1
+                always[word] = always[word] & labels if word in always else set(labels)
+    own: dict[str, set[str]] = {}
+    for word, labels in always.items():
+        for label in labels if seen[word] >= min_sentences else ():
+            own.setdefault(label, set()).add(word)
+    return {label: frozenset(words) for label, words in sorted(own.items())}

@@ -10,7 +10,8 @@ the tiny BERT and its cached embeddings. Trains throw-away models with `text.fin
 Each config is head:schedule:epochs[:peak rate] (`settings.text_finetune_head`, `text_finetune_schedule`,
 `text_finetune_epochs`, `text_finetune_lr`; the settings' peak rate when left out).
 With ``--shap`` (phantom only) each model is also explained as notebook 05 explains it: SHAP on
-``settings.explain_studies`` test studies, top-3 words in the stating span / its sentence, and the
+``settings.explain_studies`` test studies, top-3 words in the stating span / the span or the finding's
+own words / its sentence, and the
 sign under negation (``faithfulness.text_checks.shap_checks``). For each seed it prints the validation and
 test macro AUROC of the checkpoint `fit` keeps (the best validation loss), then the mean per
 config. Choose on validation: the test split (about 100 studies) is for the final figure only.
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from cxr_helpers.config import load_settings
+from cxr_helpers.explain.faithfulness.report import training_finding_words
 from cxr_helpers.explain.faithfulness.text_checks import shap_checks
 from cxr_helpers.explain.study import StudyExplainer
 from cxr_helpers.metrics import macro_auroc
@@ -68,8 +70,10 @@ def shap_scores(settings, truth) -> dict:
     """Notebook 05's SHAP checks on the text model just trained into ``settings.artifacts_dir``."""
     explainer = StudyExplainer.from_settings(settings, roles=("text",), cache=False)
     studies = explainer.study_ids("test")[: settings.explain_studies]
-    top_k, mentions = shap_checks(explainer, truth, studies, "text", k=3)
-    return {"span": top_k["hit"].mean(), "sentence": top_k["hit_sentence"].mean(), "n span": len(top_k),
+    top_k, mentions = shap_checks(explainer, truth, studies, "text", k=3,
+                                  own_words=training_finding_words(explainer, truth))
+    return {"span": top_k["hit"].mean(), "span or own words": top_k["hit_own"].mean(),
+            "sentence": top_k["hit_sentence"].mean(), "n span": len(top_k),
             "sign": mentions["sign_agrees"].mean(), "n sign": len(mentions)}
 
 
@@ -109,14 +113,16 @@ def main() -> None:
                 settings = dataclasses.replace(base, artifacts_dir=folder, seed=seed, **parse_config(config))
                 rows.append({"config": config, "seed": seed, **one_run(settings, cohort, features, truth)})
                 row = rows[-1]
-                shap = (f"  SHAP top-3 in span {row['span']:.3f} (n={row['n span']}), sentence {row['sentence']:.3f},"
+                shap = (f"  SHAP top-3 in span {row['span']:.3f} (n={row['n span']}), span or own words"
+                        f" {row['span or own words']:.3f}, sentence {row['sentence']:.3f},"
                         f" negation sign {row['sign']:.3f} (n={row['n sign']})" if truth is not None else "")
                 print(f"{config:<36} seed {seed:>3}: validation {row['validate']:.3f}  test {row['test']:.3f}"
                       f"  (best epoch {row['best epoch']}, {row['seconds']:.0f} s){shap}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     table = pd.DataFrame(rows)
-    columns = ["validate", "test", "seconds"] + (["span", "sentence", "sign"] if truth is not None else [])
+    columns = ["validate", "test", "seconds"] + (["span", "span or own words", "sentence", "sign"]
+                                                 if truth is not None else [])
     summary = table.groupby("config", sort=False)[columns].agg(["mean", "min", "max"])
     print(f"\nmacro AUROC of the kept checkpoint, {SETTING}, {len(args.seeds.split(','))} seeds"
           f" ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")

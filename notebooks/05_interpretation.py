@@ -474,13 +474,13 @@ if on_phantom:
 # Grad-CAM. SHAP's checks on the text model ask whether it reads the words a radiologist would; on
 # findings+impression reports that is also how it "cheats" (the labels were extracted from them).
 # In the default run (30 test studies, 48 stated findings) the fine-tuned text model's top 3 words
-# touched the finding's sentence every time (random 0.53) and its own words (the span, the head
+# touched the finding's sentence every time (random 0.53) and the span stating it (the head
 # noun: "effusion") 0.65 of the time (random 0.19); the sign followed the mention for 0.94 of 95
 # mentions. Most span misses are the finding's own modifiers ("patchy" opacity, "4 cm" nodule),
 # which on the phantom come only with their finding. (Counting the finding's own words as right, the
 # default run scored 0.83, interval 0.70-0.91, random 0.27: 9 of its 17 span misses were own words.
 # The other 8 were sizes ("4", "3"), severities and sides ("trace", "large"), places ("apical",
-# "perihilar") and once another finding's word ("like" of "plate-like" for a consolidation).
+# "perihilar") and, in two of them, other findings' own words ("like", "increased", "mildly").
 # A run of the same code on another CPU, whose span score was also 0.65, scored 0.81.
 # Over four seeds there the span scored 0.42-0.65 and span-or-own-words 0.79-0.90. The target,
 # 0.8 on the span itself, is still missed.) It is the model, not SHAP's budget: with 600
